@@ -1,0 +1,36 @@
+package sqlstore
+
+import (
+	"context"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// AppendAudit records one event; Detail defaults to an empty JSON object.
+func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
+	if e.Detail == "" {
+		e.Detail = "{}"
+	}
+	_, err := s.exec(ctx, `INSERT INTO audit_events (at, type, user_id, actor_id, client_id, ip, user_agent, detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Time.UTC(), e.Type, e.UserID, e.ActorID, e.ClientID, e.IP, e.UserAgent, e.Detail)
+	return wrap(err, "append audit event")
+}
+
+// ListAudit returns events newest first.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error) {
+	query := `SELECT id, at, type, user_id, actor_id, client_id, ip, user_agent, detail FROM audit_events`
+	var args []any
+	if f.UserID != "" {
+		query += ` WHERE user_id = ?`
+		args = append(args, f.UserID)
+	}
+	query += ` ORDER BY at DESC, id DESC`
+	if f.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	events := []store.AuditEvent{}
+	err := s.sel(ctx, &events, query, args...)
+	return events, wrap(err, "list audit events")
+}

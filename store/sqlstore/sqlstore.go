@@ -1,0 +1,183 @@
+// Package sqlstore is the store.Store implementation on sqlx, serving
+// PostgreSQL (github.com/lib/pq) and SQLite (modernc.org/sqlite, no cgo).
+// Queries are written once with ? placeholders and rebound per driver; the
+// dialect files hold only what differs: opening, error mapping.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// Store is the SQL-backed store.Store.
+type Store struct {
+	db      *sqlx.DB
+	dialect string // "sqlite" or "postgres"
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to a database URL: "postgres://…" (or "postgresql://…") or
+// "sqlite:PATH". It does not migrate; see Migrate and CheckSchema.
+func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	dialect, dsn, err := ParseURL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	var db *sqlx.DB
+	switch dialect {
+	case "sqlite":
+		db, err = openSQLite(dsn)
+	default:
+		db, err = openPostgres(dsn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, dialect: dialect}
+	if err := s.Ping(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	return s, nil
+}
+
+// ParseURL splits a Twofold database URL into its dialect and the driver's
+// DSN, refusing anything else with a message that says what is accepted.
+func ParseURL(databaseURL string) (dialect, dsn string, err error) {
+	switch {
+	case strings.HasPrefix(databaseURL, "sqlite:"):
+		path := strings.TrimPrefix(databaseURL, "sqlite:")
+		path = strings.TrimPrefix(path, "//")
+		if path == "" {
+			return "", "", errors.New("sqlite URL needs a file path, as in sqlite:twofold.db")
+		}
+		return "sqlite", path, nil
+	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+		u, err := url.Parse(databaseURL)
+		if err != nil {
+			return "", "", fmt.Errorf("malformed PostgreSQL URL: %v", redactURLError(err))
+		}
+		if u.Host == "" {
+			return "", "", errors.New("PostgreSQL URL needs a host, as in postgres://user@host:5432/db")
+		}
+		if strings.TrimPrefix(u.Path, "/") == "" {
+			return "", "", errors.New("PostgreSQL URL needs a database name, as in postgres://user@host:5432/db")
+		}
+		return "postgres", databaseURL, nil
+	}
+	return "", "", errors.New(`database URL must start with "postgres://", "postgresql://" or "sqlite:"`)
+}
+
+// redactURLError drops the URL (which may hold a password) from a parse error.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Dialect is "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect }
+
+// DB exposes the pool for migrations and for tests.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+type txKey struct{}
+
+// querier is what both *sqlx.DB and *sqlx.Tx offer.
+type querier interface {
+	sqlx.ExtContext
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+// q returns the transaction carried by ctx, else the pool: every query goes
+// through it so that a call made inside InTx joins the transaction.
+func (s *Store) q(ctx context.Context) querier {
+	if tx, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return tx
+	}
+	return s.db
+}
+
+// InTx runs fn in one transaction. Nested calls join the outer one.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return fn(ctx)
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(context.WithValue(ctx, txKey{}, tx)); err != nil {
+		if rerr := tx.Rollback(); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+		}
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", s.mapErr(err))
+	}
+	return nil
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
+	return res, s.mapErr(err)
+}
+
+func (s *Store) get(ctx context.Context, dest any, query string, args ...any) error {
+	err := s.q(ctx).GetContext(ctx, dest, s.db.Rebind(query), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return s.mapErr(err)
+}
+
+func (s *Store) sel(ctx context.Context, dest any, query string, args ...any) error {
+	return s.mapErr(s.q(ctx).SelectContext(ctx, dest, s.db.Rebind(query), args...))
+}
+
+// mapErr turns a unique-constraint violation into store.ErrAlreadyExists.
+func (s *Store) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if isUniqueViolation(err) {
+		return fmt.Errorf("%w: %v", store.ErrAlreadyExists, err)
+	}
+	return err
+}
+
+// isUniqueViolation recognises both drivers' unique-constraint errors.
+func isUniqueViolation(err error) bool {
+	return isPostgresUnique(err) || isSQLiteUnique(err)
+}
+
+// one checks that an UPDATE or DELETE touched exactly one row.
+func one(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package sqlstore_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+	"github.com/twofold-idp/twofold/store/storetest"
+)
+
+// TestStore runs the conformance suite on each database.
+func TestStore(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			t.Logf("store suite on %s", dialect)
+			storetest.Run(t, func(t *testing.T) store.Store { return sqltest.Open(t, dialect) })
+		})
+	}
+}
+
+func TestSchemaChecks(t *testing.T) {
+	ctx := context.Background()
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			s := sqltest.OpenURL(t, sqltest.URL(t, dialect), false)
+
+			err := s.CheckSchema(ctx)
+			require.ErrorIs(t, err, sqlstore.ErrSchemaBehind, "an empty database is refused")
+			assert.Contains(t, err.Error(), "twofold migrate up")
+
+			applied, err := s.Migrate(ctx)
+			require.NoError(t, err)
+			assert.NotEmpty(t, applied)
+			require.NoError(t, s.CheckSchema(ctx))
+
+			again, err := s.Migrate(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, again, "migrating twice applies nothing")
+
+			st, err := s.Status(ctx)
+			require.NoError(t, err)
+			for _, m := range st {
+				assert.True(t, m.Applied, m.Name)
+			}
+
+			// A newer binary has migrated this database further.
+			_, err = s.DB().ExecContext(ctx, s.DB().Rebind("INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, ?)"), 99999, true)
+			require.NoError(t, err)
+			err = s.CheckSchema(ctx)
+			require.ErrorIs(t, err, sqlstore.ErrSchemaAhead)
+			_, err = s.Migrate(ctx)
+			require.ErrorIs(t, err, sqlstore.ErrSchemaAhead, "an older binary never migrates a newer schema")
+		})
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		url, dialect, err string
+	}{
+		{url: "sqlite:twofold.db", dialect: "sqlite"},
+		{url: "sqlite:///var/lib/twofold.db", dialect: "sqlite"},
+		{url: "postgres://u@localhost:5432/db?sslmode=disable", dialect: "postgres"},
+		{url: "postgresql://u:p@db/twofold", dialect: "postgres"},
+		{url: "sqlite:", err: "file path"},
+		{url: "mysql://localhost/db", err: "must start with"},
+		{url: "twofold.db", err: "must start with"},
+		{url: "postgres://", err: "needs a host"},
+		{url: "postgres://localhost", err: "database name"},
+		{url: "postgres://u:secret@local host/db", err: "malformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.url, func(t *testing.T) {
+			dialect, _, err := sqlstore.ParseURL(tc.url)
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				assert.False(t, strings.Contains(err.Error(), "secret"), "no password in errors")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.dialect, dialect)
+		})
+	}
+}
+
+func TestOpenUnreachablePostgres(t *testing.T) {
+	_, err := sqlstore.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connect to postgres database")
+}

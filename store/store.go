@@ -1,0 +1,119 @@
+// Package store defines Twofold's persistence contract: the entities every
+// other package reads and writes, one Store interface, and the sentinel
+// errors callers branch on. Implementations live in subpackages (sqlstore);
+// storetest holds the conformance suite each implementation must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Implementations map driver errors onto these at the edge,
+// so callers never inspect PostgreSQL or SQLite error codes.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrAlreadyExists = errors.New("store: already exists")
+)
+
+// Population is the group of end users an account belongs to (R04).
+type Population string
+
+const (
+	PopulationAgent   Population = "agent"
+	PopulationContact Population = "contact"
+)
+
+// Valid reports whether p is a known population.
+func (p Population) Valid() bool { return p == PopulationAgent || p == PopulationContact }
+
+// Role is what an account may do. Admins and supervisors are agents.
+type Role string
+
+const (
+	RoleAdmin      Role = "admin"
+	RoleSupervisor Role = "supervisor"
+	RoleAgent      Role = "agent"
+	RoleContact    Role = "contact"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleAdmin, RoleSupervisor, RoleAgent, RoleContact:
+		return true
+	}
+	return false
+}
+
+// User is an account that signs in on the hosted pages.
+type User struct {
+	ID string `db:"id"`
+	// Email as the user typed it; EmailKey is its normalised form, unique
+	// per population.
+	Email      string     `db:"email"`
+	EmailKey   string     `db:"email_key"`
+	Population Population `db:"population"`
+	Role       Role       `db:"role"`
+	// PasswordHash is an argon2id PHC string.
+	PasswordHash string `db:"password_hash"`
+	// PasswordMustChange is set for generated one-time passwords.
+	PasswordMustChange bool `db:"password_must_change"`
+	// MFARequired is the per-user enforcement flag set by admins (R15).
+	MFARequired bool      `db:"mfa_required"`
+	Disabled    bool      `db:"disabled"`
+	CreatedAt   time.Time `db:"created_at"`
+	UpdatedAt   time.Time `db:"updated_at"`
+}
+
+// UserFilter narrows ListUsers. Zero values match everything.
+type UserFilter struct {
+	Population Population
+	Limit      int
+}
+
+// Store is the one persistence interface of Twofold. Methods that take a
+// context run inside the transaction started by InTx when the context
+// carries one.
+type Store interface {
+	// InTx runs fn in a transaction: every store call made with the
+	// context passed to fn joins it; an error from fn rolls everything back.
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, id string) (User, error)
+	// GetUserByEmail looks a user up by the normalised email key.
+	GetUserByEmail(ctx context.Context, p Population, emailKey string) (User, error)
+	ListUsers(ctx context.Context, f UserFilter) ([]User, error)
+	CountUsers(ctx context.Context) (int, error)
+	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
+	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
+	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
+
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// AuditEvent is one security-relevant event (R24).
+type AuditEvent struct {
+	ID        int64     `db:"id"`
+	Time      time.Time `db:"at"`
+	Type      string    `db:"type"`
+	UserID    string    `db:"user_id"`
+	ActorID   string    `db:"actor_id"`
+	ClientID  string    `db:"client_id"`
+	IP        string    `db:"ip"`
+	UserAgent string    `db:"user_agent"`
+	// Detail is a short JSON object with event-specific fields.
+	Detail string `db:"detail"`
+}
+
+// AuditFilter narrows ListAudit; newest events come first.
+type AuditFilter struct {
+	UserID string
+	Limit  int
+}
