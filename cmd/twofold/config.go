@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+)
+
+// Config is the whole configuration. Every field can come from the YAML
+// file (--config) and from the environment as TWOFOLD_ plus the field's
+// YAML path in upper case joined by "_" (log.level → TWOFOLD_LOG_LEVEL).
+// The environment wins over the file.
+type Config struct {
+	Issuer      string         `yaml:"issuer"`
+	Listen      string         `yaml:"listen"`
+	DatabaseURL string         `yaml:"database_url"`
+	SecretsKey  string         `yaml:"secrets_key"`
+	Log         LogConfig      `yaml:"log"`
+	Password    PasswordConfig `yaml:"password"`
+}
+
+// LogConfig sets the structured log output.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// PasswordConfig sets the argon2id cost and the length rule.
+type PasswordConfig struct {
+	Argon2MemoryKiB   uint32 `yaml:"argon2_memory_kib"`
+	Argon2Iterations  uint32 `yaml:"argon2_iterations"`
+	Argon2Parallelism uint8  `yaml:"argon2_parallelism"`
+	MinLength         int    `yaml:"min_length"`
+}
+
+// DefaultConfig is what runs with no file and no environment: an SQLite
+// file in the working directory and the issuer on localhost (WebAuthn
+// needs a host name, not an IP, as RP ID).
+func DefaultConfig() Config {
+	return Config{
+		Issuer:      "http://localhost:8080",
+		Listen:      "127.0.0.1:8080",
+		DatabaseURL: "sqlite:twofold.db",
+		Log:         LogConfig{Level: "info", Format: "text"},
+		Password: PasswordConfig{
+			Argon2MemoryKiB: 19 * 1024, Argon2Iterations: 2, Argon2Parallelism: 1,
+			MinLength: 12,
+		},
+	}
+}
+
+// EnvPrefix starts every configuration variable. TWOFOLD_TEST_ is kept
+// for the test suite and is not configuration.
+const EnvPrefix = "TWOFOLD_"
+
+// ConfigError lists every problem found, one per line.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "invalid configuration:\n" + strings.Join(e.Problems, "\n")
+}
+
+// LoadConfig reads the file at path (if any) over the defaults, then the
+// environment over that, and validates the result.
+func LoadConfig(path string, environ []string) (Config, error) {
+	cfg := DefaultConfig()
+	var problems []string
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, &ConfigError{Problems: []string{fmt.Sprintf("--config: %v", err)}}
+		}
+		problems = append(problems, decodeYAML(data, &cfg)...)
+	}
+	problems = append(problems, applyEnv(&cfg, environ)...)
+	problems = append(problems, cfg.Validate()...)
+	if len(problems) > 0 {
+		return cfg, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// decodeYAML refuses unknown keys; yaml.v3 reports each with its line.
+func decodeYAML(data []byte, cfg *Config) []string {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(cfg)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		out := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			out[i] = "config file: " + e
+		}
+		return out
+	}
+	return []string{"config file: " + err.Error()}
+}
+
+// envField is one configuration leaf and its variable name.
+type envField struct {
+	name  string
+	value reflect.Value
+}
+
+func envFields(cfg *Config) []envField {
+	var out []envField
+	var walk func(prefix string, v reflect.Value)
+	walk = func(prefix string, v reflect.Value) {
+		t := v.Type()
+		for i := range t.NumField() {
+			name := prefix + strings.ToUpper(t.Field(i).Tag.Get("yaml"))
+			if v.Field(i).Kind() == reflect.Struct {
+				walk(name+"_", v.Field(i))
+				continue
+			}
+			out = append(out, envField{name: name, value: v.Field(i)})
+		}
+	}
+	walk(EnvPrefix, reflect.ValueOf(cfg).Elem())
+	return out
+}
+
+// EnvNames lists every configuration variable, for help and docs.
+func EnvNames() []string {
+	var cfg Config
+	var names []string
+	for _, f := range envFields(&cfg) {
+		names = append(names, f.name)
+	}
+	return names
+}
+
+// applyEnv sets fields from TWOFOLD_* variables. An unknown TWOFOLD_
+// variable is refused: a typo must not silently fall back to a default.
+func applyEnv(cfg *Config, environ []string) []string {
+	fields := map[string]reflect.Value{}
+	for _, f := range envFields(cfg) {
+		fields[f.name] = f.value
+	}
+	var problems []string
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || strings.HasPrefix(name, EnvPrefix+"TEST_") {
+			continue
+		}
+		v, ok := fields[name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: unknown configuration variable", name))
+			continue
+		}
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(val)
+		case reflect.Int:
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %q is not a whole number", name, val))
+				continue
+			}
+			v.SetInt(int64(n))
+		case reflect.Uint8, reflect.Uint32:
+			n, err := strconv.ParseUint(val, 10, v.Type().Bits())
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %q is not a whole number from 0 to %d", name, val, uint64(1)<<v.Type().Bits()-1))
+				continue
+			}
+			v.SetUint(n)
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// Validate returns every problem, each naming its field.
+func (c Config) Validate() []string {
+	var p []string
+	add := func(field, format string, args ...any) {
+		p = append(p, field+": "+fmt.Sprintf(format, args...))
+	}
+
+	if u, err := url.Parse(c.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		add("issuer", "%q must be an absolute https URL (http only for localhost)", c.Issuer)
+	} else {
+		if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+			add("issuer", "%q must use https (http is allowed only for localhost and 127.0.0.1)", c.Issuer)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("issuer", "%q must have no query, fragment or user info (OpenID Connect Discovery §2)", c.Issuer)
+		}
+		if strings.HasSuffix(u.Path, "/") {
+			add("issuer", "%q must not end with a slash", c.Issuer)
+		}
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "%q must be host:port, as in 127.0.0.1:8080 or :8080", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		add("listen", "port %q must be a number from 0 to 65535", port)
+	}
+	if c.DatabaseURL == "" {
+		add("database_url", "must be set, as in sqlite:twofold.db or postgres://user@host/db")
+	} else if _, _, err := sqlstore.ParseURL(c.DatabaseURL); err != nil {
+		add("database_url", "%v", err)
+	}
+	if c.SecretsKey != "" {
+		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
+			add("secrets_key", "%v", err)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level", "%q must be one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		add("log.format", "%q must be text or json", c.Log.Format)
+	}
+	pw := c.Password
+	if pw.Argon2MemoryKiB < 8*1024 || pw.Argon2MemoryKiB > 4*1024*1024 {
+		add("password.argon2_memory_kib", "%d must be from 8192 (8 MiB) to 4194304 (4 GiB)", pw.Argon2MemoryKiB)
+	}
+	if pw.Argon2Iterations < 1 || pw.Argon2Iterations > 100 {
+		add("password.argon2_iterations", "%d must be from 1 to 100", pw.Argon2Iterations)
+	}
+	if pw.Argon2Parallelism < 1 || pw.Argon2Parallelism > 64 {
+		add("password.argon2_parallelism", "%d must be from 1 to 64", pw.Argon2Parallelism)
+	}
+	if pw.MinLength < 8 || pw.MinLength > 128 {
+		add("password.min_length", "%d must be from 8 to 128 (NIST SP 800-63B asks for at least 8)", pw.MinLength)
+	}
+	return p
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

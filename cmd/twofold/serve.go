@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/server"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+)
+
+// devAdminEmail is the account serve --dev seeds on an empty database.
+const devAdminEmail = "admin@example.com"
+
+func (a *app) serveCmd() *cobra.Command {
+	var dev bool
+	cmd := &cobra.Command{
+		Use:   "serve [--dev]",
+		Short: "Run the provider",
+		Long: `Run the provider.
+
+With --dev: use an SQLite file in the working directory (unless a database
+is configured), apply migrations, keep a generated secrets key beside it,
+and on first start seed an admin account whose one-time password is
+printed once.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.config()
+			if err != nil {
+				return err
+			}
+			return a.serve(cmd.Context(), cfg, dev)
+		},
+	}
+	cmd.Flags().BoolVar(&dev, "dev", false, "development mode: embedded SQLite, migrate, seed an admin")
+	return cmd
+}
+
+func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
+	logger, err := server.NewLogger(a.stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	key, err := a.secretsKey(cfg, dev, logger)
+	if err != nil {
+		return err
+	}
+	if _, err := secrets.New(key); err != nil {
+		return err
+	}
+
+	s, err := openStore(ctx, cfg, !dev)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if dev {
+		applied, err := s.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			logger.Info("applied migrations", "versions", applied)
+		}
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		return err
+	}
+	if dev {
+		if err := a.seedAdmin(ctx, cfg, s); err != nil {
+			return err
+		}
+	}
+
+	issuer, _ := url.Parse(cfg.Issuer)
+	srv := server.New(server.Options{Logger: logger, HTTPS: issuer.Scheme == "https", Ready: s.Ping})
+	srv.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "Twofold identity provider\nissuer: %s\n", cfg.Issuer)
+	})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	logger.Info("twofold is serving", "version", versionString(), "listen", ln.Addr().String(),
+		"database", s.Dialect(), "open", cfg.Issuer+"/")
+	return server.Serve(ctx, ln, srv, logger, 20*time.Second)
+}
+
+// secretsKey returns the configured key. In dev mode without one, the key
+// is kept in a file beside the SQLite database (created on first start).
+func (a *app) secretsKey(cfg Config, dev bool, logger *slog.Logger) ([]byte, error) {
+	if cfg.SecretsKey != "" {
+		return secrets.ParseKey(cfg.SecretsKey)
+	}
+	if !dev {
+		return nil, &ConfigError{Problems: []string{
+			"secrets_key: must be set to serve (TWOFOLD_SECRETS_KEY, 32 bytes in base64: openssl rand -base64 32), or run with --dev",
+		}}
+	}
+	path := "twofold-dev.key"
+	if dialect, file, _ := sqlstore.ParseURL(cfg.DatabaseURL); dialect == "sqlite" {
+		path = file + ".key"
+	}
+	key, created, err := secrets.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		abs, _ := filepath.Abs(path)
+		logger.Warn("dev mode: generated a secrets key; keep this file with the database", "file", abs)
+	}
+	return key, nil
+}
+
+// seedAdmin creates the admin account on an empty database and prints its
+// one-time password once. A database with any account is left alone.
+func (a *app) seedAdmin(ctx context.Context, cfg Config, s store.Store) error {
+	password := accounts.GeneratePassword()
+	svc := cfg.accounts(s)
+	created := false
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		n, err := s.CountUsers(ctx)
+		if err != nil || n > 0 {
+			return err
+		}
+		u, err := svc.CreateUser(ctx, accounts.NewUser{
+			Email: devAdminEmail, Population: store.PopulationAgent, Role: store.RoleAdmin,
+			Password: password, MustChange: true,
+		})
+		if err != nil {
+			return err
+		}
+		created = true
+		return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.created", UserID: u.ID, ActorID: "serve --dev", Detail: `{"seed":"admin"}`})
+	})
+	if err != nil && !errors.Is(err, accounts.ErrEmailTaken) {
+		return fmt.Errorf("seed admin: %w", err)
+	}
+	if created {
+		fmt.Fprintf(a.stdout, "\nTwofold dev admin account, shown once (change it at first sign-in):\n  email:    %s\n  password: %s\n\n", devAdminEmail, password)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/store"
+)
+
+func (cfg Config) accounts(s store.Store) *accounts.Service {
+	return &accounts.Service{
+		Store: s,
+		Hasher: accounts.Hasher{Params: accounts.Argon2Params{
+			MemoryKiB:   cfg.Password.Argon2MemoryKiB,
+			Iterations:  cfg.Password.Argon2Iterations,
+			Parallelism: cfg.Password.Argon2Parallelism,
+		}},
+		MinPasswordLen: cfg.Password.MinLength,
+	}
+}
+
+// userJSON is the public view of an account: never the password hash.
+type userJSON struct {
+	ID                 string    `json:"id"`
+	Email              string    `json:"email"`
+	Population         string    `json:"population"`
+	Role               string    `json:"role"`
+	Disabled           bool      `json:"disabled"`
+	MFARequired        bool      `json:"mfa_required"`
+	PasswordMustChange bool      `json:"password_must_change"`
+	CreatedAt          time.Time `json:"created_at"`
+	UpdatedAt          time.Time `json:"updated_at"`
+}
+
+func toJSON(u store.User) userJSON {
+	return userJSON{
+		ID: u.ID, Email: u.Email, Population: string(u.Population), Role: string(u.Role),
+		Disabled: u.Disabled, MFARequired: u.MFARequired, PasswordMustChange: u.PasswordMustChange,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(),
+	}
+}
+
+// outputFlag adds --output text|json to cmd.
+func outputFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().StringP("output", "o", "text", "output format: text or json")
+}
+
+func checkOutput(o string) error {
+	if o != "text" && o != "json" {
+		return usageError{fmt.Errorf("--output %q: want text or json", o)}
+	}
+	return nil
+}
+
+func (a *app) printUsers(output string, users []store.User) error {
+	if output == "json" {
+		out := make([]userJSON, len(users))
+		for i, u := range users {
+			out[i] = toJSON(u)
+		}
+		return writeJSON(a.stdout, out)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tEMAIL\tPOPULATION\tROLE\tSTATUS\tCREATED")
+	for _, u := range users {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Email, u.Population, u.Role, status, u.CreatedAt.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// withStore loads the configuration and opens the migrated database.
+func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) error) error {
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	s, err := openMigrated(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(cfg, s)
+}
+
+func (a *app) usersCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd())
+	return cmd
+}
+
+func (a *app) usersCreateCmd() *cobra.Command {
+	var email, population, role string
+	var passwordStdin bool
+	cmd := &cobra.Command{
+		Use:   "create --email EMAIL --population agent|contact [--role ROLE] [--password-stdin]",
+		Short: "Create an account; the password is read from stdin or a no-echo prompt",
+		Args:  exactArgs(0),
+	}
+	output := outputFlag(cmd)
+	cmd.Flags().StringVar(&email, "email", "", "email address (unique per population, case-insensitive)")
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact")
+	cmd.Flags().StringVar(&role, "role", "", "admin, supervisor, agent or contact (default: agent for agents, contact for contacts)")
+	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		if email == "" || population == "" {
+			return usageError{errors.New("--email and --population are required")}
+		}
+		password, err := a.readPassword(passwordStdin)
+		if err != nil {
+			return err
+		}
+		return a.withStore(cmd.Context(), func(cfg Config, s store.Store) error {
+			var u store.User
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				var err error
+				u, err = cfg.accounts(s).CreateUser(ctx, accounts.NewUser{
+					Email: email, Population: store.Population(population), Role: store.Role(role), Password: password,
+				})
+				if err != nil {
+					return err
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.created", UserID: u.ID, ActorID: "cli"})
+			})
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(a.stdout, toJSON(u))
+			}
+			fmt.Fprintf(a.stdout, "created %s %s (%s), id %s\n", u.Population, u.Email, u.Role, u.ID)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// readPassword reads the new password from stdin, or prompts twice
+// without echo when stdin is a terminal. Never from a flag: flags end up
+// in shell history and process listings.
+func (a *app) readPassword(fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(a.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from stdin: %w", err)
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	f, ok := a.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usageError{errors.New("no password: pipe it in with --password-stdin, or run in a terminal to be prompted")}
+	}
+	fmt.Fprint(a.stderr, "Password: ")
+	p1, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	fmt.Fprint(a.stderr, "Repeat password: ")
+	p2, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(a.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if string(p1) != string(p2) {
+		return "", errors.New("the passwords do not match")
+	}
+	return string(p1), nil
+}
+
+func (a *app) usersListCmd() *cobra.Command {
+	var population string
+	cmd := &cobra.Command{Use: "list", Short: "List accounts", Args: exactArgs(0)}
+	output := outputFlag(cmd)
+	cmd.Flags().StringVar(&population, "population", "", "only agent or contact")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		if population != "" && !store.Population(population).Valid() {
+			return usageError{accounts.ErrInvalidPopulation}
+		}
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			users, err := s.ListUsers(cmd.Context(), store.UserFilter{Population: store.Population(population)})
+			if err != nil {
+				return err
+			}
+			return a.printUsers(*output, users)
+		})
+	}
+	return cmd
+}
+
+// findUser resolves an id or an email; an email present in both
+// populations needs --population.
+func findUser(ctx context.Context, s store.Store, ref, population string) (store.User, error) {
+	if u, err := s.GetUser(ctx, ref); err == nil {
+		return u, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.User{}, err
+	}
+	key, err := accounts.NormalizeEmail(ref)
+	if err != nil {
+		return store.User{}, fmt.Errorf("no user with id %q", ref)
+	}
+	pops := []store.Population{store.PopulationAgent, store.PopulationContact}
+	if population != "" {
+		pops = []store.Population{store.Population(population)}
+	}
+	var found []store.User
+	for _, p := range pops {
+		u, err := s.GetUserByEmail(ctx, p, key)
+		if err == nil {
+			found = append(found, u)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return store.User{}, err
+		}
+	}
+	switch len(found) {
+	case 0:
+		return store.User{}, fmt.Errorf("no user %q", ref)
+	case 1:
+		return found[0], nil
+	}
+	return store.User{}, usageError{fmt.Errorf("%q is both an agent and a contact: add --population", ref)}
+}
+
+func (a *app) usersShowCmd() *cobra.Command {
+	var population string
+	cmd := &cobra.Command{Use: "show ID|EMAIL", Short: "Show one account", Args: exactArgs(1)}
+	output := outputFlag(cmd)
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			u, err := findUser(cmd.Context(), s, args[0], population)
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(a.stdout, toJSON(u))
+			}
+			j := toJSON(u)
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "id\t%s\nemail\t%s\npopulation\t%s\nrole\t%s\ndisabled\t%t\nmfa required\t%t\ncreated\t%s\nupdated\t%s\n",
+				j.ID, j.Email, j.Population, j.Role, j.Disabled, j.MFARequired, j.CreatedAt.Format(time.RFC3339), j.UpdatedAt.Format(time.RFC3339))
+			return tw.Flush()
+		})
+	}
+	return cmd
+}
+
+func (a *app) usersDisableCmd() *cobra.Command {
+	var population string
+	var enable bool
+	cmd := &cobra.Command{Use: "disable ID|EMAIL", Short: "Disable an account (it can no longer sign in)", Args: exactArgs(1)}
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.Flags().BoolVar(&enable, "enable", false, "re-enable the account instead")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			ctx := cmd.Context()
+			u, err := findUser(ctx, s, args[0], population)
+			if err != nil {
+				return err
+			}
+			typ := "user.disabled"
+			if enable {
+				typ = "user.enabled"
+			}
+			err = s.InTx(ctx, func(ctx context.Context) error {
+				if err := s.SetUserDisabled(ctx, u.ID, !enable, time.Now()); err != nil {
+					return err
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli"})
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s %s\n", strings.TrimPrefix(typ, "user."), u.Email)
+			return nil
+		})
+	}
+	return cmd
+}
