@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The one test command (`make test`): on a fresh machine it installs and
+# starts PostgreSQL, creates a fresh test database, then runs the gofmt
+# check, go vet and go test -race with PostgreSQL required.
+# Set TWOFOLD_TEST_DATABASE_URL to use a database of your own instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+
+log() { echo "==> $*"; }
+die() { echo "test.sh: $*" >&2; exit 1; }
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+ensure_postgres() {
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || die "PostgreSQL is not installed and this is not root: install it, or set TWOFOLD_TEST_DATABASE_URL"
+    log "installing PostgreSQL with apt-get"
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    log "starting PostgreSQL"
+    for v in $(ls /etc/postgresql); do
+      pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+    done
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  pg_isready -h 127.0.0.1 -p 5432 >/dev/null || die "PostgreSQL does not answer on 127.0.0.1:5432"
+
+  # A role with a password works under trust and scram-sha-256 alike.
+  local db="twofold_test_$$_$(date +%s)"
+  as_postgres psql -v ON_ERROR_STOP=1 -qAt -d postgres <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'twofold_test') THEN
+    CREATE ROLE twofold_test LOGIN PASSWORD 'twofold_test';
+  END IF;
+END \$\$;
+CREATE DATABASE $db OWNER twofold_test;
+SQL
+  export TWOFOLD_TEST_DATABASE_URL="postgres://twofold_test:twofold_test@127.0.0.1:5432/$db?sslmode=disable"
+  trap "as_postgres psql -qAt -d postgres -c 'DROP DATABASE IF EXISTS $db' >/dev/null 2>&1 || true" EXIT
+  log "fresh PostgreSQL database $db"
+}
+
+if [ -z "${TWOFOLD_TEST_DATABASE_URL:-}" ]; then
+  ensure_postgres
+fi
+
+log "gofmt"
+unformatted=$(gofmt -l $(find . -name '*.go' -not -path './node_modules/*'))
+[ -z "$unformatted" ] || die "gofmt would change: $unformatted"
+
+log "go vet"
+go vet ./...
+
+log "go test -race (SQLite and PostgreSQL)"
+out=$(mktemp)
+set +e
+go test -race -count=1 -v ./... 2>&1 | tee "$out" | grep -E '^(ok|FAIL|---|panic:|\s+---\s+(FAIL|SKIP))|^\s+\S+_test\.go:[0-9]+:' 
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -cE '^\s*--- PASS' "$out" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$out" || true)
+skipped=$(grep -cE '^\s*--- SKIP' "$out" || true)
+for want in 'TestStore/sqlite' 'TestStore/postgres'; do
+  grep -qE -- "--- PASS: $want " "$out" || { echo "test.sh: the store suite did not pass on ${want#TestStore/}" >&2; status=1; }
+done
+echo "store suite: $(grep -cE -- '--- PASS: TestStore/sqlite/' "$out") tests passed on SQLite, $(grep -cE -- '--- PASS: TestStore/postgres/' "$out") on PostgreSQL"
+rm -f "$out"
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"
