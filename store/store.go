@@ -96,6 +96,53 @@ type Store interface {
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	CreateClient(ctx context.Context, c Client) error
+	GetClient(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context) ([]Client, error)
+	DeleteClient(ctx context.Context, id string) error
+	UpdateClientSecret(ctx context.Context, id string, hash []byte, at time.Time) error
+
+	// OAuth 2.0 state, keyed by (kind, signature).
+	CreateOAuth2Request(ctx context.Context, r OAuth2Request) error
+	GetOAuth2Request(ctx context.Context, kind, signature string) (OAuth2Request, error)
+	// DeactivateOAuth2Request marks one active row inactive; a row that
+	// is already inactive is ErrConflict, so of two racing uses one wins.
+	DeactivateOAuth2Request(ctx context.Context, kind, signature string) error
+	DeleteOAuth2Request(ctx context.Context, kind, signature string) error
+	// DeactivateOAuth2Requests and DeleteOAuth2Requests act on every row
+	// of one kind sharing a request id (a token family).
+	DeactivateOAuth2Requests(ctx context.Context, kind, requestID string) error
+	DeleteOAuth2Requests(ctx context.Context, kind, requestID string) error
+	// DeleteExpired removes OAuth 2.0 rows, login flows, sessions and
+	// JWT assertions that expired before t; it returns how many.
+	DeleteExpired(ctx context.Context, t time.Time) (int64, error)
+
+	// UseJTI records a client assertion id until exp; an id already
+	// recorded and not expired is ErrAlreadyExists.
+	UseJTI(ctx context.Context, jti string, exp, now time.Time) error
+
+	CreateSigningKey(ctx context.Context, k SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// RetireSigningKeys marks the active keys of alg retired at t.
+	RetireSigningKeys(ctx context.Context, alg string, t time.Time) error
+	// DeleteSigningKey removes a key that no longer verifies anything.
+	DeleteSigningKey(ctx context.Context, kid string) error
+
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	DeleteSession(ctx context.Context, id string) error
+	DeleteUserSessions(ctx context.Context, userID string) error
+
+	CreateLoginFlow(ctx context.Context, f LoginFlow) error
+	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)
+	// UpdateLoginFlow writes f only if the stored flow is still in state
+	// from; otherwise ErrConflict (a replayed or concurrent step).
+	UpdateLoginFlow(ctx context.Context, f LoginFlow, from string) error
+	DeleteLoginFlow(ctx context.Context, id string) error
+
+	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
+	SaveConsent(ctx context.Context, c Consent) error
 }
 
 // AuditEvent is one security-relevant event (R24).

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -52,7 +53,7 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	if err != nil {
 		return err
 	}
-	key, err := a.secretsKey(cfg, dev, logger)
+	key, err := secretsKey(cfg, dev, logger)
 	if err != nil {
 		return err
 	}
@@ -99,20 +100,21 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	return server.Serve(ctx, ln, srv, logger, 20*time.Second)
 }
 
-// secretsKey returns the configured key. In dev mode without one, the key
-// is kept in a file beside the SQLite database (created on first start).
-func (a *app) secretsKey(cfg Config, dev bool, logger *slog.Logger) ([]byte, error) {
+// secretsKey returns the configured key; without one, the key kept in a
+// file beside the SQLite database (created there when create is set, as
+// serve --dev does).
+func secretsKey(cfg Config, create bool, logger *slog.Logger) ([]byte, error) {
 	if cfg.SecretsKey != "" {
 		return secrets.ParseKey(cfg.SecretsKey)
-	}
-	if !dev {
-		return nil, &ConfigError{Problems: []string{
-			"secrets_key: must be set to serve (TWOFOLD_SECRETS_KEY, 32 bytes in base64: openssl rand -base64 32), or run with --dev",
-		}}
 	}
 	path := "twofold-dev.key"
 	if dialect, file, _ := sqlstore.ParseURL(cfg.DatabaseURL); dialect == "sqlite" {
 		path = file + ".key"
+	}
+	if _, err := os.Stat(path); err != nil && !create {
+		return nil, &ConfigError{Problems: []string{
+			"secrets_key: must be set (TWOFOLD_SECRETS_KEY, 32 bytes in base64: openssl rand -base64 32), or run serve --dev once to generate " + path,
+		}}
 	}
 	key, created, err := secrets.LoadOrCreateKeyFile(path)
 	if err != nil {

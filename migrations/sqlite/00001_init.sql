@@ -45,6 +45,7 @@ CREATE TABLE clients (
     token_endpoint_auth_method TEXT NOT NULL,
     jwks                       TEXT NOT NULL DEFAULT '',
     jwks_uri                   TEXT NOT NULL DEFAULT '',
+    id_token_alg               TEXT NOT NULL DEFAULT 'RS256',
     created_at                 DATETIME NOT NULL,
     updated_at                 DATETIME NOT NULL
 );
@@ -77,11 +78,13 @@ CREATE TABLE recovery_codes (
 CREATE TABLE login_flows (
     id             TEXT PRIMARY KEY,
     state          TEXT NOT NULL,
-    user_id        TEXT REFERENCES users (id) ON DELETE CASCADE,
+    user_id        TEXT NOT NULL DEFAULT '',
+    session_id     TEXT NOT NULL DEFAULT '',
     client_id      TEXT NOT NULL,
     authorize_form TEXT NOT NULL,            -- the original authorize parameters
     methods        TEXT NOT NULL DEFAULT '[]',
     failures       INTEGER NOT NULL DEFAULT 0,
+    auth_time      DATETIME,
     created_at     DATETIME NOT NULL,
     expires_at     DATETIME NOT NULL
 );
@@ -154,7 +157,14 @@ CREATE TABLE webauthn_sessions (
     expires_at DATETIME NOT NULL
 );
 
+-- private_key_jwt client assertions already used (replay guard).
+CREATE TABLE jwt_assertions (
+    jti        TEXT PRIMARY KEY,
+    expires_at DATETIME NOT NULL
+);
+
 -- +goose Down
+DROP TABLE jwt_assertions;
 DROP TABLE webauthn_sessions;
 DROP TABLE throttles;
 DROP TABLE mfa_policies;

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrConflict means a conditional write found the row changed under it:
+// a code or token already used, a login flow already past this step.
+var ErrConflict = errors.New("store: conflict")
+
+// Strings is a list stored as a JSON array.
+type Strings []string
+
+// Value implements driver.Valuer.
+func (s Strings) Value() (driver.Value, error) {
+	if s == nil {
+		return "[]", nil
+	}
+	b, err := json.Marshal([]string(s))
+	return string(b), err
+}
+
+// Scan implements sql.Scanner.
+func (s *Strings) Scan(src any) error {
+	var b []byte
+	switch v := src.(type) {
+	case string:
+		b = []byte(v)
+	case []byte:
+		b = v
+	case nil:
+		*s = Strings{}
+		return nil
+	default:
+		return fmt.Errorf("store: cannot scan %T into Strings", src)
+	}
+	out := Strings{}
+	if err := json.Unmarshal(b, (*[]string)(&out)); err != nil {
+		return fmt.Errorf("store: decode string list: %w", err)
+	}
+	*s = out
+	return nil
+}
+
+// Client is a registered relying party.
+type Client struct {
+	ID   string `db:"id"`
+	Name string `db:"name"`
+	// SecretHash is HMAC-SHA-256 of the secret; empty when the client has no secret.
+	SecretHash             []byte  `db:"secret_hash"`
+	Public                 bool    `db:"public"`
+	FirstParty             bool    `db:"first_party"`
+	RequireMFA             bool    `db:"require_mfa"`
+	RedirectURIs           Strings `db:"redirect_uris"`
+	PostLogoutRedirectURIs Strings `db:"post_logout_redirect_uris"`
+	GrantTypes             Strings `db:"grant_types"`
+	Scopes                 Strings `db:"scopes"`
+	// TokenEndpointAuthMethod is client_secret_basic, client_secret_post,
+	// private_key_jwt or none.
+	TokenEndpointAuthMethod string    `db:"token_endpoint_auth_method"`
+	JWKS                    string    `db:"jwks"`
+	JWKSURI                 string    `db:"jwks_uri"`
+	IDTokenAlg              string    `db:"id_token_alg"`
+	CreatedAt               time.Time `db:"created_at"`
+	UpdatedAt               time.Time `db:"updated_at"`
+}
+
+// OAuth2 request kinds: one row per code, token or session signature.
+const (
+	KindAuthorizeCode = "code"
+	KindAccessToken   = "access"
+	KindRefreshToken  = "refresh"
+	KindPKCE          = "pkce"
+	KindOIDC          = "oidc"
+)
+
+// OAuth2Request is one piece of fosite state, the request serialised in Data.
+type OAuth2Request struct {
+	Kind        string    `db:"kind"`
+	Signature   string    `db:"signature"`
+	RequestID   string    `db:"request_id"`
+	ClientID    string    `db:"client_id"`
+	Subject     string    `db:"subject"`
+	Active      bool      `db:"active"`
+	RequestedAt time.Time `db:"requested_at"`
+	ExpiresAt   time.Time `db:"expires_at"`
+	Data        string    `db:"data"`
+}
+
+// SigningKey is a token-signing key, its private half sealed.
+type SigningKey struct {
+	KID           string     `db:"kid"`
+	Alg           string     `db:"alg"`
+	PrivateKeyEnc []byte     `db:"private_key_enc"`
+	Active        bool       `db:"active"`
+	CreatedAt     time.Time  `db:"created_at"`
+	RetiredAt     *time.Time `db:"retired_at"`
+}
+
+// Session is a server-side SSO session; ID is a hash of the cookie value.
+type Session struct {
+	ID        string    `db:"id"`
+	UserID    string    `db:"user_id"`
+	AMR       Strings   `db:"amr"`
+	ACR       string    `db:"acr"`
+	AuthTime  time.Time `db:"auth_time"`
+	CreatedAt time.Time `db:"created_at"`
+	ExpiresAt time.Time `db:"expires_at"`
+}
+
+// Login flow states; a flow moves one way through them.
+const (
+	FlowPassword     = "password"
+	FlowSecondFactor = "second_factor"
+	FlowEnrol        = "enrol"
+	FlowConsent      = "consent"
+	FlowDone         = "done"
+)
+
+// LoginFlow is one sign-in in progress, created by /authorize.
+type LoginFlow struct {
+	ID        string `db:"id"`
+	State     string `db:"state"`
+	UserID    string `db:"user_id"`
+	SessionID string `db:"session_id"`
+	ClientID  string `db:"client_id"`
+	// AuthorizeForm is the original authorize request, URL-encoded.
+	AuthorizeForm string     `db:"authorize_form"`
+	Methods       Strings    `db:"methods"`
+	Failures      int        `db:"failures"`
+	AuthTime      *time.Time `db:"auth_time"`
+	CreatedAt     time.Time  `db:"created_at"`
+	ExpiresAt     time.Time  `db:"expires_at"`
+}
+
+// Consent records the scopes a user granted a client.
+type Consent struct {
+	UserID    string    `db:"user_id"`
+	ClientID  string    `db:"client_id"`
+	Scopes    Strings   `db:"scopes"`
+	GrantedAt time.Time `db:"granted_at"`
+}

@@ -1,0 +1,59 @@
+package sqlstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+const clientColumns = `id, name, secret_hash, public, first_party, require_mfa, redirect_uris,
+	post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method, jwks, jwks_uri,
+	id_token_alg, created_at, updated_at`
+
+// CreateClient inserts c; a taken id is ErrAlreadyExists.
+func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
+	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, c.RequireMFA, c.RedirectURIs,
+		c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes, c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI,
+		c.IDTokenAlg, c.CreatedAt.UTC(), c.UpdatedAt.UTC())
+	return wrap(err, "create client")
+}
+
+// GetClient finds a client by id.
+func (s *Store) GetClient(ctx context.Context, id string) (store.Client, error) {
+	var c store.Client
+	err := s.get(ctx, &c, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id)
+	return c, wrap(err, "get client")
+}
+
+// ListClients lists clients by name.
+func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
+	cs := []store.Client{}
+	err := s.sel(ctx, &cs, `SELECT `+clientColumns+` FROM clients ORDER BY name, id`)
+	return cs, wrap(err, "list clients")
+}
+
+// DeleteClient removes a client and every token issued to it.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		res, err := s.exec(ctx, `DELETE FROM clients WHERE id = ?`, id)
+		if err == nil {
+			err = one(res)
+		}
+		if err != nil {
+			return wrap(err, "delete client")
+		}
+		_, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE client_id = ?`, id)
+		return wrap(err, "delete client tokens")
+	})
+}
+
+// UpdateClientSecret replaces a client's secret hash.
+func (s *Store) UpdateClientSecret(ctx context.Context, id string, hash []byte, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE clients SET secret_hash = ?, updated_at = ? WHERE id = ?`, hash, at.UTC(), id)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "update client secret")
+}

@@ -1,0 +1,86 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+const oauth2Columns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, data`
+
+// CreateOAuth2Request stores one code, token or session.
+func (s *Store) CreateOAuth2Request(ctx context.Context, r store.OAuth2Request) error {
+	_, err := s.exec(ctx, `INSERT INTO oauth2_requests (`+oauth2Columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Kind, r.Signature, r.RequestID, r.ClientID, r.Subject, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(), r.Data)
+	return wrap(err, "create "+r.Kind)
+}
+
+// GetOAuth2Request returns the row, active or not.
+func (s *Store) GetOAuth2Request(ctx context.Context, kind, signature string) (store.OAuth2Request, error) {
+	var r store.OAuth2Request
+	err := s.get(ctx, &r, `SELECT `+oauth2Columns+` FROM oauth2_requests WHERE kind = ? AND signature = ?`, kind, signature)
+	return r, wrap(err, "get "+kind)
+}
+
+// DeactivateOAuth2Request flips active to false in one conditional
+// UPDATE: of two concurrent callers exactly one affects the row.
+func (s *Store) DeactivateOAuth2Request(ctx context.Context, kind, signature string) error {
+	res, err := s.exec(ctx, `UPDATE oauth2_requests SET active = ? WHERE kind = ? AND signature = ? AND active = ?`, false, kind, signature, true)
+	if err == nil {
+		err = one(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		if _, gerr := s.GetOAuth2Request(ctx, kind, signature); gerr == nil {
+			err = store.ErrConflict
+		}
+	}
+	return wrap(err, "deactivate "+kind)
+}
+
+// DeleteOAuth2Request removes one row; a missing row is not an error.
+func (s *Store) DeleteOAuth2Request(ctx context.Context, kind, signature string) error {
+	_, err := s.exec(ctx, `DELETE FROM oauth2_requests WHERE kind = ? AND signature = ?`, kind, signature)
+	return wrap(err, "delete "+kind)
+}
+
+// DeactivateOAuth2Requests marks a whole family inactive.
+func (s *Store) DeactivateOAuth2Requests(ctx context.Context, kind, requestID string) error {
+	_, err := s.exec(ctx, `UPDATE oauth2_requests SET active = ? WHERE kind = ? AND request_id = ?`, false, kind, requestID)
+	return wrap(err, "deactivate "+kind+" family")
+}
+
+// DeleteOAuth2Requests removes a whole family.
+func (s *Store) DeleteOAuth2Requests(ctx context.Context, kind, requestID string) error {
+	_, err := s.exec(ctx, `DELETE FROM oauth2_requests WHERE kind = ? AND request_id = ?`, kind, requestID)
+	return wrap(err, "delete "+kind+" family")
+}
+
+// DeleteExpired is the clean-up job's one call.
+func (s *Store) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
+	var total int64
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		for _, table := range []string{"oauth2_requests", "login_flows", "sso_sessions", "jwt_assertions", "webauthn_sessions"} {
+			res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE expires_at < ?`, t.UTC())
+			if err != nil {
+				return wrap(err, "delete expired "+table)
+			}
+			n, _ := res.RowsAffected()
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+// UseJTI records a client assertion id; a live duplicate is ErrAlreadyExists.
+func (s *Store) UseJTI(ctx context.Context, jti string, exp, now time.Time) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.exec(ctx, `DELETE FROM jwt_assertions WHERE jti = ? AND expires_at < ?`, jti, now.UTC()); err != nil {
+			return wrap(err, "use jti")
+		}
+		_, err := s.exec(ctx, `INSERT INTO jwt_assertions (jti, expires_at) VALUES (?, ?)`, jti, exp.UTC())
+		return wrap(err, "use jti")
+	})
+}

@@ -1,0 +1,120 @@
+package sqlstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// CreateSigningKey stores a new key.
+func (s *Store) CreateSigningKey(ctx context.Context, k store.SigningKey) error {
+	_, err := s.exec(ctx, `INSERT INTO signing_keys (kid, alg, private_key_enc, active, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.KID, k.Alg, k.PrivateKeyEnc, k.Active, k.CreatedAt.UTC(), utcPtr(k.RetiredAt))
+	return wrap(err, "create signing key")
+}
+
+// ListSigningKeys returns every key, newest first.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	ks := []store.SigningKey{}
+	err := s.sel(ctx, &ks, `SELECT kid, alg, private_key_enc, active, created_at, retired_at FROM signing_keys ORDER BY created_at DESC, kid`)
+	return ks, wrap(err, "list signing keys")
+}
+
+// RetireSigningKeys marks the active keys of alg retired.
+func (s *Store) RetireSigningKeys(ctx context.Context, alg string, t time.Time) error {
+	_, err := s.exec(ctx, `UPDATE signing_keys SET active = ?, retired_at = ? WHERE alg = ? AND active = ?`, false, t.UTC(), alg, true)
+	return wrap(err, "retire signing keys")
+}
+
+// DeleteSigningKey removes a key.
+func (s *Store) DeleteSigningKey(ctx context.Context, kid string) error {
+	_, err := s.exec(ctx, `DELETE FROM signing_keys WHERE kid = ?`, kid)
+	return wrap(err, "delete signing key")
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// CreateSession stores an SSO session.
+func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
+	_, err := s.exec(ctx, `INSERT INTO sso_sessions (id, user_id, amr, acr, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		se.ID, se.UserID, se.AMR, se.ACR, se.AuthTime.UTC(), se.CreatedAt.UTC(), se.ExpiresAt.UTC())
+	return wrap(err, "create session")
+}
+
+// GetSession finds a session by id (expired ones too: callers check).
+func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
+	var se store.Session
+	err := s.get(ctx, &se, `SELECT id, user_id, amr, acr, auth_time, created_at, expires_at FROM sso_sessions WHERE id = ?`, id)
+	return se, wrap(err, "get session")
+}
+
+// DeleteSession ends one session; a missing one is not an error.
+func (s *Store) DeleteSession(ctx context.Context, id string) error {
+	_, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE id = ?`, id)
+	return wrap(err, "delete session")
+}
+
+// DeleteUserSessions ends every session of a user.
+func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
+	_, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id = ?`, userID)
+	return wrap(err, "delete user sessions")
+}
+
+const flowColumns = `id, state, user_id, session_id, client_id, authorize_form, methods, failures, auth_time, created_at, expires_at`
+
+// CreateLoginFlow stores a new flow.
+func (s *Store) CreateLoginFlow(ctx context.Context, f store.LoginFlow) error {
+	_, err := s.exec(ctx, `INSERT INTO login_flows (`+flowColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.State, f.UserID, f.SessionID, f.ClientID, f.AuthorizeForm, f.Methods, f.Failures, utcPtr(f.AuthTime), f.CreatedAt.UTC(), f.ExpiresAt.UTC())
+	return wrap(err, "create login flow")
+}
+
+// GetLoginFlow finds a flow by id.
+func (s *Store) GetLoginFlow(ctx context.Context, id string) (store.LoginFlow, error) {
+	var f store.LoginFlow
+	err := s.get(ctx, &f, `SELECT `+flowColumns+` FROM login_flows WHERE id = ?`, id)
+	return f, wrap(err, "get login flow")
+}
+
+// UpdateLoginFlow is a compare-and-set on the flow's state.
+func (s *Store) UpdateLoginFlow(ctx context.Context, f store.LoginFlow, from string) error {
+	res, err := s.exec(ctx, `UPDATE login_flows SET state = ?, user_id = ?, session_id = ?, methods = ?, failures = ?, auth_time = ?
+		WHERE id = ? AND state = ?`, f.State, f.UserID, f.SessionID, f.Methods, f.Failures, utcPtr(f.AuthTime), f.ID, from)
+	if err == nil {
+		err = one(res)
+	}
+	if err == store.ErrNotFound {
+		if _, gerr := s.GetLoginFlow(ctx, f.ID); gerr == nil {
+			err = store.ErrConflict
+		}
+	}
+	return wrap(err, "update login flow")
+}
+
+// DeleteLoginFlow removes a flow.
+func (s *Store) DeleteLoginFlow(ctx context.Context, id string) error {
+	_, err := s.exec(ctx, `DELETE FROM login_flows WHERE id = ?`, id)
+	return wrap(err, "delete login flow")
+}
+
+// GetConsent returns what a user granted a client.
+func (s *Store) GetConsent(ctx context.Context, userID, clientID string) (store.Consent, error) {
+	var c store.Consent
+	err := s.get(ctx, &c, `SELECT user_id, client_id, scopes, granted_at FROM consents WHERE user_id = ? AND client_id = ?`, userID, clientID)
+	return c, wrap(err, "get consent")
+}
+
+// SaveConsent inserts or replaces a consent.
+func (s *Store) SaveConsent(ctx context.Context, c store.Consent) error {
+	_, err := s.exec(ctx, `INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at`,
+		c.UserID, c.ClientID, c.Scopes, c.GrantedAt.UTC())
+	return wrap(err, "save consent")
+}
