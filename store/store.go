@@ -80,6 +80,13 @@ type Store interface {
 	// InTx runs fn in a transaction: every store call made with the
 	// context passed to fn joins it; an error from fn rolls everything back.
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// BeginTx, CommitTx and RollbackTx are InTx in three calls, for
+	// callers (fosite) that drive transactions themselves. A context
+	// that already carries a transaction joins it: only the outermost
+	// BeginTx commits or rolls back.
+	BeginTx(ctx context.Context) (context.Context, error)
+	CommitTx(ctx context.Context) error
+	RollbackTx(ctx context.Context) error
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	Close() error

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -30,6 +31,17 @@ type Config struct {
 	SecretsKey  string         `yaml:"secrets_key"`
 	Log         LogConfig      `yaml:"log"`
 	Password    PasswordConfig `yaml:"password"`
+	Tokens      TokensConfig   `yaml:"tokens"`
+}
+
+// TokensConfig sets lifetimes, as Go durations ("60s", "15m", "720h").
+type TokensConfig struct {
+	AuthorizeCodeLifespan time.Duration `yaml:"authorize_code_lifespan"`
+	AccessTokenLifespan   time.Duration `yaml:"access_token_lifespan"`
+	IDTokenLifespan       time.Duration `yaml:"id_token_lifespan"`
+	RefreshTokenLifespan  time.Duration `yaml:"refresh_token_lifespan"`
+	SessionLifespan       time.Duration `yaml:"session_lifespan"`
+	IDTokenAlg            string        `yaml:"id_token_alg"`
 }
 
 // LogConfig sets the structured log output.
@@ -58,6 +70,11 @@ func DefaultConfig() Config {
 		Password: PasswordConfig{
 			Argon2MemoryKiB: 19 * 1024, Argon2Iterations: 2, Argon2Parallelism: 1,
 			MinLength: 12,
+		},
+		Tokens: TokensConfig{
+			AuthorizeCodeLifespan: time.Minute, AccessTokenLifespan: 15 * time.Minute,
+			IDTokenLifespan: 15 * time.Minute, RefreshTokenLifespan: 30 * 24 * time.Hour,
+			SessionLifespan: 12 * time.Hour, IDTokenAlg: "RS256",
 		},
 	}
 }
@@ -164,6 +181,16 @@ func applyEnv(cfg *Config, environ []string) []string {
 			problems = append(problems, fmt.Sprintf("%s: unknown configuration variable", name))
 			continue
 		}
+		switch {
+		case v.Type() == reflect.TypeFor[time.Duration]():
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %q is not a duration such as 90s, 15m or 720h", name, val))
+				continue
+			}
+			v.SetInt(int64(d))
+			continue
+		}
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(val)
@@ -240,6 +267,25 @@ func (c Config) Validate() []string {
 	}
 	if pw.MinLength < 8 || pw.MinLength > 128 {
 		add("password.min_length", "%d must be from 8 to 128 (NIST SP 800-63B asks for at least 8)", pw.MinLength)
+	}
+	t := c.Tokens
+	for _, d := range []struct {
+		field    string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"tokens.authorize_code_lifespan", t.AuthorizeCodeLifespan, time.Second, 10 * time.Minute},
+		{"tokens.access_token_lifespan", t.AccessTokenLifespan, time.Second, 24 * time.Hour},
+		{"tokens.id_token_lifespan", t.IDTokenLifespan, time.Second, 24 * time.Hour},
+		{"tokens.refresh_token_lifespan", t.RefreshTokenLifespan, time.Minute, 365 * 24 * time.Hour},
+		{"tokens.session_lifespan", t.SessionLifespan, time.Minute, 30 * 24 * time.Hour},
+	} {
+		if d.v < d.min || d.v > d.max {
+			add(d.field, "%s must be from %s to %s", d.v, d.min, d.max)
+		}
+	}
+	if t.IDTokenAlg != "RS256" && t.IDTokenAlg != "ES256" {
+		add("tokens.id_token_alg", "%q must be RS256 or ES256", t.IDTokenAlg)
 	}
 	return p
 }

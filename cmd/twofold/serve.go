@@ -15,6 +15,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/demo"
+	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/server"
 	"github.com/twofold-idp/twofold/store"
@@ -57,9 +60,6 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := secrets.New(key); err != nil {
-		return err
-	}
 
 	s, err := openStore(ctx, cfg, !dev)
 	if err != nil {
@@ -84,19 +84,41 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 		}
 	}
 
+	if dev {
+		if err := seedDemoClient(ctx, cfg, s); err != nil {
+			return err
+		}
+	}
+	prov, err := newProvider(ctx, cfg, s, key, logger)
+	if err != nil {
+		return err
+	}
+
 	issuer, _ := url.Parse(cfg.Issuer)
 	srv := server.New(server.Options{Logger: logger, HTTPS: issuer.Scheme == "https", Ready: s.Ping})
+	prov.Mount(srv)
 	srv.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "Twofold identity provider\nissuer: %s\n", cfg.Issuer)
+		fmt.Fprintf(w, "Twofold identity provider\nissuer: %s\ndiscovery: %s/.well-known/openid-configuration\n", cfg.Issuer, cfg.Issuer)
+		if dev {
+			fmt.Fprintf(w, "demo relying party: %s/demo\n", cfg.Issuer)
+		}
 	})
+	if dev {
+		(&demo.Handler{Issuer: cfg.Issuer, Logger: logger}).Mount(srv)
+	}
+	go prov.CleanExpired(ctx, 10*time.Minute)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	open := cfg.Issuer + "/"
+	if dev {
+		open = cfg.Issuer + "/demo"
+	}
 	logger.Info("twofold is serving", "version", versionString(), "listen", ln.Addr().String(),
-		"database", s.Dialect(), "open", cfg.Issuer+"/")
+		"database", s.Dialect(), "open", open)
 	return server.Serve(ctx, ln, srv, logger, 20*time.Second)
 }
 
@@ -155,4 +177,52 @@ func (a *app) seedAdmin(ctx context.Context, cfg Config, s store.Store) error {
 		fmt.Fprintf(a.stdout, "\nTwofold dev admin account, shown once (change it at first sign-in):\n  email:    %s\n  password: %s\n\n", devAdminEmail, password)
 	}
 	return nil
+}
+
+// newProvider builds the OIDC provider from the configuration.
+func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, logger *slog.Logger) (*provider.Provider, error) {
+	return provider.New(ctx, provider.Options{
+		Config: provider.Config{
+			Issuer:                cfg.Issuer,
+			AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan,
+			AccessTokenLifespan:   cfg.Tokens.AccessTokenLifespan,
+			IDTokenLifespan:       cfg.Tokens.IDTokenLifespan,
+			RefreshTokenLifespan:  cfg.Tokens.RefreshTokenLifespan,
+			SessionLifespan:       cfg.Tokens.SessionLifespan,
+			IDTokenAlg:            cfg.Tokens.IDTokenAlg,
+		},
+		Store: s, Accounts: cfg.accounts(s), SecretsKey: key,
+		ClientSecrets: clients.NewSecretHasher(key), Logger: logger,
+	})
+}
+
+// seedDemoClient registers the built-in demo relying party on first
+// start: a public, first-party client (PKCE, no secret).
+func seedDemoClient(ctx context.Context, cfg Config, s store.Store) error {
+	if _, err := s.GetClient(ctx, demo.ClientID); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	spec, err := clients.Validate(clients.Spec{
+		Name: "Twofold demo", Public: true, FirstParty: true,
+		RedirectURIs:           []string{cfg.Issuer + "/demo/callback"},
+		PostLogoutRedirectURIs: []string{cfg.Issuer + "/demo"},
+		GrantTypes:             []string{"authorization_code"},
+		Scopes:                 []string{"openid", "profile", "email"},
+	})
+	if err != nil {
+		return fmt.Errorf("demo client: %w", err)
+	}
+	now := time.Now().UTC()
+	err = s.CreateClient(ctx, store.Client{
+		ID: demo.ClientID, Name: spec.Name, Public: true, FirstParty: true,
+		RedirectURIs: spec.RedirectURIs, PostLogoutRedirectURIs: spec.PostLogoutRedirectURIs,
+		GrantTypes: spec.GrantTypes, Scopes: spec.Scopes, TokenEndpointAuthMethod: spec.TokenEndpointAuthMethod,
+		IDTokenAlg: spec.IDTokenAlg, CreatedAt: now, UpdatedAt: now,
+	})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil // another replica seeded it
+	}
+	return err
 }

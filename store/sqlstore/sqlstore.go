@@ -137,6 +137,46 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) er
 	return nil
 }
 
+// ownedTx marks the context of the BeginTx call that owns the transaction.
+type ownedTx struct{ tx *sqlx.Tx }
+
+// BeginTx starts a transaction carried by the returned context.
+func (s *Store) BeginTx(ctx context.Context) (context.Context, error) {
+	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
+		return ctx, nil // join the outer transaction
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return ctx, fmt.Errorf("begin transaction: %w", err)
+	}
+	ctx = context.WithValue(ctx, txKey{}, tx)
+	return context.WithValue(ctx, ownedTx{}, ownedTx{tx}), nil
+}
+
+// CommitTx commits the transaction BeginTx started on ctx.
+func (s *Store) CommitTx(ctx context.Context) error {
+	o, ok := ctx.Value(ownedTx{}).(ownedTx)
+	if !ok || o.tx != ctx.Value(txKey{}) {
+		return nil // joined: the owner commits
+	}
+	if err := o.tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", s.mapErr(err))
+	}
+	return nil
+}
+
+// RollbackTx rolls back the transaction BeginTx started on ctx.
+func (s *Store) RollbackTx(ctx context.Context) error {
+	o, ok := ctx.Value(ownedTx{}).(ownedTx)
+	if !ok || o.tx != ctx.Value(txKey{}) {
+		return nil
+	}
+	if err := o.tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	return nil
+}
+
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	res, err := s.q(ctx).ExecContext(ctx, s.db.Rebind(query), args...)
 	return res, s.mapErr(err)

@@ -1,0 +1,156 @@
+package clients
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// ErrNoSecret is returned when rotating the secret of a client that
+// authenticates without one (public or private_key_jwt clients).
+var ErrNoSecret = errors.New("clients: client has no secret to rotate")
+
+// Spec is a client registration as an administrator describes it. Zero
+// values take the defaults documented on Validate.
+type Spec struct {
+	Name                    string
+	RedirectURIs            []string
+	PostLogoutRedirectURIs  []string
+	GrantTypes              []string
+	Scopes                  []string
+	TokenEndpointAuthMethod string
+	// Public marks a client that cannot keep a secret (a browser or
+	// native app); it authenticates with none and must use PKCE.
+	Public bool
+	// FirstParty clients skip the consent screen.
+	FirstParty bool
+	// RequireMFA makes every sign-in to this client use a second factor.
+	RequireMFA bool
+	// JWKS (a JSON Web Key Set) or JWKSURI holds the keys that verify a
+	// private_key_jwt client's assertions; exactly one of them is set.
+	JWKS       string
+	JWKSURI    string
+	IDTokenAlg string
+}
+
+// Registry registers clients and manages their secrets. Its methods take
+// the store's transaction from ctx when there is one, so a caller can
+// write an audit event atomically with the change.
+type Registry struct {
+	Store  store.Store
+	Hasher *SecretHasher
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r *Registry) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// usesSecret reports whether clients with method m authenticate with a
+// shared secret that Twofold generates.
+func usesSecret(m string) bool { return m == AuthClientSecretBasic || m == AuthClientSecretPost }
+
+// Create validates spec, stores the client and returns it with its
+// secret. The secret ("" for clients without one) exists only in this
+// return value: the store keeps its HMAC, so show it to the operator once.
+func (r *Registry) Create(ctx context.Context, spec Spec) (store.Client, string, error) {
+	spec, err := Validate(spec)
+	if err != nil {
+		return store.Client{}, "", err
+	}
+	now := r.now().UTC()
+	c := store.Client{
+		ID:                      newClientID(),
+		Name:                    spec.Name,
+		Public:                  spec.Public,
+		FirstParty:              spec.FirstParty,
+		RequireMFA:              spec.RequireMFA,
+		RedirectURIs:            store.Strings(spec.RedirectURIs),
+		PostLogoutRedirectURIs:  store.Strings(spec.PostLogoutRedirectURIs),
+		GrantTypes:              store.Strings(spec.GrantTypes),
+		Scopes:                  store.Strings(spec.Scopes),
+		TokenEndpointAuthMethod: spec.TokenEndpointAuthMethod,
+		JWKS:                    spec.JWKS,
+		JWKSURI:                 spec.JWKSURI,
+		IDTokenAlg:              spec.IDTokenAlg,
+		CreatedAt:               now,
+		UpdatedAt:               now,
+	}
+	var secret string
+	if usesSecret(c.TokenEndpointAuthMethod) {
+		secret, c.SecretHash, err = r.newSecret(ctx)
+		if err != nil {
+			return store.Client{}, "", err
+		}
+	}
+	if err := r.Store.CreateClient(ctx, c); err != nil {
+		return store.Client{}, "", fmt.Errorf("client %q: %w", c.Name, err)
+	}
+	return c, secret, nil
+}
+
+// RotateSecret replaces the secret of client id and returns the new one;
+// the old secret stops working at once. Clients without a secret are
+// refused with ErrNoSecret rather than given one they would never use.
+func (r *Registry) RotateSecret(ctx context.Context, id string) (string, error) {
+	c, err := r.Store.GetClient(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("rotate secret of client %q: %w", id, err)
+	}
+	if !usesSecret(c.TokenEndpointAuthMethod) {
+		return "", fmt.Errorf("rotate secret of client %q (%s): %w", id, c.TokenEndpointAuthMethod, ErrNoSecret)
+	}
+	secret, hash, err := r.newSecret(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := r.Store.UpdateClientSecret(ctx, id, hash, r.now()); err != nil {
+		return "", fmt.Errorf("rotate secret of client %q: %w", id, err)
+	}
+	return secret, nil
+}
+
+func (r *Registry) newSecret(ctx context.Context) (secret string, hash []byte, err error) {
+	if r.Hasher == nil {
+		return "", nil, errors.New("clients: registry has no secret hasher")
+	}
+	secret = GenerateSecret()
+	hash, err = r.Hasher.Hash(ctx, []byte(secret))
+	if err != nil {
+		return "", nil, fmt.Errorf("hash client secret: %w", err)
+	}
+	return secret, hash, nil
+}
+
+// Get returns client id; an unknown id is store.ErrNotFound.
+func (r *Registry) Get(ctx context.Context, id string) (store.Client, error) {
+	c, err := r.Store.GetClient(ctx, id)
+	if err != nil {
+		return store.Client{}, fmt.Errorf("client %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// List returns every client, by name.
+func (r *Registry) List(ctx context.Context) ([]store.Client, error) {
+	cs, err := r.Store.ListClients(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	return cs, nil
+}
+
+// Delete removes client id and every token issued to it.
+func (r *Registry) Delete(ctx context.Context, id string) error {
+	if err := r.Store.DeleteClient(ctx, id); err != nil {
+		return fmt.Errorf("client %q: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/store"
+)
+
+// clientJSON is the public view of a client: never its secret or the
+// secret's hash, only whether it has one.
+type clientJSON struct {
+	ID                      string    `json:"client_id"`
+	Name                    string    `json:"name"`
+	Public                  bool      `json:"public"`
+	FirstParty              bool      `json:"first_party"`
+	RequireMFA              bool      `json:"require_mfa"`
+	HasSecret               bool      `json:"has_secret"`
+	RedirectURIs            []string  `json:"redirect_uris"`
+	PostLogoutRedirectURIs  []string  `json:"post_logout_redirect_uris"`
+	GrantTypes              []string  `json:"grant_types"`
+	Scopes                  []string  `json:"scopes"`
+	TokenEndpointAuthMethod string    `json:"token_endpoint_auth_method"`
+	JWKS                    string    `json:"jwks,omitempty"`
+	JWKSURI                 string    `json:"jwks_uri,omitempty"`
+	IDTokenAlg              string    `json:"id_token_alg"`
+	CreatedAt               time.Time `json:"created_at"`
+	UpdatedAt               time.Time `json:"updated_at"`
+}
+
+func clientToJSON(c store.Client) clientJSON {
+	nonNil := func(s store.Strings) []string {
+		if s == nil {
+			return []string{}
+		}
+		return s
+	}
+	return clientJSON{
+		ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, RequireMFA: c.RequireMFA,
+		HasSecret: len(c.SecretHash) > 0, RedirectURIs: nonNil(c.RedirectURIs),
+		PostLogoutRedirectURIs: nonNil(c.PostLogoutRedirectURIs), GrantTypes: nonNil(c.GrantTypes),
+		Scopes: nonNil(c.Scopes), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKS: c.JWKS,
+		JWKSURI: c.JWKSURI, IDTokenAlg: c.IDTokenAlg, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+	}
+}
+
+// credentialsJSON is what create and rotate-secret print: the only time
+// the secret is ever shown.
+type credentialsJSON struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+func (a *app) clientsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth 2.0 / OpenID Connect clients"}
+	cmd.AddCommand(a.clientsCreateCmd(), a.clientsListCmd(), a.clientsShowCmd(), a.clientsDeleteCmd(), a.clientsRotateSecretCmd())
+	return cmd
+}
+
+// withRegistry is withStore plus the client registry. The secrets key is
+// loaded before the database is opened, so a missing key fails fast as a
+// configuration error; it is never created here, only by serve --dev.
+func (a *app) withRegistry(ctx context.Context, fn func(s store.Store, r *clients.Registry) error) error {
+	cfg, err := a.config()
+	if err != nil {
+		return err
+	}
+	key, err := secretsKey(cfg, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	s, err := openMigrated(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s, &clients.Registry{Store: s, Hasher: clients.NewSecretHasher(key)})
+}
+
+// auditClient records a client event made from the CLI.
+func auditClient(ctx context.Context, s store.Store, typ, clientID string, detail map[string]any) error {
+	var d string
+	if detail != nil {
+		b, err := json.Marshal(detail)
+		if err != nil {
+			return fmt.Errorf("audit detail: %w", err)
+		}
+		d = string(b)
+	}
+	return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, ActorID: "cli", ClientID: clientID, Detail: d})
+}
+
+// clientNotFound turns the store's not-found into a message naming the id.
+func clientNotFound(id string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no client %q", id)
+	}
+	return err
+}
+
+func (a *app) printCredentials(output string, id, secret string) error {
+	if output == "json" {
+		return writeJSON(a.stdout, credentialsJSON{ClientID: id, ClientSecret: secret})
+	}
+	fmt.Fprintf(a.stdout, "client_id: %s\n", id)
+	if secret != "" {
+		fmt.Fprintf(a.stdout, "client_secret: %s\n", secret)
+	}
+	return nil
+}
+
+func (a *app) clientsCreateCmd() *cobra.Command {
+	var spec clients.Spec
+	var jwks string
+	cmd := &cobra.Command{
+		Use:   "create --name NAME [--redirect-uri URI]... [flags]",
+		Short: "Register a client; its secret is printed once and only its hash is kept",
+		Args:  exactArgs(0),
+	}
+	output := outputFlag(cmd)
+	f := cmd.Flags()
+	f.StringVar(&spec.Name, "name", "", "display name, shown on the consent page (required)")
+	f.StringArrayVar(&spec.RedirectURIs, "redirect-uri", nil, "redirect URI, matched exactly (repeatable; https, or http on localhost)")
+	f.StringArrayVar(&spec.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "post-logout redirect URI (repeatable)")
+	f.StringArrayVar(&spec.GrantTypes, "grant-type", nil, "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code and refresh_token)")
+	f.StringArrayVar(&spec.Scopes, "scope", nil, "openid, profile, email or offline_access (repeatable; default all four)")
+	f.StringVar(&spec.TokenEndpointAuthMethod, "token-endpoint-auth-method", "", "client_secret_basic, client_secret_post, private_key_jwt or none (default client_secret_basic, none with --public)")
+	f.BoolVar(&spec.Public, "public", false, "a client that cannot keep a secret (browser or native app)")
+	f.BoolVar(&spec.FirstParty, "first-party", false, "skip the consent screen")
+	f.BoolVar(&spec.RequireMFA, "require-mfa", false, "require a second factor for every sign-in to this client")
+	f.StringVar(&jwks, "jwks", "", "public JSON Web Key Set for private_key_jwt, as JSON or @file")
+	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "https URL of the JSON Web Key Set for private_key_jwt")
+	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "RS256 or ES256 (default RS256)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		if strings.TrimSpace(spec.Name) == "" {
+			return usageError{errors.New("--name is required")}
+		}
+		var err error
+		if spec.JWKS, err = readArgOrFile(jwks); err != nil {
+			return err
+		}
+		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
+			var c store.Client
+			var secret string
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				var err error
+				if c, secret, err = r.Create(ctx, spec); err != nil {
+					return err
+				}
+				return auditClient(ctx, s, "client.created", c.ID, map[string]any{
+					"name": c.Name, "grant_types": c.GrantTypes, "token_endpoint_auth_method": c.TokenEndpointAuthMethod,
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if secret != "" && *output == "text" {
+				fmt.Fprintln(a.stderr, "Store the client secret now: it is not shown again.")
+			}
+			return a.printCredentials(*output, c.ID, secret)
+		})
+	}
+	return cmd
+}
+
+// readArgOrFile returns v, or the contents of the file it names as @path.
+func readArgOrFile(v string) (string, error) {
+	path, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return v, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read --jwks file: %w", err)
+	}
+	return string(b), nil
+}
+
+func (a *app) clientsListCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Short: "List clients", Args: exactArgs(0)}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			cs, err := s.ListClients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				out := make([]clientJSON, len(cs))
+				for i, c := range cs {
+					out[i] = clientToJSON(c)
+				}
+				return writeJSON(a.stdout, out)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "CLIENT ID\tNAME\tAUTH METHOD\tGRANT TYPES\tCREATED")
+			for _, c := range cs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.TokenEndpointAuthMethod,
+					strings.Join(c.GrantTypes, ","), c.CreatedAt.UTC().Format(time.RFC3339))
+			}
+			return tw.Flush()
+		})
+	}
+	return cmd
+}
+
+func (a *app) clientsShowCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "show CLIENT_ID", Short: "Show one client (never its secret)", Args: exactArgs(1)}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			c, err := s.GetClient(cmd.Context(), args[0])
+			if err != nil {
+				return clientNotFound(args[0], err)
+			}
+			j := clientToJSON(c)
+			if *output == "json" {
+				return writeJSON(a.stdout, j)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+			row("client_id", j.ID)
+			row("name", j.Name)
+			row("public", j.Public)
+			row("first party", j.FirstParty)
+			row("require mfa", j.RequireMFA)
+			row("has secret", j.HasSecret)
+			row("token endpoint auth", j.TokenEndpointAuthMethod)
+			row("grant types", strings.Join(j.GrantTypes, " "))
+			row("scopes", strings.Join(j.Scopes, " "))
+			row("redirect uris", strings.Join(j.RedirectURIs, " "))
+			row("post-logout uris", strings.Join(j.PostLogoutRedirectURIs, " "))
+			if j.JWKSURI != "" {
+				row("jwks uri", j.JWKSURI)
+			}
+			if j.JWKS != "" {
+				row("jwks", "(inline key set, see --output json)")
+			}
+			row("id token alg", j.IDTokenAlg)
+			row("created", j.CreatedAt.Format(time.RFC3339))
+			row("updated", j.UpdatedAt.Format(time.RFC3339))
+			return tw.Flush()
+		})
+	}
+	return cmd
+}
+
+func (a *app) clientsDeleteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "delete CLIENT_ID", Short: "Delete a client and every token issued to it", Args: exactArgs(1)}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				if err := s.DeleteClient(ctx, args[0]); err != nil {
+					return clientNotFound(args[0], err)
+				}
+				return auditClient(ctx, s, "client.deleted", args[0], nil)
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "deleted client %s\n", args[0])
+			return nil
+		})
+	}
+	return cmd
+}
+
+func (a *app) clientsRotateSecretCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rotate-secret CLIENT_ID",
+		Short: "Replace a client's secret; the old one stops working at once and the new one is printed once",
+		Args:  exactArgs(1),
+	}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
+			var secret string
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				var err error
+				if secret, err = r.RotateSecret(ctx, args[0]); err != nil {
+					return clientNotFound(args[0], err)
+				}
+				return auditClient(ctx, s, "client.secret_rotated", args[0], nil)
+			})
+			if err != nil {
+				return err
+			}
+			if *output == "text" {
+				fmt.Fprintln(a.stderr, "Store the client secret now: it is not shown again.")
+			}
+			return a.printCredentials(*output, args[0], secret)
+		})
+	}
+	return cmd
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+func TestClientsCommands(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			keyText := secrets.GenerateKey()
+			env := append(migratedDB(t, dialect), "TWOFOLD_SECRETS_KEY="+keyText)
+			key, err := secrets.ParseKey(keyText)
+			require.NoError(t, err)
+			hasher := clients.NewSecretHasher(key)
+
+			create := func(args ...string) result {
+				return twofold(t, env, "", append([]string{"clients", "create", "--output", "json"}, args...)...)
+			}
+			listJSON := func() []clientJSON {
+				t.Helper()
+				r := twofold(t, env, "", "clients", "list", "--output", "json")
+				require.Equal(t, 0, r.code, r.stderr)
+				var out []clientJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+				return out
+			}
+			// noSecret asserts out shows neither the secret nor its stored hash.
+			noSecret := func(out, secret string) {
+				t.Helper()
+				hash, err := hasher.Hash(context.Background(), []byte(secret))
+				require.NoError(t, err)
+				assert.NotContains(t, out, secret)
+				for _, enc := range []string{hex.EncodeToString(hash), base64.StdEncoding.EncodeToString(hash), base64.RawURLEncoding.EncodeToString(hash)} {
+					assert.NotContains(t, out, enc)
+				}
+				assert.NotContains(t, out, "client_secret\"")
+				assert.NotContains(t, out, "secret_hash")
+			}
+
+			r := create("--name", "Helpdesk", "--redirect-uri", "https://app.example.com/cb",
+				"--redirect-uri", "http://localhost:3000/cb", "--post-logout-redirect-uri", "https://app.example.com/", "--first-party")
+			require.Equal(t, 0, r.code, r.stderr)
+			var creds map[string]string
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+			assert.Len(t, creds, 2, "exactly client_id and client_secret: %s", r.stdout)
+			id, secret := creds["client_id"], creds["client_secret"]
+			assert.Regexp(t, `^tf_[0-9a-f]{24}$`, id)
+			assert.GreaterOrEqual(t, len(secret), 43)
+
+			// The secret is stored only as its HMAC, and that HMAC checks it.
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			stored, err := s.GetClient(context.Background(), id)
+			require.NoError(t, err)
+			assert.NoError(t, hasher.Compare(context.Background(), stored.SecretHash, []byte(secret)))
+			events, err := s.ListAudit(context.Background(), store.AuditFilter{})
+			require.NoError(t, err)
+			require.NotEmpty(t, events)
+			assert.Equal(t, "client.created", events[0].Type)
+			assert.Equal(t, id, events[0].ClientID)
+			assert.Equal(t, "cli", events[0].ActorID)
+			assert.NotContains(t, events[0].Detail, secret)
+
+			t.Run("text output is two lines", func(t *testing.T) {
+				r := twofold(t, env, "", "clients", "create", "--name", "Reports", "--redirect-uri", "https://reports.example.com/cb")
+				require.Equal(t, 0, r.code, r.stderr)
+				lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+				require.Len(t, lines, 2, r.stdout)
+				assert.True(t, strings.HasPrefix(lines[0], "client_id: tf_"), lines[0])
+				assert.True(t, strings.HasPrefix(lines[1], "client_secret: "), lines[1])
+			})
+
+			t.Run("list and show never print the secret", func(t *testing.T) {
+				for _, args := range [][]string{
+					{"clients", "list"}, {"clients", "list", "--output", "json"},
+					{"clients", "show", id}, {"clients", "show", id, "--output", "json"},
+				} {
+					r := twofold(t, env, "", args...)
+					require.Equal(t, 0, r.code, r.stderr)
+					assert.Contains(t, r.stdout, id)
+					noSecret(r.stdout, secret)
+				}
+				r := twofold(t, env, "", "clients", "show", id, "--output", "json")
+				var c clientJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
+				assert.Equal(t, "Helpdesk", c.Name)
+				assert.True(t, c.HasSecret)
+				assert.True(t, c.FirstParty)
+				assert.Equal(t, []string{"authorization_code", "refresh_token"}, c.GrantTypes)
+				assert.Equal(t, "client_secret_basic", c.TokenEndpointAuthMethod)
+			})
+
+			before := len(listJSON())
+			bad := []struct {
+				name     string
+				args     []string
+				code     int
+				contains string
+			}{
+				{"http redirect", []string{"--name", "x", "--redirect-uri", "http://app.example.com/cb"}, exitFailed, "redirect_uris"},
+				{"fragment", []string{"--name", "x", "--redirect-uri", "https://app.example.com/cb#f"}, exitFailed, "fragment"},
+				{"custom scheme", []string{"--name", "x", "--redirect-uri", "myapp://cb"}, exitFailed, `scheme "myapp" is not allowed`},
+				{"password grant", []string{"--name", "x", "--redirect-uri", "https://app.example.com/cb", "--grant-type", "password"}, exitFailed, `grant_types: "password" is not supported`},
+				{"unknown scope", []string{"--name", "x", "--redirect-uri", "https://app.example.com/cb", "--scope", "admin"}, exitFailed, "scopes"},
+				{"no redirect", []string{"--name", "x"}, exitFailed, "at least one redirect URI"},
+				{"private jwks file missing", []string{"--name", "x", "--token-endpoint-auth-method", "private_key_jwt", "--jwks", "@/nonexistent/jwks.json", "--redirect-uri", "https://app.example.com/cb"}, exitFailed, "read --jwks file"},
+				{"missing name", []string{"--redirect-uri", "https://app.example.com/cb"}, exitUsage, "--name is required"},
+				{"bad output", []string{"--name", "x", "--output", "yaml"}, exitUsage, "--output"},
+			}
+			for _, tc := range bad {
+				t.Run(tc.name, func(t *testing.T) {
+					r := create(tc.args...)
+					assert.Equal(t, tc.code, r.code, r.stderr)
+					assert.Contains(t, r.stderr, tc.contains)
+					assert.Empty(t, r.stdout)
+				})
+			}
+			assert.Len(t, listJSON(), before, "refused registrations write nothing")
+
+			t.Run("public client gets no secret", func(t *testing.T) {
+				r := create("--name", "SPA", "--public", "--redirect-uri", "http://127.0.0.1:8080/cb")
+				require.Equal(t, 0, r.code, r.stderr)
+				var creds map[string]string
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+				assert.NotEmpty(t, creds["client_id"])
+				assert.NotContains(t, creds, "client_secret")
+				r = twofold(t, env, "", "clients", "rotate-secret", creds["client_id"])
+				assert.Equal(t, exitFailed, r.code)
+				assert.Contains(t, r.stderr, "no secret to rotate")
+			})
+
+			t.Run("private_key_jwt with a jwks file", func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "jwks.json")
+				jwks := `{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1"}]}`
+				require.NoError(t, os.WriteFile(path, []byte(jwks), 0o600))
+				r := create("--name", "Batch", "--grant-type", "client_credentials", "--token-endpoint-auth-method", "private_key_jwt", "--jwks", "@"+path)
+				require.Equal(t, 0, r.code, r.stderr)
+				assert.NotContains(t, r.stdout, "client_secret")
+			})
+
+			t.Run("rotate-secret", func(t *testing.T) {
+				r := twofold(t, env, "", "clients", "rotate-secret", id, "--output", "json")
+				require.Equal(t, 0, r.code, r.stderr)
+				var creds map[string]string
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+				assert.Equal(t, id, creds["client_id"])
+				fresh := creds["client_secret"]
+				assert.GreaterOrEqual(t, len(fresh), 43)
+				assert.NotEqual(t, secret, fresh)
+				stored, err := s.GetClient(context.Background(), id)
+				require.NoError(t, err)
+				assert.NoError(t, hasher.Compare(context.Background(), stored.SecretHash, []byte(fresh)))
+				assert.Error(t, hasher.Compare(context.Background(), stored.SecretHash, []byte(secret)), "the old secret stops working")
+				events, err := s.ListAudit(context.Background(), store.AuditFilter{})
+				require.NoError(t, err)
+				assert.Equal(t, "client.secret_rotated", events[0].Type)
+			})
+
+			t.Run("delete", func(t *testing.T) {
+				r := twofold(t, env, "", "clients", "delete", id)
+				require.Equal(t, 0, r.code, r.stderr)
+				r = twofold(t, env, "", "clients", "show", id)
+				assert.Equal(t, exitFailed, r.code)
+				assert.Contains(t, r.stderr, "no client")
+				r = twofold(t, env, "", "clients", "delete", id)
+				assert.Equal(t, exitFailed, r.code)
+				assert.Contains(t, r.stderr, "no client")
+				events, err := s.ListAudit(context.Background(), store.AuditFilter{})
+				require.NoError(t, err)
+				assert.Equal(t, "client.deleted", events[0].Type)
+				assert.Equal(t, id, events[0].ClientID)
+			})
+
+			t.Run("missing secrets key", func(t *testing.T) {
+				noKey := env[:1] // only the database URL; no key file exists beside it
+				r := twofold(t, noKey, "", "clients", "create", "--name", "x", "--redirect-uri", "https://app.example.com/cb")
+				assert.Equal(t, exitUsage, r.code, r.stderr)
+				assert.Contains(t, r.stderr, "secrets_key: must be set")
+				r = twofold(t, noKey, "", "clients", "list")
+				assert.Equal(t, 0, r.code, "listing needs no key: %s", r.stderr)
+			})
+		})
+	}
+}

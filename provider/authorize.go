@@ -1,0 +1,265 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// handleAuthorize is the authorization endpoint (GET or form POST).
+func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	form := ar.GetRequestForm()
+	prompt := promptValues(form)
+	sess, user, hasSession := p.currentSession(r)
+
+	needLogin := !hasSession || slices.Contains(prompt, "login") || maxAgePassed(form, sess.AuthTime, p.now())
+	if needLogin {
+		if slices.Contains(prompt, "none") {
+			p.authorizeError(w, r, ar, fosite.ErrLoginRequired.WithHint("The user is not signed in, and prompt=none forbids asking."))
+			return
+		}
+		p.startFlow(w, r, ar, store.FlowPassword, store.Session{}, store.User{})
+		return
+	}
+	if p.needsConsent(ctx, ar, user.ID) {
+		if slices.Contains(prompt, "none") {
+			p.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented, and prompt=none forbids asking."))
+			return
+		}
+		p.startFlow(w, r, ar, store.FlowConsent, sess, user)
+		return
+	}
+	p.finish(w, r, ar, sess, user, ar.GetRequestedAt())
+}
+
+// authorizeError answers a failed authorization request. An error the
+// client may see goes to its redirect URI; when the client or redirect
+// URI could not be trusted, the user gets a page and nobody is redirected
+// (OIDC Core §3.1.2.6, RFC 6749 §4.1.2.1).
+func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	p.logger.InfoContext(r.Context(), "authorize refused", "error", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField)
+	if ar == nil || !ar.IsRedirectURIValid() {
+		p.errorPage(w, r, http.StatusBadRequest, "This sign-in request is not valid", describe(rfc), rfc.ErrorField)
+		return
+	}
+	p.oauth.WriteAuthorizeError(r.Context(), w, ar, err)
+}
+
+func describe(e *fosite.RFC6749Error) string {
+	msg := e.DescriptionField
+	if e.HintField != "" {
+		msg += " " + e.HintField
+	}
+	return msg
+}
+
+func (p *Provider) errorPage(w http.ResponseWriter, r *http.Request, status int, title, message, code string) {
+	if err := p.pages.Render(w, status, "error.html", map[string]string{"Title": title, "Message": message, "Code": code}); err != nil {
+		p.logger.ErrorContext(r.Context(), "render error page", "err", err)
+	}
+}
+
+func promptValues(form url.Values) []string {
+	return fosite.RemoveEmpty(strings.Split(form.Get("prompt"), " "))
+}
+
+// maxAgePassed reports whether max_age asks for a fresher sign-in than
+// authTime. max_age=0 always forces one (OIDC Core §3.1.2.1).
+func maxAgePassed(form url.Values, authTime, now time.Time) bool {
+	v := form.Get("max_age")
+	if v == "" {
+		return false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return false // fosite refuses a malformed max_age before we get here
+	}
+	if n > int64(100*365*24*3600) {
+		return false
+	}
+	return now.Sub(authTime) > time.Duration(n)*time.Second || n == 0
+}
+
+// currentSession returns the browser's SSO session and its user, if the
+// cookie names a live session of an enabled user.
+func (p *Provider) currentSession(r *http.Request) (store.Session, store.User, bool) {
+	v := p.cookie(r, sessionCookie)
+	if v == "" {
+		return store.Session{}, store.User{}, false
+	}
+	ctx := r.Context()
+	s, err := p.store.GetSession(ctx, sessionID(v))
+	if err != nil || !p.now().Before(s.ExpiresAt) {
+		return store.Session{}, store.User{}, false
+	}
+	u, err := p.store.GetUser(ctx, s.UserID)
+	if err != nil || u.Disabled {
+		return store.Session{}, store.User{}, false
+	}
+	return s, u, true
+}
+
+// needsConsent: first-party clients never ask; third-party clients ask
+// unless the user already granted every requested scope, and always on
+// prompt=consent.
+func (p *Provider) needsConsent(ctx context.Context, ar fosite.AuthorizeRequester, userID string) bool {
+	c, ok := ar.GetClient().(*client)
+	if !ok || c.FirstParty {
+		return false
+	}
+	if slices.Contains(promptValues(ar.GetRequestForm()), "consent") {
+		return true
+	}
+	granted, err := p.store.GetConsent(ctx, userID, c.ID)
+	if err != nil {
+		return true
+	}
+	for _, s := range ar.GetRequestedScopes() {
+		if !slices.Contains(granted.Scopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// startFlow stores the request and sends the browser to its first step.
+func (p *Provider) startFlow(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, state string, sess store.Session, user store.User) {
+	now := p.now().UTC()
+	f := store.LoginFlow{
+		ID: randomToken(), State: state, UserID: user.ID, SessionID: sess.ID,
+		ClientID: ar.GetClient().GetID(), AuthorizeForm: ar.GetRequestForm().Encode(),
+		Methods: sess.AMR, CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan),
+	}
+	if state != store.FlowPassword {
+		at := sess.AuthTime
+		f.AuthTime = &at
+	}
+	if err := p.store.CreateLoginFlow(r.Context(), f); err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	// The flow id travels in a cookie and in every form: a step must
+	// present both, so a flow cannot be driven from another browser.
+	p.setCookie(w, flowCookie, f.ID, p.cfg.LoginFlowLifespan)
+	page := "/login"
+	if state == store.FlowConsent {
+		page = "/consent"
+	}
+	http.Redirect(w, r, page+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// errFlow is any reason a step cannot run on a flow.
+var errFlow = errors.New("this sign-in has expired or was already used")
+
+// loadFlow returns the flow a step names, only if the browser's flow
+// cookie names the same one, it has not expired, and it is in state.
+func (p *Provider) loadFlow(r *http.Request, id, state string) (store.LoginFlow, error) {
+	if id == "" || id != p.cookie(r, flowCookie) {
+		return store.LoginFlow{}, errFlow
+	}
+	f, err := p.store.GetLoginFlow(r.Context(), id)
+	if err != nil || f.State != state || !p.now().Before(f.ExpiresAt) {
+		return store.LoginFlow{}, errFlow
+	}
+	return f, nil
+}
+
+// resume parses the flow's stored request again with fosite, so every
+// check of the original request runs once more before anything is issued.
+func (p *Provider) resume(r *http.Request, f store.LoginFlow) (fosite.AuthorizeRequester, error) {
+	form, err := url.ParseQuery(f.AuthorizeForm)
+	if err != nil {
+		return nil, err
+	}
+	r2 := r.Clone(r.Context())
+	r2.Method = http.MethodGet
+	r2.URL = &url.URL{Path: "/authorize", RawQuery: form.Encode()}
+	r2.Body = http.NoBody
+	r2.ContentLength = 0
+	r2.Form, r2.PostForm = nil, nil
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Content-Type")
+	return p.oauth.NewAuthorizeRequest(r.Context(), r2)
+}
+
+// finish completes an authorization request for a signed-in user. Claims
+// about the authentication come from the SSO session only.
+func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, sess store.Session, user store.User, requestedAt time.Time) {
+	ctx := r.Context()
+	c := ar.GetClient().(*client)
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s) // fosite already refused scopes the client may not ask for
+	}
+	if !ar.GetRequestedScopes().Has("openid") {
+		p.authorizeError(w, r, ar, fosite.ErrInvalidScope.WithHint("Twofold is an OpenID Connect provider: the openid scope is required."))
+		return
+	}
+	s := newSession()
+	s.Subject = user.ID
+	s.Username = user.Email
+	s.Claims.Subject = user.ID
+	s.Claims.Issuer = p.cfg.Issuer
+	s.Claims.AuthTime = sess.AuthTime.UTC()
+	s.Claims.RequestedAt = requestedAt.UTC()
+	s.Claims.AuthenticationMethodsReferences = sess.AMR
+	s.Claims.AuthenticationContextClassReference = sess.ACR
+	s.Claims.Extra = map[string]any{"sid": sess.ID, "azp": c.ID}
+	s.Headers.Extra = map[string]any{"alg": c.IDTokenAlg}
+	idClaims, userinfoClaims := requestedClaims(ar.GetRequestForm().Get("claims"))
+	for k, v := range p.userClaims(user, idClaims) {
+		s.Claims.Extra[k] = v
+	}
+	s.UserinfoClaims = userinfoClaims
+
+	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, s)
+	if err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	resp.AddParameter("iss", p.cfg.Issuer) // RFC 9207: defeats mix-up attacks
+	p.clearCookie(w, flowCookie)
+	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// requestedClaims reads the claims request parameter (OIDC Core §5.5):
+// the names asked for in the ID token and at userinfo. Values and
+// essential flags do not change what Twofold returns: each claim is
+// released only when the user has it.
+func requestedClaims(param string) (idToken, userinfo []string) {
+	if param == "" {
+		return nil, nil
+	}
+	var req struct {
+		IDToken  map[string]json.RawMessage `json:"id_token"`
+		Userinfo map[string]json.RawMessage `json:"userinfo"`
+	}
+	if json.Unmarshal([]byte(param), &req) != nil {
+		return nil, nil
+	}
+	for k := range req.IDToken {
+		idToken = append(idToken, k)
+	}
+	for k := range req.Userinfo {
+		userinfo = append(userinfo, k)
+	}
+	slices.Sort(idToken)
+	slices.Sort(userinfo)
+	return idToken, userinfo
+}

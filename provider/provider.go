@@ -1,0 +1,221 @@
+package provider
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/templates"
+)
+
+// Config holds the provider's settings.
+type Config struct {
+	// Issuer is the issuer URL, with no trailing slash.
+	Issuer string
+	// Lifespans; zero values take the defaults below.
+	AuthorizeCodeLifespan time.Duration
+	AccessTokenLifespan   time.Duration
+	IDTokenLifespan       time.Duration
+	RefreshTokenLifespan  time.Duration
+	LoginFlowLifespan     time.Duration
+	SessionLifespan       time.Duration
+	// IDTokenAlg is the default ID token algorithm: RS256 or ES256.
+	IDTokenAlg string
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.AuthorizeCodeLifespan, time.Minute)
+	def(&c.AccessTokenLifespan, 15*time.Minute)
+	def(&c.IDTokenLifespan, 15*time.Minute)
+	def(&c.RefreshTokenLifespan, 30*24*time.Hour)
+	def(&c.LoginFlowLifespan, 15*time.Minute)
+	def(&c.SessionLifespan, 12*time.Hour)
+	if c.IDTokenAlg == "" {
+		c.IDTokenAlg = RS256
+	}
+}
+
+// Options are the provider's dependencies.
+type Options struct {
+	Config   Config
+	Store    store.Store
+	Accounts *accounts.Service
+	// SecretsKey is the 32-byte key from configuration: it seals signing
+	// keys and derives fosite's HMAC secret and the CSRF key.
+	SecretsKey []byte
+	// ClientSecrets hashes and compares client secrets (clients package).
+	ClientSecrets fosite.Hasher
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Provider serves the OpenID Connect endpoints.
+type Provider struct {
+	cfg      Config
+	issuer   *url.URL
+	store    store.Store
+	accounts *accounts.Service
+	keys     *KeySet
+	oauth    fosite.OAuth2Provider
+	fosite   *fosite.Config
+	pages    *templates.Set
+	csrfKey  []byte
+	logger   *slog.Logger
+	now      func() time.Time
+
+	discovery []byte
+}
+
+// derive makes a purpose-bound key from the secrets key, so one secret
+// never serves two uses.
+func derive(key []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("twofold " + purpose + " v1"))
+	return m.Sum(nil)
+}
+
+// New composes fosite and loads (or creates) the signing keys.
+func New(ctx context.Context, o Options) (*Provider, error) {
+	o.Config.setDefaults()
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	issuer, err := url.Parse(o.Config.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	box, err := secrets.New(o.SecretsKey)
+	if err != nil {
+		return nil, err
+	}
+	// A retired key verifies for as long as anything it signed lives.
+	retain := max(o.Config.IDTokenLifespan, o.Config.AccessTokenLifespan) + 5*time.Minute
+	keys, err := NewKeySet(ctx, o.Store, box, retain, o.Now)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	pages, err := templates.Parse()
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{
+		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
+		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
+	}
+
+	fc := &fosite.Config{
+		IDTokenIssuer:                  o.Config.Issuer,
+		AccessTokenIssuer:              o.Config.Issuer,
+		TokenURL:                       o.Config.Issuer + "/token",
+		AuthorizeCodeLifespan:          o.Config.AuthorizeCodeLifespan,
+		AccessTokenLifespan:            o.Config.AccessTokenLifespan,
+		IDTokenLifespan:                o.Config.IDTokenLifespan,
+		RefreshTokenLifespan:           o.Config.RefreshTokenLifespan,
+		GlobalSecret:                   derive(o.SecretsKey, "fosite global secret"),
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		ClientSecretsHasher:            o.ClientSecrets,
+		SendDebugMessagesToClients:     false,
+		RefreshTokenScopes:             []string{"offline_access"},
+		AllowedPromptValues:            []string{"none", "login", "consent"},
+		MinParameterEntropy:            fosite.MinParameterEntropy,
+		JWKSFetcherStrategy:            fosite.NewDefaultJWKSFetcherStrategy(),
+		ClientAuthenticationStrategy:   nil,
+	}
+	p.fosite = fc
+	fstore := &fositeStore{store: o.Store, now: o.Now}
+	signer := &tokenSigner{keys: keys, defaultAlg: o.Config.IDTokenAlg}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		Signer:                     signer,
+	}
+	// Only what Twofold needs. Never ComposeAllEnabled: it turns on the
+	// resource-owner password grant, which issues tokens on a password
+	// alone (no second factor), and the implicit and hybrid flows.
+	p.oauth = compose.Compose(fc, fstore, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+	)
+	if p.discovery, err = p.buildDiscovery(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Keys exposes the key set (for `twofold keys rotate` and tests).
+func (p *Provider) Keys() *KeySet { return p.keys }
+
+// Mounter is what the HTTP shell offers: a pattern-based mux.
+type Mounter interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h http.HandlerFunc)
+}
+
+// Mount registers every route.
+func (p *Provider) Mount(m Mounter) {
+	m.HandleFunc("GET /.well-known/openid-configuration", p.handleDiscovery)
+	m.HandleFunc("GET /jwks", p.handleJWKS)
+	m.HandleFunc("GET /authorize", p.handleAuthorize)
+	m.HandleFunc("POST /authorize", p.handleAuthorize)
+	m.HandleFunc("POST /token", p.handleToken)
+	m.HandleFunc("GET /userinfo", p.handleUserinfo)
+	m.HandleFunc("POST /userinfo", p.handleUserinfo)
+	m.HandleFunc("POST /revoke", p.handleRevoke)
+	m.HandleFunc("POST /introspect", p.handleIntrospect)
+	m.HandleFunc("GET /logout", p.handleLogout)
+	m.HandleFunc("POST /logout", p.handleLogout)
+	m.HandleFunc("GET /login", p.handleLoginPage)
+	m.HandleFunc("POST /login", p.handleLoginSubmit)
+	m.HandleFunc("GET /consent", p.handleConsentPage)
+	m.HandleFunc("POST /consent", p.handleConsentSubmit)
+	m.Handle("GET /static/", templates.Static())
+}
+
+// CleanExpired deletes expired codes, tokens, flows and sessions every
+// interval until ctx ends: indexes on expires_at keep it cheap.
+func (p *Provider) CleanExpired(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := p.store.DeleteExpired(ctx, p.now())
+			if err != nil {
+				p.logger.Warn("clean expired rows", "err", err)
+			} else if n > 0 {
+				p.logger.Info("cleaned expired rows", "rows", n)
+			}
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+	fstorage "github.com/ory/fosite/storage"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// fositeStore puts all of fosite's state in the store, so that any
+// replica can redeem what another issued. Requests are kept as JSON with
+// the client by id and the session serialised.
+type fositeStore struct {
+	store store.Store
+	now   func() time.Time
+}
+
+var (
+	_ fosite.ClientManager               = (*fositeStore)(nil)
+	_ oauth2.CoreStorage                 = (*fositeStore)(nil)
+	_ oauth2.TokenRevocationStorage      = (*fositeStore)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*fositeStore)(nil)
+	_ pkce.PKCERequestStorage            = (*fositeStore)(nil)
+	_ fstorage.Transactional             = (*fositeStore)(nil)
+)
+
+// keptForm lists the authorize parameters worth keeping with a code or
+// token: fosite re-reads redirect_uri, nonce and the PKCE challenge, and
+// the rest explains the grant. Secrets, codes and verifiers are dropped.
+var keptForm = []string{"redirect_uri", "nonce", "code_challenge", "code_challenge_method",
+	"response_type", "scope", "max_age", "prompt", "acr_values", "claims"}
+
+type storedRequest struct {
+	ID                string          `json:"id"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	ClientID          string          `json:"client_id"`
+	RequestedScope    []string        `json:"requested_scope"`
+	GrantedScope      []string        `json:"granted_scope"`
+	RequestedAudience []string        `json:"requested_audience"`
+	GrantedAudience   []string        `json:"granted_audience"`
+	Form              url.Values      `json:"form"`
+	Session           json.RawMessage `json:"session"`
+}
+
+func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.store.GetClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newClient(c), nil
+}
+
+// ClientAssertionJWTValid refuses a private_key_jwt assertion id seen before.
+func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	// UseJTI records it; SetClientAssertionJWT (called after) is then a no-op.
+	return nil
+}
+
+// SetClientAssertionJWT records a used assertion id until it expires; a
+// replay inside that window is refused (RFC 7523 §3 item 7).
+func (s *fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	err := s.store.UseJTI(ctx, jti, exp, s.now())
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return fosite.ErrJTIKnown
+	}
+	return err
+}
+
+func (s *fositeStore) create(ctx context.Context, kind, signature string, r fosite.Requester, tt fosite.TokenType) error {
+	sess, err := json.Marshal(r.GetSession())
+	if err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	form := url.Values{}
+	for _, k := range keptForm {
+		if v, ok := r.GetRequestForm()[k]; ok {
+			form[k] = v
+		}
+	}
+	data, err := json.Marshal(storedRequest{
+		ID: r.GetID(), RequestedAt: r.GetRequestedAt(), ClientID: r.GetClient().GetID(),
+		RequestedScope: r.GetRequestedScopes(), GrantedScope: r.GetGrantedScopes(),
+		RequestedAudience: r.GetRequestedAudience(), GrantedAudience: r.GetGrantedAudience(),
+		Form: form, Session: sess,
+	})
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	exp := r.GetSession().GetExpiresAt(tt)
+	if exp.IsZero() {
+		exp = s.now().Add(10 * 365 * 24 * time.Hour) // no lifespan: kept until revoked
+	}
+	subject := ""
+	if r.GetSession() != nil {
+		subject = r.GetSession().GetSubject()
+	}
+	return s.store.CreateOAuth2Request(ctx, store.OAuth2Request{
+		Kind: kind, Signature: signature, RequestID: r.GetID(), ClientID: r.GetClient().GetID(),
+		Subject: subject, Active: true, RequestedAt: r.GetRequestedAt(), ExpiresAt: exp, Data: string(data),
+	})
+}
+
+// get loads a row and rebuilds the request into session. It returns the
+// request with fosite.ErrInactiveToken (or ErrInvalidatedAuthorizeCode
+// for codes) when the row is inactive, as fosite's reuse detection needs.
+func (s *fositeStore) get(ctx context.Context, kind, signature string, session fosite.Session) (fosite.Requester, error) {
+	row, err := s.store.GetOAuth2Request(ctx, kind, signature)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var sr storedRequest
+	if err := json.Unmarshal([]byte(row.Data), &sr); err != nil {
+		return nil, fmt.Errorf("decode stored request: %w", err)
+	}
+	c, err := s.GetClient(ctx, sr.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	if session != nil {
+		if err := json.Unmarshal(sr.Session, session); err != nil {
+			return nil, fmt.Errorf("decode stored session: %w", err)
+		}
+	}
+	req := &fosite.Request{
+		ID: sr.ID, RequestedAt: sr.RequestedAt, Client: c,
+		RequestedScope: sr.RequestedScope, GrantedScope: sr.GrantedScope,
+		RequestedAudience: sr.RequestedAudience, GrantedAudience: sr.GrantedAudience,
+		Form: sr.Form, Session: session,
+	}
+	if !row.Active {
+		if kind == store.KindAuthorizeCode {
+			return req, fosite.ErrInvalidatedAuthorizeCode
+		}
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+func (s *fositeStore) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, store.KindAuthorizeCode, code, r, fosite.AuthorizeCode)
+}
+
+func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, code string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, store.KindAuthorizeCode, code, session)
+}
+
+// InvalidateAuthorizeCodeSession marks a code used with a conditional
+// update: of two concurrent exchanges exactly one gets here first.
+func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	return s.store.DeactivateOAuth2Request(ctx, store.KindAuthorizeCode, code)
+}
+
+func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, store.KindAccessToken, sig, r, fosite.AccessToken)
+}
+
+func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, store.KindAccessToken, sig, session)
+}
+
+func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.store.DeleteOAuth2Request(ctx, store.KindAccessToken, sig)
+}
+
+func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	return s.create(ctx, store.KindRefreshToken, sig, r, fosite.RefreshToken)
+}
+
+func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, store.KindRefreshToken, sig, session)
+}
+
+func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.store.DeleteOAuth2Request(ctx, store.KindRefreshToken, sig)
+}
+
+// RotateRefreshToken retires the presented refresh token and the access
+// tokens of its family. The refresh token is deactivated conditionally,
+// so two concurrent refreshes with one token cannot both succeed.
+func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	if err := s.store.DeactivateOAuth2Request(ctx, store.KindRefreshToken, sig); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+		}
+		return err
+	}
+	return s.store.DeleteOAuth2Requests(ctx, store.KindAccessToken, requestID)
+}
+
+// RevokeRefreshToken deactivates the whole family: a used token presented
+// again then finds every sibling inactive too.
+func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	return s.store.DeactivateOAuth2Requests(ctx, store.KindRefreshToken, requestID)
+}
+
+func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	return s.store.DeleteOAuth2Requests(ctx, store.KindAccessToken, requestID)
+}
+
+func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, store.KindOIDC, code, r, fosite.AuthorizeCode)
+}
+
+func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	req, err := s.get(ctx, store.KindOIDC, code, r.GetSession())
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil, openid.ErrNoSessionFound
+	}
+	return req, err
+}
+
+func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.store.DeleteOAuth2Request(ctx, store.KindOIDC, code)
+}
+
+func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, store.KindPKCE, sig, r, fosite.AuthorizeCode)
+}
+
+func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
+	return s.get(ctx, store.KindPKCE, sig, session)
+}
+
+func (s *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.store.DeleteOAuth2Request(ctx, store.KindPKCE, sig)
+}
+
+func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {
+	return s.store.BeginTx(ctx)
+}
+func (s *fositeStore) Commit(ctx context.Context) error   { return s.store.CommitTx(ctx) }
+func (s *fositeStore) Rollback(ctx context.Context) error { return s.store.RollbackTx(ctx) }

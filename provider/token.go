@@ -1,0 +1,154 @@
+package provider
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/ory/fosite"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// handleToken is the token endpoint: authorization_code (+PKCE),
+// refresh_token (rotated; reuse revokes the family) and
+// client_credentials. The password grant is not composed.
+func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s := newSession()
+	ar, err := p.oauth.NewAccessRequest(ctx, r, s)
+	if err != nil {
+		p.accessError(w, r, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// A client acting for itself: its own scopes, never OIDC ones.
+		for _, scope := range ar.GetRequestedScopes() {
+			if scope == "openid" || scope == "offline_access" {
+				p.accessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Scope %q is for end users, not client_credentials.", scope))
+				return
+			}
+			ar.GrantScope(scope)
+		}
+		s.Subject = ar.GetClient().GetID()
+	}
+	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.accessError(w, r, ar, err)
+		return
+	}
+	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// accessError writes a token endpoint error. A code or refresh token that
+// lost a race to a concurrent request is invalid_grant, not a 500.
+func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, fosite.ErrSerializationFailure) {
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code or refresh token was already used.").WithWrap(err)
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	level := "info"
+	if rfc.CodeField >= 500 {
+		level = "error"
+	}
+	p.logger.InfoContext(r.Context(), "token request refused", "level", level, "error", rfc.ErrorField, "hint", rfc.HintField, "debug", rfc.DebugField, "cause", errString(rfc.Unwrap()))
+	p.oauth.WriteAccessError(r.Context(), w, ar, err)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// handleUserinfo returns the claims of the user an access token was
+// issued for (OIDC Core §5.3), via GET or POST with a bearer header, or
+// POST with access_token in the body.
+func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	token := fosite.AccessTokenFromRequest(r)
+	if token == "" {
+		bearerError(w, http.StatusUnauthorized, "", "")
+		return
+	}
+	s := newSession()
+	tt, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, s)
+	if err != nil || tt != fosite.AccessToken {
+		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
+		return
+	}
+	if !ar.GetGrantedScopes().Has("openid") || s.Subject == "" {
+		bearerError(w, http.StatusForbidden, "insufficient_scope", "The access token was not granted the openid scope.")
+		return
+	}
+	user, err := p.store.GetUser(ctx, s.Subject)
+	if err != nil || user.Disabled {
+		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is not active.")
+		return
+	}
+	claims := map[string]any{"sub": user.ID}
+	granted := ar.GetGrantedScopes()
+	var names []string
+	if granted.Has("email") {
+		names = append(names, "email", "email_verified")
+	}
+	if granted.Has("profile") {
+		names = append(names, "preferred_username", "updated_at")
+	}
+	names = append(names, s.UserinfoClaims...)
+	for k, v := range p.userClaims(user, names) {
+		claims[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(claims)
+}
+
+// userClaims returns the named standard claims the user has. Email
+// addresses are not verified by Twofold yet, so email_verified is false:
+// a claim is never stronger than what happened.
+func (p *Provider) userClaims(u store.User, names []string) map[string]any {
+	out := map[string]any{}
+	for _, n := range names {
+		switch n {
+		case "email":
+			out[n] = u.Email
+		case "email_verified":
+			out[n] = false
+		case "preferred_username":
+			out[n] = u.Email
+		case "updated_at":
+			out[n] = u.UpdatedAt.Unix()
+		}
+	}
+	return out
+}
+
+func bearerError(w http.ResponseWriter, status int, code, desc string) {
+	v := `Bearer realm="twofold"`
+	if code != "" {
+		v += `, error="` + code + `", error_description="` + desc + `"`
+	}
+	w.Header().Set("WWW-Authenticate", v)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+}
+
+// handleRevoke is RFC 7009 token revocation.
+func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	err := p.oauth.NewRevocationRequest(r.Context(), r)
+	p.oauth.WriteRevocationResponse(r.Context(), w, err)
+}
+
+// handleIntrospect is RFC 7662 introspection, for authenticated clients.
+func (p *Provider) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s := newSession()
+	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, s)
+	if err != nil {
+		p.oauth.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	p.oauth.WriteIntrospectionResponse(ctx, w, ir)
+}
