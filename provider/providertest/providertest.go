@@ -1,0 +1,261 @@
+// Package providertest runs a real Twofold provider for tests: a fresh
+// database (SQLite file or PostgreSQL schema), the full HTTP stack on a
+// loopback port, and helpers to register clients, create users and drive
+// the hosted pages like a browser (cookie jar, forms, no JavaScript).
+package providertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/server"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// Env is one running provider.
+type Env struct {
+	URL      string // the issuer
+	Store    *sqlstore.Store
+	Provider *provider.Provider
+	Accounts *accounts.Service
+	Clients  *clients.Registry
+	Key      []byte
+	DBURL    string
+	Server   *httptest.Server
+}
+
+// Options tune Start.
+type Options struct {
+	// DatabaseURL reuses a database (a second replica); empty makes one.
+	DatabaseURL string
+	// Key is the secrets key; replicas of one database share it.
+	Key []byte
+	// Issuer overrides the issuer (a second replica keeps the first's).
+	Issuer string
+	Config func(*provider.Config)
+}
+
+// Start runs a provider on a fresh database of dialect.
+func Start(t testing.TB, dialect string, o Options) *Env {
+	t.Helper()
+	ctx := context.Background()
+	if o.DatabaseURL == "" {
+		o.DatabaseURL = sqltest.URL(t, dialect)
+	}
+	if o.Key == nil {
+		k, err := secrets.ParseKey(secrets.GenerateKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Key = k
+	}
+	s := sqltest.OpenURL(t, o.DatabaseURL, true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := o.Issuer
+	if issuer == "" {
+		issuer = "http://" + ln.Addr().String()
+	}
+	acc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}}, MinPasswordLen: 12}
+	cfg := provider.Config{Issuer: issuer}
+	if o.Config != nil {
+		o.Config(&cfg)
+	}
+	hasher := clients.NewSecretHasher(o.Key)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger})
+	if err != nil {
+		t.Fatalf("provider: %v", err)
+	}
+	srv := server.New(server.Options{Logger: logger, Ready: s.Ping})
+	p.Mount(srv)
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Listener.Close()
+	ts.Listener = ln
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return &Env{URL: issuer, Store: s, Provider: p, Accounts: acc, Key: o.Key, DBURL: o.DatabaseURL, Server: ts,
+		Clients: &clients.Registry{Store: s, Hasher: hasher}}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// ServerURL is where this replica listens (the issuer may name another).
+func (e *Env) ServerURL() string { return e.Server.URL }
+
+// User creates an account.
+func (e *Env) User(t testing.TB, email, password string, pop store.Population) store.User {
+	t.Helper()
+	u, err := e.Accounts.CreateUser(context.Background(), accounts.NewUser{Email: email, Population: pop, Password: password})
+	if err != nil {
+		t.Fatalf("create user: %v", err)
+	}
+	return u
+}
+
+// Client registers a client and returns its id and secret.
+func (e *Env) Client(t testing.TB, spec clients.Spec) (string, string) {
+	t.Helper()
+	c, secret, err := e.Clients.Create(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("create client: %v", err)
+	}
+	return c.ID, secret
+}
+
+// Browser is a cookie-keeping HTTP client that does not follow
+// redirects, so each hop can be inspected.
+type Browser struct {
+	*http.Client
+	t testing.TB
+}
+
+// NewBrowser returns a fresh browser with an empty cookie jar.
+func NewBrowser(t testing.TB) *Browser {
+	jar, _ := cookiejar.New(nil)
+	return &Browser{t: t, Client: &http.Client{
+		Jar: jar, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Page is a fetched response with its body read.
+type Page struct {
+	*http.Response
+	Body string
+}
+
+// Get fetches a URL.
+func (b *Browser) Get(u string) Page {
+	b.t.Helper()
+	resp, err := b.Client.Get(u)
+	if err != nil {
+		b.t.Fatalf("GET %s: %v", u, err)
+	}
+	return read(b.t, resp)
+}
+
+// Post submits a form.
+func (b *Browser) Post(u string, form url.Values) Page {
+	b.t.Helper()
+	resp, err := b.Client.PostForm(u, form)
+	if err != nil {
+		b.t.Fatalf("POST %s: %v", u, err)
+	}
+	return read(b.t, resp)
+}
+
+func read(t testing.TB, resp *http.Response) Page {
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Page{Response: resp, Body: string(body)}
+}
+
+// Location resolves a redirect's target.
+func (p Page) Location() string {
+	loc, err := p.Response.Location()
+	if err != nil {
+		return ""
+	}
+	return loc.String()
+}
+
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+
+// Hidden returns a page's hidden form fields.
+func (p Page) Hidden() url.Values {
+	v := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(p.Body, -1) {
+		v.Set(m[1], htmlUnescape(m[2]))
+	}
+	return v
+}
+
+func htmlUnescape(s string) string {
+	r := strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">", "&#61;", "=")
+	return r.Replace(s)
+}
+
+// Follow follows redirects from p until a page that is not a redirect,
+// or one whose target starts with stopAt (the relying party), returning
+// the last page and, if stopped, the target URL.
+func (b *Browser) Follow(p Page, stopAt string) (Page, string) {
+	b.t.Helper()
+	for i := 0; i < 10 && p.StatusCode >= 300 && p.StatusCode < 400; i++ {
+		loc := p.Location()
+		if stopAt != "" && strings.HasPrefix(loc, stopAt) {
+			return p, loc
+		}
+		p = b.Get(loc)
+	}
+	return p, ""
+}
+
+// SignIn drives the password step: from an authorize URL to the redirect
+// back to the relying party (prefix redirectPrefix), consenting if asked.
+// It returns the callback URL.
+func (b *Browser) SignIn(authorizeURL, email, password, redirectPrefix string) string {
+	b.t.Helper()
+	page, done := b.Follow(b.Get(authorizeURL), redirectPrefix)
+	if done != "" {
+		return done
+	}
+	if !strings.Contains(page.Request.URL.Path, "/login") {
+		b.t.Fatalf("expected the login page, got %s (%d): %.300s", page.Request.URL, page.StatusCode, page.Body)
+	}
+	form := page.Hidden()
+	form.Set("email", email)
+	form.Set("password", password)
+	loginURL := page.Request.URL.ResolveReference(&url.URL{Path: "/login"}).String()
+	res := b.Post(loginURL, form)
+	return b.Finish(res, redirectPrefix)
+}
+
+// Finish follows redirects, approving a consent page if one appears, until
+// the redirect to the relying party; it returns that URL.
+func (b *Browser) Finish(res Page, redirectPrefix string) string {
+	b.t.Helper()
+	res, done := b.Follow(res, redirectPrefix)
+	if done != "" {
+		return done
+	}
+	if strings.Contains(res.Request.URL.Path, "/consent") {
+		form := res.Hidden()
+		form.Set("decision", "allow")
+		res, done = b.Follow(b.Post(res.Request.URL.ResolveReference(&url.URL{Path: "/consent"}).String(), form), redirectPrefix)
+		if done != "" {
+			return done
+		}
+	}
+	b.t.Fatalf("did not return to the relying party: %s (%d): %.500s", res.Request.URL, res.StatusCode, res.Body)
+	return ""
+}
