@@ -24,6 +24,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.authorizeError(w, r, ar, err)
 		return
 	}
+	if err := checkPKCE(ar); err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
 	form := ar.GetRequestForm()
 	prompt := promptValues(form)
 	sess, user, hasSession := p.currentSession(r)
@@ -60,6 +64,27 @@ func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fos
 		return
 	}
 	p.oauth.WriteAuthorizeError(r.Context(), w, ar, err)
+}
+
+// checkPKCE refuses a bad PKCE request before anyone signs in (fosite
+// would refuse it only when issuing the code): S256 only, and mandatory
+// for public clients (RFC 9700 §2.1.1).
+func checkPKCE(ar fosite.AuthorizeRequester) error {
+	form := ar.GetRequestForm()
+	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
+	switch {
+	case challenge == "" && method != "":
+		return fosite.ErrInvalidRequest.WithHint("code_challenge_method was sent without a code_challenge.")
+	case challenge == "" && ar.GetClient().IsPublic():
+		return fosite.ErrInvalidRequest.WithHint("PKCE is required for public clients: send code_challenge with code_challenge_method=S256.")
+	case challenge == "":
+		return nil
+	case method != "S256":
+		return fosite.ErrInvalidRequest.WithHint("Only the S256 PKCE method is supported.")
+	case len(challenge) != 43:
+		return fosite.ErrInvalidRequest.WithHint("code_challenge must be a base64url SHA-256 (43 characters).")
+	}
+	return nil
 }
 
 func describe(e *fosite.RFC6749Error) string {

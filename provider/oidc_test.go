@@ -59,8 +59,8 @@ func newRP(t *testing.T, env *providertest.Env, spec clients.Spec, algs ...strin
 	}
 	return &rp{
 		env: env, provider: p,
-		conf: oauth2.Config{ClientID: id, ClientSecret: secret, Endpoint: p.Endpoint(), RedirectURL: redirectURI,
-			Scopes: []string{oidc.ScopeOpenID, "profile", "email", "offline_access"}},
+		conf: oauth2.Config{ClientID: id, ClientSecret: secret, Endpoint: endpoint(p, spec), RedirectURL: redirectURI,
+			Scopes: scopes(spec)},
 		verifier: p.Verifier(&oidc.Config{ClientID: id, SupportedSigningAlgs: algs}),
 	}
 }
@@ -93,7 +93,27 @@ func (r *rp) exchange(t *testing.T, code, verifier string) (*oauth2.Token, *oidc
 	return tok, idt
 }
 
-func randString() string { return base64.RawURLEncoding.EncodeToString([]byte(time.Now().String()))[:20] + "x" }
+// endpoint pins the client authentication style the client registered,
+// so x/oauth2 does not retry another style and hide the first error.
+func endpoint(p *oidc.Provider, spec clients.Spec) oauth2.Endpoint {
+	e := p.Endpoint()
+	e.AuthStyle = oauth2.AuthStyleInHeader
+	if spec.TokenEndpointAuthMethod == "client_secret_post" || spec.Public {
+		e.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return e
+}
+
+func scopes(spec clients.Spec) []string {
+	if spec.Scopes != nil {
+		return spec.Scopes
+	}
+	return []string{oidc.ScopeOpenID, "profile", "email", "offline_access"}
+}
+
+func randString() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(time.Now().String()))[:20] + "x"
+}
 
 func mustQuery(t *testing.T, raw string) url.Values {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/ory/fosite"
 
@@ -16,6 +17,12 @@ import (
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := newSession()
+	if err := r.ParseForm(); err == nil {
+		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(grantTypes, gt) {
+			p.accessError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
+			return
+		}
+	}
 	ar, err := p.oauth.NewAccessRequest(ctx, r, s)
 	if err != nil {
 		p.accessError(w, r, ar, err)
@@ -39,6 +46,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
+
+// grantTypes are the grants composed into fosite.
+var grantTypes = []string{"authorization_code", "refresh_token", "client_credentials"}
 
 // accessError writes a token endpoint error. A code or refresh token that
 // lost a race to a concurrent request is invalid_grant, not a 500.

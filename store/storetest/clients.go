@@ -78,7 +78,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 	require.NoError(t, s.CreateClient(ctx, pub))
 	got, err = s.GetClient(ctx, "spa")
 	require.NoError(t, err)
-	assert.Empty(t, got.SecretHash, "no secret stays no secret")
+	assert.Nil(t, got.SecretHash, "no secret (NULL) reads back as nil")
 	assert.True(t, got.Public)
 	assert.False(t, got.FirstParty)
 	assert.False(t, got.RequireMFA)
@@ -162,7 +162,7 @@ func testClientUpdateSecret(t *testing.T, s store.Store) {
 	require.NoError(t, s.UpdateClientSecret(ctx, "app", nil, later.Add(time.Second)))
 	got, err = s.GetClient(ctx, "app")
 	require.NoError(t, err)
-	assert.Empty(t, got.SecretHash)
+	assert.Nil(t, got.SecretHash, "a cleared secret reads back as nil")
 
 	require.ErrorIs(t, s.UpdateClientSecret(ctx, "missing", newHash, later), store.ErrNotFound)
 }
