@@ -246,7 +246,7 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	s.Claims.AuthenticationMethodsReferences = sess.AMR
 	s.Claims.AuthenticationContextClassReference = sess.ACR
 	s.Claims.Extra = map[string]any{"sid": sess.ID, "azp": c.ID}
-	s.Headers.Extra = map[string]any{"alg": c.IDTokenAlg}
+	s.Headers.Extra = map[string]any{algHeader: c.IDTokenAlg}
 	idClaims, userinfoClaims := requestedClaims(ar.GetRequestForm().Get("claims"))
 	for k, v := range p.userClaims(user, idClaims) {
 		s.Claims.Extra[k] = v

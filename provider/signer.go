@@ -12,7 +12,7 @@ import (
 
 // tokenSigner is fosite's jwt.Signer over the KeySet: it signs with the
 // active key of the algorithm the client registered (carried in the
-// session's header "alg"), stamps its kid, and verifies by kid so that
+// session's header algHeader), stamps its kid, and verifies by kid so that
 // tokens signed before a rotation (id_token_hint) still verify. fosite's
 // jwt package uses go-jose v3 inside, so it gets raw crypto keys.
 type tokenSigner struct {
@@ -21,6 +21,11 @@ type tokenSigner struct {
 }
 
 var _ jwt.Signer = (*tokenSigner)(nil)
+
+// algHeader carries the client's algorithm from the session to Generate;
+// fosite filters "alg" out of session headers, and Generate removes this
+// one before signing.
+const algHeader = "twofold_alg"
 
 // Generate signs claims. "rat" (fosite's requested-at) is dropped: it is
 // not an OIDC claim and relying parties have no use for it.
@@ -31,11 +36,11 @@ func (s *tokenSigner) Generate(ctx context.Context, claims jwt.MapClaims, header
 		for k, v := range header.ToMap() {
 			h[k] = v
 		}
-		if a, ok := h["alg"].(string); ok && a != "" {
+		if a, ok := h[algHeader].(string); ok && a != "" {
 			alg = a
 		}
 	}
-	delete(h, "alg")
+	delete(h, algHeader)
 	k, err := s.keys.Active(ctx, alg)
 	if err != nil {
 		return "", "", err

@@ -229,6 +229,9 @@ func (b *Browser) SignIn(authorizeURL, email, password, redirectPrefix string) s
 	if done != "" {
 		return done
 	}
+	if strings.Contains(page.Request.URL.Path, "/consent") {
+		return b.Finish(page, redirectPrefix)
+	}
 	if !strings.Contains(page.Request.URL.Path, "/login") {
 		b.t.Fatalf("expected the login page, got %s (%d): %.300s", page.Request.URL, page.StatusCode, page.Body)
 	}
@@ -248,7 +251,7 @@ func (b *Browser) Finish(res Page, redirectPrefix string) string {
 	if done != "" {
 		return done
 	}
-	if strings.Contains(res.Request.URL.Path, "/consent") {
+	if res.Request.Method == http.MethodGet && strings.Contains(res.Request.URL.Path, "/consent") {
 		form := res.Hidden()
 		form.Set("decision", "allow")
 		res, done = b.Follow(b.Post(res.Request.URL.ResolveReference(&url.URL{Path: "/consent"}).String(), form), redirectPrefix)
