@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"crypto/ecdsa"
 	"encoding/json"
 
 	josev3 "github.com/go-jose/go-jose/v3"
@@ -44,12 +45,26 @@ func (c *client) GetScopes() fosite.Arguments        { return fosite.Arguments(c
 func (c *client) IsPublic() bool                     { return c.Public }
 func (c *client) GetAudience() fosite.Arguments      { return nil }
 
-func (c *client) GetRequestURIs() []string                     { return nil }
-func (c *client) GetJSONWebKeys() *josev3.JSONWebKeySet        { return c.jwks }
-func (c *client) GetJSONWebKeysURI() string                    { return c.JWKSURI }
-func (c *client) GetRequestObjectSigningAlgorithm() string     { return "" }
-func (c *client) GetTokenEndpointAuthMethod() string           { return c.TokenEndpointAuthMethod }
-func (c *client) GetTokenEndpointAuthSigningAlgorithm() string { return "RS256" }
+func (c *client) GetRequestURIs() []string                 { return nil }
+func (c *client) GetJSONWebKeys() *josev3.JSONWebKeySet    { return c.jwks }
+func (c *client) GetJSONWebKeysURI() string                { return c.JWKSURI }
+func (c *client) GetRequestObjectSigningAlgorithm() string { return "" }
+func (c *client) GetTokenEndpointAuthMethod() string       { return c.TokenEndpointAuthMethod }
+
+// GetTokenEndpointAuthSigningAlgorithm is the algorithm of the client's
+// first registered key: ES256 for an EC key, else RS256.
+func (c *client) GetTokenEndpointAuthSigningAlgorithm() string {
+	if c.jwks != nil && len(c.jwks.Keys) > 0 {
+		k := c.jwks.Keys[0]
+		if k.Algorithm != "" {
+			return k.Algorithm
+		}
+		if _, ok := k.Key.(*ecdsa.PublicKey); ok {
+			return "ES256"
+		}
+	}
+	return "RS256"
+}
 
 // GetResponseModes allows query and form_post, never fragment.
 func (c *client) GetResponseModes() []fosite.ResponseModeType {

@@ -32,8 +32,8 @@ func (r *rp) code(t *testing.T, b *providertest.Browser) (string, string) {
 func oidcNonce(n string) oauth2.AuthCodeOption { return oauth2.SetAuthURLParam("nonce", n) }
 
 // tokenRequest posts a raw token request and returns status and body.
-func tokenRequest(t *testing.T, env *providertest.Env, form url.Values, id, secret string) (int, string) {
-	req := newReq(t, "POST", env.URL+"/token", form, "")
+func tokenRequest(t *testing.T, base string, form url.Values, id, secret string) (int, string) {
+	req := newReq(t, "POST", base+"/token", form, "")
 	if id != "" {
 		req.SetBasicAuth(url.QueryEscape(id), url.QueryEscape(secret))
 	}
@@ -131,7 +131,7 @@ func TestBadInput(t *testing.T) {
 			})
 			t.Run("wrong client secret", func(t *testing.T) {
 				code, verifier := r.code(t, b)
-				status, body := tokenRequest(t, env, url.Values{"grant_type": {"authorization_code"}, "code": {code},
+				status, body := tokenRequest(t, env.URL, url.Values{"grant_type": {"authorization_code"}, "code": {code},
 					"redirect_uri": {redirectURI}, "code_verifier": {verifier}}, r.conf.ClientID, "wrong-secret")
 				assert.Equal(t, 401, status)
 				assert.Contains(t, body, `"invalid_client"`)
@@ -162,7 +162,7 @@ func TestBadInput(t *testing.T) {
 			}
 			for _, tc := range tokenTests {
 				t.Run("token "+tc.name, func(t *testing.T) {
-					status, body := tokenRequest(t, env, tc.form, r.conf.ClientID, r.conf.ClientSecret)
+					status, body := tokenRequest(t, env.URL, tc.form, r.conf.ClientID, r.conf.ClientSecret)
 					assert.Equal(t, tc.status, status, body)
 					assert.Contains(t, body, `"error":"`+tc.err+`"`)
 					assert.NotContains(t, body, "access_token")

@@ -74,7 +74,9 @@ func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) e
 func (s *fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
 	err := s.store.UseJTI(ctx, jti, exp, s.now())
 	if errors.Is(err, store.ErrAlreadyExists) {
-		return fosite.ErrJTIKnown
+		// RFC 6749 has no jti_known code: a replayed assertion is a
+		// failed client authentication.
+		return fosite.ErrInvalidClient.WithHint("The client assertion was already used.")
 	}
 	return err
 }

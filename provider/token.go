@@ -53,7 +53,8 @@ var grantTypes = []string{"authorization_code", "refresh_token", "client_credent
 // accessError writes a token endpoint error. A code or refresh token that
 // lost a race to a concurrent request is invalid_grant, not a 500.
 func (p *Provider) accessError(w http.ResponseWriter, r *http.Request, ar fosite.AccessRequester, err error) {
-	if errors.Is(err, store.ErrConflict) || errors.Is(err, fosite.ErrSerializationFailure) {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, fosite.ErrSerializationFailure) ||
+		errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code or refresh token was already used.").WithWrap(err)
 	}
 	rfc := fosite.ErrorToRFC6749Error(err)
