@@ -40,6 +40,9 @@ type signingKey struct {
 	retiredAt *time.Time
 }
 
+// KID is the key's id.
+func (k *signingKey) KID() string { return k.kid }
+
 // KeySet holds the signing keys, read from the store and sealed there
 // under the secrets key. The JWKS is serialised once per change, never
 // per request. Replicas pick up a rotation within refreshEvery, or at once

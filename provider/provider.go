@@ -52,6 +52,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// KeyRetention is how long a retired key stays published: as long as
+// anything it signed may live, plus clock skew.
+func (c Config) KeyRetention() time.Duration {
+	c.setDefaults()
+	return max(c.IDTokenLifespan, c.AccessTokenLifespan) + 5*time.Minute
+}
+
 // Options are the provider's dependencies.
 type Options struct {
 	Config   Config
@@ -108,9 +115,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A retired key verifies for as long as anything it signed lives.
-	retain := max(o.Config.IDTokenLifespan, o.Config.AccessTokenLifespan) + 5*time.Minute
-	keys, err := NewKeySet(ctx, o.Store, box, retain, o.Now)
+	keys, err := NewKeySet(ctx, o.Store, box, o.Config.KeyRetention(), o.Now)
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
 	}

@@ -60,10 +60,11 @@ type PasswordConfig struct {
 
 // DefaultConfig is what runs with no file and no environment: an SQLite
 // file in the working directory and the issuer on localhost (WebAuthn
-// needs a host name, not an IP, as RP ID).
+// needs a host name, not an IP, as RP ID). An issuer left unset follows
+// the listen port: http://localhost:PORT.
 func DefaultConfig() Config {
 	return Config{
-		Issuer:      "http://localhost:8080",
+		Issuer:      "",
 		Listen:      "127.0.0.1:8080",
 		DatabaseURL: "sqlite:twofold.db",
 		Log:         LogConfig{Level: "info", Format: "text"},
@@ -103,6 +104,11 @@ func LoadConfig(path string, environ []string) (Config, error) {
 		problems = append(problems, decodeYAML(data, &cfg)...)
 	}
 	problems = append(problems, applyEnv(&cfg, environ)...)
+	if cfg.Issuer == "" {
+		if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
+			cfg.Issuer = "http://localhost:" + port
+		}
+	}
 	problems = append(problems, cfg.Validate()...)
 	if len(problems) > 0 {
 		return cfg, &ConfigError{Problems: problems}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"html"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
@@ -140,11 +142,12 @@ func TestServeDev(t *testing.T) {
 	addr := freeAddr(t)
 	env := []string{"TWOFOLD_LISTEN=" + addr}
 
-	start := func() (stop func() result) {
+	start := func(while func()) result {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan result, 1)
 		go func() { done <- twofoldCtx(ctx, env, "", "serve", "--dev") }()
 		waitHealthy(t, "http://"+addr, done)
+		while()
 		return func() result {
 			cancel()
 			select {
@@ -154,16 +157,18 @@ func TestServeDev(t *testing.T) {
 				t.Fatal("serve did not stop")
 			}
 			return result{}
-		}
+		}()
 	}
 
-	first := start()()
+	first := start(func() {})
 	assert.Equal(t, 0, first.code, first.stderr)
 	m := regexp.MustCompile(`email:\s+(\S+)\n\s+password:\s+(\S+)`).FindStringSubmatch(first.stdout)
 	require.Len(t, m, 3, "the admin account is printed: %q", first.stdout)
 	assert.Equal(t, devAdminEmail, m[1])
 	assert.GreaterOrEqual(t, len(m[2]), 20)
-	assert.Contains(t, first.stderr, "open=http://localhost:8080/", "a log line says which URL to open")
+	_, port, _ := net.SplitHostPort(addr)
+	issuer := "http://localhost:" + port
+	assert.Contains(t, first.stderr, "open="+issuer+"/demo", "a log line says which URL to open")
 	for _, f := range []string{"twofold.db", "twofold.db.key"} {
 		_, err := os.Stat(f)
 		require.NoError(t, err, f)
@@ -179,7 +184,18 @@ func TestServeDev(t *testing.T) {
 	assert.True(t, u.PasswordMustChange, "a one-time password")
 	require.NoError(t, s.Close())
 
-	second := start()()
+	// The demo relying party signs the admin in through the provider.
+	second := start(func() {
+		b := providertest.NewBrowser(t)
+		page := b.SignIn(issuer+"/demo", m[1], m[2], issuer+"/demo/callback")
+		res := b.Get(page)
+		require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+		body := html.UnescapeString(res.Body)
+		assert.Contains(t, body, `"amr": [
+    "pwd"
+  ]`)
+		assert.Contains(t, body, `"sub": "`+u.ID+`"`, "the ID token's sub is the admin")
+	})
 	assert.Equal(t, 0, second.code, second.stderr)
 	assert.NotContains(t, second.stdout, "password", "a restart prints no new password")
 

@@ -182,18 +182,22 @@ func (a *app) seedAdmin(ctx context.Context, cfg Config, s store.Store) error {
 // newProvider builds the OIDC provider from the configuration.
 func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, logger *slog.Logger) (*provider.Provider, error) {
 	return provider.New(ctx, provider.Options{
-		Config: provider.Config{
-			Issuer:                cfg.Issuer,
-			AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan,
-			AccessTokenLifespan:   cfg.Tokens.AccessTokenLifespan,
-			IDTokenLifespan:       cfg.Tokens.IDTokenLifespan,
-			RefreshTokenLifespan:  cfg.Tokens.RefreshTokenLifespan,
-			SessionLifespan:       cfg.Tokens.SessionLifespan,
-			IDTokenAlg:            cfg.Tokens.IDTokenAlg,
-		},
-		Store: s, Accounts: cfg.accounts(s), SecretsKey: key,
+		Config: providerConfig(cfg),
+		Store:  s, Accounts: cfg.accounts(s), SecretsKey: key,
 		ClientSecrets: clients.NewSecretHasher(key), Logger: logger,
 	})
+}
+
+func providerConfig(cfg Config) provider.Config {
+	return provider.Config{
+		Issuer:                cfg.Issuer,
+		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan,
+		AccessTokenLifespan:   cfg.Tokens.AccessTokenLifespan,
+		IDTokenLifespan:       cfg.Tokens.IDTokenLifespan,
+		RefreshTokenLifespan:  cfg.Tokens.RefreshTokenLifespan,
+		SessionLifespan:       cfg.Tokens.SessionLifespan,
+		IDTokenAlg:            cfg.Tokens.IDTokenAlg,
+	}
 }
 
 // seedDemoClient registers the built-in demo relying party on first
