@@ -118,6 +118,18 @@ func TestBadInput(t *testing.T) {
 				_, err := r.conf.Exchange(ctx, code)
 				requireOAuthError(t, err, "invalid_grant")
 			})
+			t.Run("verifier without a challenge", func(t *testing.T) {
+				// authentik CVE-2023-48228: a verifier must not be accepted
+				// for a code that was issued without a challenge.
+				cb := b.SignIn(r.conf.AuthCodeURL("state-123456", oidcNonce("n-123456")), "ada@example.com", password, redirectURI)
+				_, err := r.conf.Exchange(ctx, mustQuery(t, cb).Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier()))
+				requireOAuthError(t, err, "invalid_grant")
+			})
+			t.Run("short verifier", func(t *testing.T) {
+				code, _ := r.code(t, b)
+				_, err := r.conf.Exchange(ctx, code, oauth2.VerifierOption("too-short"))
+				requireOAuthError(t, err, "invalid_grant")
+			})
 			t.Run("expired code", func(t *testing.T) {
 				code, verifier := r.code(t, b)
 				time.Sleep(2500 * time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -370,4 +371,28 @@ func TestKeysRotateAndES256(t *testing.T) {
 func hashHex(cookie string) string {
 	sum := sha256.Sum256([]byte(cookie))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestClaimsParameter: standard claims asked for by name land where the
+// client asked, and scope claims stay out of the ID token.
+func TestClaimsParameter(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	user := env.User(t, "ada@example.com", password, store.PopulationAgent)
+	r := newRP(t, env, clients.Spec{FirstParty: true, Scopes: []string{"openid"}})
+	b := providertest.NewBrowser(t)
+	tok, idt, _ := r.login(t, b, "ada@example.com", oauth2.SetAuthURLParam("claims",
+		`{"id_token":{"email":{"essential":true}},"userinfo":{"updated_at":null,"name":{"essential":true}}}`))
+	c := claimsOf(t, idt)
+	assert.Equal(t, "ada@example.com", c.Email, "asked for in the ID token")
+
+	req := newReq(t, "GET", env.URL+"/userinfo", nil, "Bearer "+tok.AccessToken)
+	resp, body := do(t, req)
+	require.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	var ui map[string]any
+	require.NoError(t, json.Unmarshal([]byte(body), &ui))
+	assert.Equal(t, user.ID, ui["sub"])
+	assert.Contains(t, ui, "updated_at", "asked for at userinfo")
+	assert.NotContains(t, ui, "email", "the email scope was not granted and userinfo did not ask")
+	assert.NotContains(t, ui, "name", "a claim the user does not have is left out")
 }

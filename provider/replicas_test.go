@@ -192,8 +192,18 @@ func TestLogoutRefusals(t *testing.T) {
 	b.Post(env.URL+"/logout", bad)
 	q = mustQuery(t, b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))).Location())
 	require.NotEmpty(t, q.Get("code"), "a forged confirmation does nothing")
+	u, _ := url.Parse(env.URL)
+	var old *http.Cookie
+	for _, c := range b.Jar.Cookies(u) {
+		if c.Name == "twofold_session" {
+			old = c
+		}
+	}
+	require.NotNil(t, old)
 	done := b.Post(env.URL+"/logout", p.Hidden())
 	assert.Contains(t, done.Body, "signed out")
+	// Replaying the old cookie does not bring the session back.
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: old.Name, Value: old.Value, Path: "/"}})
 	q = mustQuery(t, b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))).Location())
 	assert.Equal(t, "login_required", q.Get("error"))
 }

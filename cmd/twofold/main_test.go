@@ -2,10 +2,10 @@ package main
 
 import (
 	"bytes"
-	"html"
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"os"
