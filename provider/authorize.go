@@ -13,6 +13,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -41,6 +42,26 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.startFlow(w, r, ar, store.FlowPassword, store.Session{}, store.User{})
 		return
 	}
+	// Step-up (R23): the session has the password only, and this client
+	// or request needs two factors. Ask for the second factor only (or
+	// enrolment), never the password again.
+	if !mfa.IsMFA(sess.AMR) && p.stepUpNeeded(ctx, ar, user) {
+		if slices.Contains(prompt, "none") {
+			p.authorizeError(w, r, ar, fosite.ErrInteractionRequired.WithHint("A second factor is required, and prompt=none forbids asking."))
+			return
+		}
+		factors, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		state := store.FlowEnrol
+		if len(factors) > 0 {
+			state = store.FlowSecondFactor
+		}
+		p.startFlow(w, r, ar, state, sess, user)
+		return
+	}
 	if p.needsConsent(ctx, ar, user.ID) {
 		if slices.Contains(prompt, "none") {
 			p.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented, and prompt=none forbids asking."))
@@ -50,6 +71,13 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.finish(w, r, ar, sess, user, ar.GetRequestedAt())
+}
+
+// stepUpNeeded: the user's policy, the client's registration or the
+// request itself demands two factors.
+func (p *Provider) stepUpNeeded(ctx context.Context, ar fosite.AuthorizeRequester, user store.User) bool {
+	c, _ := ar.GetClient().(*client)
+	return mfa.Required(user) || (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm())
 }
 
 // authorizeError answers a failed authorization request. An error the
@@ -183,11 +211,7 @@ func (p *Provider) startFlow(w http.ResponseWriter, r *http.Request, ar fosite.A
 	// The flow id travels in a cookie and in every form: a step must
 	// present both, so a flow cannot be driven from another browser.
 	p.setCookie(w, flowCookie, f.ID, p.cfg.LoginFlowLifespan)
-	page := "/login"
-	if state == store.FlowConsent {
-		page = "/consent"
-	}
-	http.Redirect(w, r, page+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+	http.Redirect(w, r, flowPage(state)+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 }
 
 // errFlow is any reason a step cannot run on a flow.

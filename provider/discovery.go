@@ -3,15 +3,18 @@ package provider
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/twofold-idp/twofold/mfa"
 )
 
 // acr values. A session never claims more than what happened in it.
 const (
-	ACRPassword = "urn:twofold:acr:pwd"
+	ACRPassword = mfa.ACRPassword
+	ACRMFA      = mfa.ACRMFA
 )
 
 // acrSupported lists what this build can honestly assert.
-var acrSupported = []string{ACRPassword}
+var acrSupported = mfa.ACRSupported
 
 var (
 	scopesSupported = []string{"openid", "profile", "email", "offline_access"}

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -27,7 +29,13 @@ func (p *Provider) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	form, _ := url.ParseQuery(f.AuthorizeForm)
-	p.renderLogin(w, r, http.StatusOK, f, loginPage{Email: form.Get("login_hint")})
+	page := loginPage{Email: form.Get("login_hint")}
+	if f.UserID != "" {
+		if u, err := p.store.GetUser(r.Context(), f.UserID); err == nil {
+			page.Email, page.Population = u.Email, string(u.Population)
+		}
+	}
+	p.renderLogin(w, r, http.StatusOK, f, page)
 }
 
 func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, page loginPage) {
@@ -70,7 +78,25 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.renderLogin(w, r, http.StatusBadRequest, f, page)
 		return
 	}
+	// The password counter is keyed by what was typed, so an unknown
+	// email is throttled exactly like a real one.
+	key, _ := accounts.NormalizeEmail(email)
+	throttleKey := "pwd:" + string(pop) + ":" + key
+	th, err := p.store.Attempt(ctx, throttleKey, PasswordLimit, PasswordLock, p.now())
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	if !th.Allowed {
+		p.audit(ctx, r, store.AuditEvent{Type: "login.throttled", ClientID: f.ClientID, Detail: jsonObject("retry_at", th.RetryAt.UTC())})
+		page.Error = fmt.Sprintf("Too many failed sign-ins. Try again after %s UTC.", th.RetryAt.UTC().Format("15:04"))
+		p.renderLogin(w, r, http.StatusTooManyRequests, f, page)
+		return
+	}
 	user, err := p.authenticate(ctx, pop, email, r.PostForm.Get("password"))
+	if err == nil && f.UserID != "" && user.ID != f.UserID {
+		err = accounts.ErrBadCredentials // a re-authentication is for one user only
+	}
 	if err != nil {
 		if !errors.Is(err, accounts.ErrBadCredentials) {
 			p.logger.ErrorContext(ctx, "authenticate", "err", err)
@@ -80,41 +106,28 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.renderLogin(w, r, http.StatusUnauthorized, f, page)
 		return
 	}
+	_ = p.store.ResetThrottle(ctx, throttleKey)
 
-	now := p.now().UTC()
-	// A new session id at every sign-in: a cookie planted before login
-	// never becomes an authenticated session (session fixation).
-	cookie := randomToken()
-	sess := store.Session{
-		ID: sessionID(cookie), UserID: user.ID, AMR: store.Strings{"pwd"}, ACR: ACRPassword,
-		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan),
-	}
-	next := store.FlowDone
-	if p.flowNeedsConsent(ctx, f, user.ID) {
-		next = store.FlowConsent
-	}
-	from := f.State
-	f.State, f.UserID, f.SessionID, f.Methods, f.AuthTime = next, user.ID, sess.ID, sess.AMR, &now
-	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		if old := p.cookie(r, sessionCookie); old != "" {
-			if err := p.store.DeleteSession(ctx, sessionID(old)); err != nil {
-				return err
-			}
-		}
-		if err := p.store.CreateSession(ctx, sess); err != nil {
-			return err
-		}
-		return p.store.UpdateLoginFlow(ctx, f, from)
-	})
+	// R01, R11: the password is only the first step. A user with a
+	// second factor always presents it; one without gets enrolment when
+	// policy, the client or the request demands two factors (R22).
+	factors, err := p.confirmedFactors(ctx, user.ID)
 	if err != nil {
-		// ErrConflict: the same form was submitted twice; only one counts.
-		p.logger.InfoContext(ctx, "login step refused", "err", err)
-		p.errorPage(w, r, http.StatusConflict, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
 	}
-	p.setCookie(w, sessionCookie, cookie, p.cfg.SessionLifespan)
-	p.audit(ctx, r, store.AuditEvent{Type: "login.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"amr":["pwd"]}`})
-	p.continueFlow(w, r, f, sess, user)
+	now := p.now().UTC()
+	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now
+	switch {
+	case len(factors) > 0:
+		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.advance(w, r, f, store.FlowSecondFactor)
+	case p.mfaNeeded(ctx, f, user):
+		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.advance(w, r, f, store.FlowEnrol)
+	default:
+		p.establish(w, r, f, user, f.Methods)
+	}
 }
 
 // authenticate checks a password. Without a population the account is
@@ -167,6 +180,13 @@ func (p *Provider) continueFlow(w http.ResponseWriter, r *http.Request, f store.
 	case store.FlowConsent:
 		http.Redirect(w, r, "/consent?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 	case store.FlowDone:
+		if f.ClientID == "" {
+			// An account-page sign-in: back to the account page.
+			_ = p.store.DeleteLoginFlow(r.Context(), f.ID)
+			p.clearCookie(w, flowCookie)
+			http.Redirect(w, r, "/account/security?notice=reauthed", http.StatusSeeOther)
+			return
+		}
 		ar, err := p.resume(r, f)
 		if err != nil {
 			p.authorizeError(w, r, ar, err)

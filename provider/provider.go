@@ -15,6 +15,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/templates"
@@ -83,6 +84,8 @@ type Provider struct {
 	oauth    fosite.OAuth2Provider
 	fosite   *fosite.Config
 	pages    *templates.Set
+	box      *secrets.Box
+	recovery *mfa.RecoveryHasher
 	csrfKey  []byte
 	logger   *slog.Logger
 	now      func() time.Time
@@ -126,6 +129,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	p := &Provider{
 		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
+		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey),
 	}
 
 	fc := &fosite.Config{
@@ -200,6 +204,14 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("POST /logout", p.handleLogout)
 	m.HandleFunc("GET /login", p.handleLoginPage)
 	m.HandleFunc("POST /login", p.handleLoginSubmit)
+	m.HandleFunc("GET /login/2fa", p.handleSecondFactorPage)
+	m.HandleFunc("POST /login/2fa", p.handleSecondFactorSubmit)
+	m.HandleFunc("GET /login/enrol", p.handleEnrolPage)
+	m.HandleFunc("POST /login/enrol", p.handleEnrolSubmit)
+	m.HandleFunc("GET /login/recovery-codes", p.handleFlowCodesPage)
+	m.HandleFunc("POST /login/recovery-codes", p.handleFlowCodesSubmit)
+	m.HandleFunc("GET /account/security", p.handleAccountPage)
+	m.HandleFunc("POST /account/security", p.handleAccountSubmit)
 	m.HandleFunc("GET /consent", p.handleConsentPage)
 	m.HandleFunc("POST /consent", p.handleConsentSubmit)
 	m.Handle("GET /static/", templates.Static())

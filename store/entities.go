@@ -114,11 +114,12 @@ type Session struct {
 
 // Login flow states; a flow moves one way through them.
 const (
-	FlowPassword     = "password"
-	FlowSecondFactor = "second_factor"
-	FlowEnrol        = "enrol"
-	FlowConsent      = "consent"
-	FlowDone         = "done"
+	FlowPassword      = "password"
+	FlowSecondFactor  = "second_factor"
+	FlowEnrol         = "enrol"
+	FlowRecoveryCodes = "recovery_codes"
+	FlowConsent       = "consent"
+	FlowDone          = "done"
 )
 
 // LoginFlow is one sign-in in progress, created by /authorize.
@@ -143,4 +144,36 @@ type Consent struct {
 	ClientID  string    `db:"client_id"`
 	Scopes    Strings   `db:"scopes"`
 	GrantedAt time.Time `db:"granted_at"`
+}
+
+// Factor kinds.
+const (
+	FactorTOTP     = "totp"
+	FactorWebAuthn = "webauthn"
+)
+
+// Factor is a user's second factor. A factor counts only once Confirmed:
+// a TOTP secret is confirmed by a correct code.
+type Factor struct {
+	ID     string `db:"id"`
+	UserID string `db:"user_id"`
+	Kind   string `db:"kind"`
+	Name   string `db:"name"`
+	// SecretEnc is the TOTP secret sealed under the secrets key.
+	SecretEnc []byte `db:"secret_enc"`
+	// LastStep is the last accepted TOTP time step: a code is never
+	// accepted twice, on any replica.
+	LastStep   int64      `db:"last_step"`
+	Confirmed  bool       `db:"confirmed"`
+	CreatedAt  time.Time  `db:"created_at"`
+	LastUsedAt *time.Time `db:"last_used_at"`
+}
+
+// Throttle is the outcome of reserving an attempt.
+type Throttle struct {
+	Allowed bool
+	// Failures counts attempts since the last success, this one included.
+	Failures int
+	// RetryAt is when a locked key opens again.
+	RetryAt time.Time
 }

@@ -100,6 +100,7 @@ type Store interface {
 	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
 	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
+	SetUserMFARequired(ctx context.Context, id string, required bool, at time.Time) error
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
@@ -150,6 +151,36 @@ type Store interface {
 
 	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
 	SaveConsent(ctx context.Context, c Consent) error
+
+	CreateFactor(ctx context.Context, f Factor) error
+	GetFactor(ctx context.Context, id string) (Factor, error)
+	// ListFactors returns a user's factors, oldest first.
+	ListFactors(ctx context.Context, userID string) ([]Factor, error)
+	ConfirmFactor(ctx context.Context, id string, at time.Time) error
+	// DeleteFactor removes one of a user's factors.
+	DeleteFactor(ctx context.Context, userID, id string) error
+	// DeleteUnconfirmedFactors drops a user's abandoned enrolments.
+	DeleteUnconfirmedFactors(ctx context.Context, userID string) error
+	// UseTOTPStep records step as the factor's last accepted one, only
+	// if it is later than the recorded one; otherwise ErrConflict (a
+	// replayed code), decided by the database.
+	UseTOTPStep(ctx context.Context, id string, step int64, at time.Time) error
+
+	// ReplaceRecoveryCodes voids a user's codes and stores new hashes.
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error
+	// UseRecoveryCode marks one unused code used; ErrNotFound when there
+	// is no such unused code. Of concurrent uses exactly one succeeds.
+	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) error
+	// CountRecoveryCodes returns how many unused codes remain.
+	CountRecoveryCodes(ctx context.Context, userID string) (int, error)
+	DeleteRecoveryCodes(ctx context.Context, userID string) error
+
+	// Attempt reserves one attempt under key before a secret is checked:
+	// when limit failures have been counted the key locks for lock and
+	// the attempt is refused. The count is atomic, so parallel requests
+	// cannot exceed it. ResetThrottle clears the key after a success.
+	Attempt(ctx context.Context, key string, limit int, lock time.Duration, now time.Time) (Throttle, error)
+	ResetThrottle(ctx context.Context, key string) error
 }
 
 // AuditEvent is one security-relevant event (R24).

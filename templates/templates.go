@@ -16,7 +16,8 @@ import (
 var files embed.FS
 
 // required lists the pages handlers render; Parse fails if one is missing.
-var required = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html"}
+var required = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html",
+	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html"}
 
 // Set is the parsed pages.
 type Set struct {

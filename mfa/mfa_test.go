@@ -1,0 +1,128 @@
+package mfa
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestR05_CheckTOTP(t *testing.T) {
+	e, err := NewTOTP("Twofold", "ada@example.com")
+	require.NoError(t, err)
+	assert.Len(t, e.Secret, 32, "160 bits in base32")
+	assert.True(t, strings.HasPrefix(e.URI, "otpauth://totp/Twofold:ada@example.com?"), e.URI)
+	assert.Contains(t, e.URI, "digits=6")
+	assert.Contains(t, e.URI, "period=30")
+	assert.True(t, strings.HasPrefix(e.QRPNG, "data:image/png;base64,iVBOR"), "a PNG")
+
+	now := time.Unix(1_800_000_015, 0)
+	code := func(t0 time.Time) string {
+		c, err := TOTPCode(e.Secret, t0)
+		require.NoError(t, err)
+		return c
+	}
+	// Another user's secret (drawn again in the one-in-a-million case
+	// that both give the same code at now).
+	var otherCode string
+	for otherCode == "" || otherCode == code(now) {
+		other, err := NewTOTP("Twofold", "bo@example.com")
+		require.NoError(t, err)
+		otherCode, _ = TOTPCode(other.Secret, now)
+	}
+	tests := []struct {
+		name     string
+		code     string
+		lastStep int64
+		ok       bool
+		step     int64
+	}{
+		{"current step", code(now), 0, true, Step(now)},
+		{"previous step (30 s of drift)", code(now.Add(-30 * time.Second)), 0, true, Step(now) - 1},
+		{"next step", code(now.Add(30 * time.Second)), 0, true, Step(now) + 1},
+		{"two steps old", code(now.Add(-60 * time.Second)), 0, false, 0},
+		{"two steps ahead", code(now.Add(60 * time.Second)), 0, false, 0},
+		{"replayed: step already used", code(now), Step(now), false, 0},
+		{"older than the last used step", code(now.Add(-30 * time.Second)), Step(now), false, 0},
+		{"another user's secret", otherCode, 0, false, 0},
+		{"five digits", code(now)[:5], 0, false, 0},
+		{"with a space", code(now)[:3] + " " + code(now)[3:], 0, false, 0},
+		{"full-width digits", "１２３４５６", 0, false, 0},
+		{"empty", "", 0, false, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			step, ok := CheckTOTP(e.Secret, tc.code, now, tc.lastStep)
+			assert.Equal(t, tc.ok, ok)
+			assert.Equal(t, tc.step, step)
+		})
+	}
+	assert.Equal(t, "123456", NormalizeCode(" 123 456 "))
+}
+
+func TestR07_RecoveryCodes(t *testing.T) {
+	codes := NewRecoveryCodes()
+	require.Len(t, codes, 15)
+	seen := map[string]bool{}
+	h := NewRecoveryHasher([]byte("0123456789abcdef0123456789abcdef"))
+	for _, c := range codes {
+		assert.Regexp(t, `^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$`, c, "60 bits, readable")
+		assert.False(t, seen[c])
+		seen[c] = true
+		hash, ok := h.Hash(c)
+		require.True(t, ok)
+		for _, typed := range []string{strings.ToUpper(c), strings.ReplaceAll(c, "-", ""), " " + strings.ReplaceAll(c, "-", " ") + " "} {
+			again, ok := h.Hash(typed)
+			require.True(t, ok, typed)
+			assert.Equal(t, hash, again, "typing variations give the same hash")
+		}
+	}
+	// Confusable letters are read as the digits they look like.
+	a, _ := h.Hash("0000-1111-0000")
+	b, _ := h.Hash("oooo-iIlL-OOOO")
+	assert.Equal(t, a, b)
+	for _, bad := range []string{"", "short", "0000-1111-000u", "0000-1111-0000-0", "０000-1111-0000"} {
+		_, ok := h.Hash(bad)
+		assert.False(t, ok, bad)
+	}
+	other := NewRecoveryHasher([]byte("another key, another hash.......")).key
+	assert.NotEqual(t, h.key, other)
+}
+
+func TestR02_Claims(t *testing.T) {
+	tests := []struct {
+		methods []string
+		amr     []string
+		acr     string
+	}{
+		{[]string{"pwd"}, []string{"pwd"}, ACRPassword},
+		{[]string{"pwd", "otp"}, []string{"pwd", "otp", "mfa"}, ACRMFA},
+		{[]string{"pwd", "rc"}, []string{"pwd", "rc", "mfa"}, ACRMFA},
+	}
+	for _, tc := range tests {
+		amr, acr := Claims(tc.methods)
+		assert.Equal(t, tc.amr, amr)
+		assert.Equal(t, tc.acr, acr)
+	}
+}
+
+func TestR23_WantsMFA(t *testing.T) {
+	tests := []struct {
+		acrValues string
+		essential []string
+		want      bool
+	}{
+		{"", nil, false},
+		{ACRMFA, nil, true},
+		{ACRPassword + " " + ACRMFA, nil, false},
+		{"1 2", nil, false},
+		{"", []string{ACRMFA}, true},
+		{"", []string{ACRPassword, ACRMFA}, false},
+		{ACRPassword, []string{ACRMFA}, true},
+	}
+	for _, tc := range tests {
+		assert.Equal(t, tc.want, WantsMFA(tc.acrValues, tc.essential), "%q %v", tc.acrValues, tc.essential)
+	}
+}

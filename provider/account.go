@@ -1,0 +1,233 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/store"
+)
+
+// RecentAuth is how fresh a sign-in must be to change second factors or
+// see new recovery codes; older sessions are asked to sign in again.
+const RecentAuth = 5 * time.Minute
+
+type factorView struct {
+	ID, Label, Created, LastUsed string
+}
+
+type accountPage struct {
+	Email, CSRF, Notice, Error string
+	Enabled, Required          bool
+	Factors                    []factorView
+	CodesLeft                  int
+}
+
+// notices are the fixed messages a redirect can ask the page to show.
+var notices = map[string]string{
+	"enabled":     "Two-step verification is on.",
+	"removed":     "The method was removed.",
+	"disabled":    "Two-step verification is off.",
+	"reauthed":    "Thanks: you can change your settings for the next few minutes.",
+	"codes-saved": "Keep your recovery codes somewhere safe.",
+}
+
+// handleAccountPage is /account/security (R14, R18): the user's methods
+// and what they can change. Without a session it starts a sign-in that
+// returns here.
+func (p *Provider) handleAccountPage(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.currentSession(r)
+	if !ok {
+		p.startAccountFlow(w, r, "")
+		return
+	}
+	p.renderAccount(w, r, http.StatusOK, sess, user, notices[r.URL.Query().Get("notice")], "")
+}
+
+func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status int, sess store.Session, user store.User, notice, errMsg string) {
+	ctx := r.Context()
+	factors, err := p.confirmedFactors(ctx, user.ID)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
+	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
+		Enabled: len(factors) > 0, Required: mfa.Required(user), CodesLeft: left}
+	for _, f := range factors {
+		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+		if f.LastUsedAt != nil {
+			v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
+		}
+		page.Factors = append(page.Factors, v)
+	}
+	p.render(w, r, status, "account.html", page)
+}
+
+// startAccountFlow begins a sign-in for the account pages. With userID
+// set it is a re-authentication: only that user may complete it.
+func (p *Provider) startAccountFlow(w http.ResponseWriter, r *http.Request, userID string) {
+	now := p.now().UTC()
+	f := store.LoginFlow{ID: randomToken(), State: store.FlowPassword, UserID: userID,
+		CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan)}
+	if err := p.store.CreateLoginFlow(r.Context(), f); err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	p.setCookie(w, flowCookie, f.ID, p.cfg.LoginFlowLifespan)
+	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// handleAccountSubmit performs one change. Every change needs the CSRF
+// token bound to the session, and all but confirming a new factor need a
+// recent sign-in.
+func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess, user, ok := p.currentSession(r)
+	if !ok {
+		p.startAccountFlow(w, r, "")
+		return
+	}
+	if err := r.ParseForm(); err != nil || !p.checkCSRF("account", sess.ID, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return
+	}
+	action := r.PostForm.Get("action")
+	if action == "reauth" {
+		p.startAccountFlow(w, r, user.ID)
+		return
+	}
+	if action != "saved-codes" && p.now().Sub(sess.AuthTime) > RecentAuth {
+		p.render(w, r, http.StatusOK, "reauth.html", map[string]string{"CSRF": p.csrfToken("account", sess.ID)})
+		return
+	}
+	hidden := map[string]string{"csrf": p.csrfToken("account", sess.ID)}
+	switch action {
+	case "start-totp":
+		e, err := p.startTOTP(ctx, user)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden,
+			Secret: e.Secret, URI: e.URI, QR: e.QRPNG})
+	case "confirm-totp":
+		before, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		th, err := p.store.Attempt(ctx, "mfa:user:"+user.ID, AccountFactorLimit, AccountFactorLock, p.now())
+		if err != nil || !th.Allowed {
+			p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", lockedMessage(th.RetryAt))
+			return
+		}
+		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
+		if errors.Is(err, store.ErrNotFound) {
+			p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "Start the setup again.")
+			return
+		}
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !ok {
+			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden})
+			return
+		}
+		_ = p.store.ResetThrottle(ctx, "mfa:user:"+user.ID)
+		if len(before) > 0 {
+			http.Redirect(w, r, "/account/security?notice=enabled", http.StatusSeeOther)
+			return
+		}
+		// The first method: recovery codes come with it (R07).
+		p.showAccountCodes(w, r, user, hidden)
+	case "saved-codes":
+		http.Redirect(w, r, "/account/security?notice=codes-saved", http.StatusSeeOther)
+	case "regenerate-codes":
+		factors, _ := p.confirmedFactors(ctx, user.ID)
+		if len(factors) == 0 {
+			p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "Turn on two-step verification first.")
+			return
+		}
+		p.showAccountCodes(w, r, user, hidden)
+	case "remove-factor":
+		p.removeFactor(w, r, sess, user, r.PostForm.Get("factor"))
+	case "disable":
+		if mfa.Required(user) {
+			p.renderAccount(w, r, http.StatusForbidden, sess, user, "", "Your administrator requires two-step verification: it cannot be turned off.")
+			return
+		}
+		err := p.store.InTx(ctx, func(ctx context.Context) error {
+			factors, err := p.store.ListFactors(ctx, user.ID)
+			if err != nil {
+				return err
+			}
+			for _, f := range factors {
+				if err := p.store.DeleteFactor(ctx, user.ID, f.ID); err != nil {
+					return err
+				}
+			}
+			return p.store.DeleteRecoveryCodes(ctx, user.ID)
+		})
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+			return
+		}
+		p.audit(ctx, r, store.AuditEvent{Type: "mfa.disabled", UserID: user.ID, ActorID: user.ID})
+		http.Redirect(w, r, "/account/security?notice=disabled", http.StatusSeeOther)
+	default:
+		p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "Unknown action.")
+	}
+}
+
+func (p *Provider) showAccountCodes(w http.ResponseWriter, r *http.Request, user store.User, hidden map[string]string) {
+	codes, err := p.newRecoveryCodes(r.Context(), r, user)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	p.render(w, r, http.StatusOK, "recovery_codes.html", codesPage{Action: "/account/security", Codes: codes,
+		Download: downloadLink(codes), Hidden: hidden})
+}
+
+// removeFactor deletes one method (R13, R18). While 2FA is required for
+// the user, the last method cannot go: a lost one is replaced first.
+func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess store.Session, user store.User, id string) {
+	ctx := r.Context()
+	factors, err := p.confirmedFactors(ctx, user.ID)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	found := false
+	for _, f := range factors {
+		found = found || f.ID == id
+	}
+	if !found {
+		p.renderAccount(w, r, http.StatusNotFound, sess, user, "", "That method does not exist.")
+		return
+	}
+	if len(factors) == 1 && mfa.Required(user) {
+		p.renderAccount(w, r, http.StatusForbidden, sess, user, "", "Your administrator requires two-step verification: add another method before removing this one.")
+		return
+	}
+	err = p.store.InTx(ctx, func(ctx context.Context) error {
+		if err := p.store.DeleteFactor(ctx, user.ID, id); err != nil {
+			return err
+		}
+		if len(factors) == 1 {
+			return p.store.DeleteRecoveryCodes(ctx, user.ID) // 2FA is off: codes go too
+		}
+		return nil
+	})
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "factor.removed", UserID: user.ID, ActorID: user.ID, Detail: jsonObject("factor", id)})
+	http.Redirect(w, r, "/account/security?notice=removed", http.StatusSeeOther)
+}

@@ -1,0 +1,203 @@
+package provider
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/store"
+)
+
+type enrolPage struct {
+	Action, Error, Secret, URI, QR string
+	Hidden                         map[string]string
+	Required, CanCancel            bool
+}
+
+type codesPage struct {
+	Action, Error, Download string
+	Codes                   []string
+	Hidden                  map[string]string
+}
+
+// downloadLink makes the codes a .txt download without storing them: a
+// data: URL in the page that shows them once.
+func downloadLink(codes []string) string {
+	var sb strings.Builder
+	sb.WriteString("Twofold recovery codes. Each code works once.\r\n\r\n")
+	for _, c := range codes {
+		sb.WriteString(c + "\r\n")
+	}
+	return "data:text/plain;charset=utf-8," + url.PathEscape(sb.String())
+}
+
+func (p *Provider) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	if err := p.pages.Render(w, status, name, data); err != nil {
+		p.logger.ErrorContext(r.Context(), "render", "page", name, "err", err)
+	}
+}
+
+// handleEnrolPage offers enrolment during sign-in when policy requires a
+// second factor and the user has none (R22). The secret itself is only
+// ever sent in the answer to a POST.
+func (p *Provider) handleEnrolPage(w http.ResponseWriter, r *http.Request) {
+	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowEnrol)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	p.render(w, r, http.StatusOK, "enrol.html", p.flowEnrolPage(f))
+}
+
+func (p *Provider) flowEnrolPage(f store.LoginFlow) enrolPage {
+	return enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
+		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
+}
+
+func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF("enrol", id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return
+	}
+	f, err := p.loadFlow(r, id, store.FlowEnrol)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	user, err := p.store.GetUser(ctx, f.UserID)
+	if err != nil || user.Disabled {
+		p.expired(w, r)
+		return
+	}
+	page := p.flowEnrolPage(f)
+	switch r.PostForm.Get("action") {
+	case "start-totp":
+		e, err := p.startTOTP(ctx, user)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		page.Secret, page.URI, page.QR = e.Secret, e.URI, e.QRPNG
+		p.render(w, r, http.StatusOK, "enrol.html", page)
+	case "confirm-totp":
+		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
+			if locked != "" {
+				page.Error = locked
+				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
+			}
+			return
+		}
+		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
+		if err != nil && err != store.ErrNotFound {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !ok {
+			p.retryEnrol(w, r, user, page)
+			return
+		}
+		p.factorSucceeded(ctx, f, user)
+		from := f.State
+		f.State = store.FlowRecoveryCodes
+		f.Methods = append(slices.Clone(f.Methods), mfa.AMROTP)
+		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
+			p.expired(w, r)
+			return
+		}
+		p.showFlowCodes(w, r, f, user, "")
+	case "cancel":
+		// The user cannot set a factor up now: the client gets an honest
+		// error rather than a token that claims less than it required.
+		ar, err := p.resume(r, f)
+		_ = p.store.DeleteLoginFlow(ctx, f.ID)
+		p.clearCookie(w, flowCookie)
+		if err != nil {
+			p.authorizeError(w, r, ar, err)
+			return
+		}
+		p.authorizeError(w, r, ar, errUnmet.WithHint("The user has no second factor and did not set one up."))
+	default:
+		p.expired(w, r)
+	}
+}
+
+// retryEnrol shows the pending secret again after a wrong code (this is
+// the answer to a POST; GET never shows a secret).
+func (p *Provider) retryEnrol(w http.ResponseWriter, r *http.Request, user store.User, page enrolPage) {
+	_, secret, err := p.pendingTOTP(r.Context(), user)
+	if err != nil {
+		page.Error = "Start the setup again."
+		p.render(w, r, http.StatusBadRequest, "enrol.html", page)
+		return
+	}
+	e, err := mfa.EnrolmentFor(p.issuer.Hostname(), user.Email, secret)
+	if err == nil {
+		page.Secret, page.URI, page.QR = e.Secret, e.URI, e.QRPNG
+	}
+	page.Error = "That code didn't work. Check the time on your phone and try the new code."
+	p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
+}
+
+func (p *Provider) showFlowCodes(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, errMsg string) {
+	codes, err := p.newRecoveryCodes(r.Context(), r, user)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+		return
+	}
+	p.render(w, r, http.StatusOK, "recovery_codes.html", codesPage{
+		Action: "/login/recovery-codes", Codes: codes, Download: downloadLink(codes), Error: errMsg,
+		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("codes", f.ID)},
+	})
+}
+
+// handleFlowCodesSubmit continues only once the user confirms they saved
+// the codes (R07). Without the confirmation a new set is shown: the old
+// one was displayed once and is voided.
+func (p *Provider) handleFlowCodesSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF("codes", id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return
+	}
+	f, err := p.loadFlow(r, id, store.FlowRecoveryCodes)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	user, err := p.store.GetUser(ctx, f.UserID)
+	if err != nil || user.Disabled {
+		p.expired(w, r)
+		return
+	}
+	if r.PostForm.Get("saved") != "yes" {
+		p.showFlowCodes(w, r, f, user, "Confirm that you saved the codes. These are new codes: the ones shown before no longer work.")
+		return
+	}
+	p.establish(w, r, f, user, f.Methods)
+}
+
+// handleFlowCodesPage: the codes are never shown again on a GET.
+func (p *Provider) handleFlowCodesPage(w http.ResponseWriter, r *http.Request) {
+	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowRecoveryCodes)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	p.render(w, r, http.StatusOK, "recovery_codes.html", codesPage{
+		Action: "/login/recovery-codes", Error: "Your recovery codes were shown once. Continue to get a new set.",
+		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("codes", f.ID)},
+	})
+}

@@ -1,0 +1,428 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/store"
+)
+
+// Throttling limits (R25, security.md §3.1). Every counter lives in the
+// store, so they hold across replicas, and an attempt is counted before
+// the secret is checked, so parallel requests cannot exceed them.
+const (
+	// PasswordLimit failures in a row per account (and for unknown
+	// emails alike) lock password sign-in for PasswordLock.
+	PasswordLimit = 10
+	PasswordLock  = 15 * time.Minute
+	// FlowFactorLimit wrong second-factor codes end a sign-in: the
+	// password must be entered again.
+	FlowFactorLimit = 5
+	// AccountFactorLimit wrong codes in a row across sign-ins lock the
+	// second factor for AccountFactorLock.
+	AccountFactorLimit = 10
+	AccountFactorLock  = 15 * time.Minute
+)
+
+// errUnmet is OIDC's answer when the requested authentication cannot be
+// performed (OpenID Connect Core, errata: unmet_authentication_requirements).
+var errUnmet = &fosite.RFC6749Error{
+	ErrorField:       "unmet_authentication_requirements",
+	DescriptionField: "The authorization server is unable to meet the requirements of the requested authentication.",
+	CodeField:        http.StatusBadRequest,
+}
+
+// method is one way to pass the second step.
+type method struct{ ID, Label string }
+
+// methods lists what the user can present, safest first (R12): security
+// keys (to come), the authenticator app, then recovery codes (R13).
+func (p *Provider) methods(ctx context.Context, userID string) ([]method, error) {
+	factors, err := p.confirmedFactors(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	var out []method
+	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
+		out = append(out, method{"totp", "Authenticator app"})
+	}
+	n, err := p.store.CountRecoveryCodes(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		out = append(out, method{"recovery", "A recovery code"})
+	}
+	return out, nil
+}
+
+func (p *Provider) confirmedFactors(ctx context.Context, userID string) ([]store.Factor, error) {
+	all, err := p.store.ListFactors(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(f store.Factor) bool { return !f.Confirmed }), nil
+}
+
+type secondFactorPage struct {
+	Flow, CSRF, Method, Error string
+	Others                    []method
+}
+
+func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request) {
+	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowSecondFactor)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	p.renderSecondFactor(w, r, http.StatusOK, f, r.URL.Query().Get("method"), "")
+}
+
+func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, chosen, errMsg string) {
+	ms, err := p.methods(r.Context(), f.UserID)
+	if err != nil || len(ms) == 0 {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	if !slices.ContainsFunc(ms, func(m method) bool { return m.ID == chosen }) {
+		chosen = ms[0].ID
+	}
+	page := secondFactorPage{Flow: f.ID, CSRF: p.csrfToken("2fa", f.ID), Method: chosen, Error: errMsg}
+	for _, m := range ms {
+		if m.ID != chosen {
+			page.Others = append(page.Others, m)
+		}
+	}
+	if err := p.pages.Render(w, status, "second_factor.html", page); err != nil {
+		p.logger.ErrorContext(r.Context(), "render second factor", "err", err)
+	}
+}
+
+func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
+	p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+}
+
+// handleSecondFactorSubmit checks a TOTP or recovery code (R11, R13).
+func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF("2fa", id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return
+	}
+	f, err := p.loadFlow(r, id, store.FlowSecondFactor)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	user, err := p.store.GetUser(ctx, f.UserID)
+	if err != nil || user.Disabled {
+		p.expired(w, r)
+		return
+	}
+	chosen := r.PostForm.Get("method")
+	if ok, locked := p.factorAttempt(w, r, f, user); !ok {
+		if locked != "" {
+			p.renderSecondFactor(w, r, http.StatusTooManyRequests, f, chosen, locked)
+		}
+		return
+	}
+	amr, err := p.verifySecondFactor(ctx, r, f, user, chosen, r.PostForm.Get("code"))
+	if err != nil {
+		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, "That code didn't work. Check it and try again.")
+		return
+	}
+	p.factorSucceeded(ctx, f, user)
+	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr))
+}
+
+func lockedMessage(t time.Time) string {
+	return fmt.Sprintf("Too many wrong codes. Try again after %s UTC.", t.UTC().Format("15:04"))
+}
+
+// factorAttempt reserves one second-factor attempt on the account and on
+// the flow. When refused, ok is false and either locked says until when
+// (the caller shows it) or the response has been written (the flow was
+// ended, or the store failed).
+func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (ok bool, locked string) {
+	ctx := r.Context()
+	th, err := p.store.Attempt(ctx, "mfa:user:"+user.ID, AccountFactorLimit, AccountFactorLock, p.now())
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return false, ""
+	}
+	if !th.Allowed {
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID,
+			Detail: fmt.Sprintf(`{"scope":"account","retry_at":%q}`, th.RetryAt.UTC().Format(time.RFC3339))})
+		return false, lockedMessage(th.RetryAt)
+	}
+	th, err = p.store.Attempt(ctx, "mfa:flow:"+f.ID, FlowFactorLimit, p.cfg.LoginFlowLifespan, p.now())
+	if err != nil || !th.Allowed {
+		// Too many tries in this sign-in: it ends here.
+		_ = p.store.DeleteLoginFlow(ctx, f.ID)
+		p.clearCookie(w, flowCookie)
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"flow"}`})
+		p.errorPage(w, r, http.StatusTooManyRequests, "Too many wrong codes", "This sign-in has ended. Start again from the application, and enter your password again.", "")
+		return false, ""
+	}
+	return true, ""
+}
+
+func (p *Provider) factorSucceeded(ctx context.Context, f store.LoginFlow, user store.User) {
+	_ = p.store.ResetThrottle(ctx, "mfa:user:"+user.ID)
+	_ = p.store.ResetThrottle(ctx, "mfa:flow:"+f.ID)
+}
+
+var errWrongCode = errors.New("wrong code")
+
+// verifySecondFactor checks code by method and returns the amr value of
+// what was presented. Every outcome is audited.
+func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User, chosen, code string) (string, error) {
+	switch chosen {
+	case "recovery":
+		hash, ok := p.recovery.Hash(code)
+		if ok {
+			if err := p.store.UseRecoveryCode(ctx, user.ID, hash, p.now()); err == nil {
+				left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
+				p.audit(ctx, r, store.AuditEvent{Type: "recovery_code.used", UserID: user.ID, ClientID: f.ClientID, Detail: fmt.Sprintf(`{"left":%d}`, left)})
+				return mfa.AMRRecovery, nil
+			}
+		}
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"recovery"}`})
+		return "", errWrongCode
+	default:
+		factors, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			return "", err
+		}
+		code = mfa.NormalizeCode(code)
+		for _, fa := range factors {
+			if fa.Kind != store.FactorTOTP {
+				continue
+			}
+			secret, err := p.box.Open(fa.SecretEnc, "totp:"+fa.ID)
+			if err != nil {
+				p.logger.ErrorContext(ctx, "open totp secret", "factor", fa.ID, "err", err)
+				continue
+			}
+			step, ok := mfa.CheckTOTP(string(secret), code, p.now(), fa.LastStep)
+			if !ok {
+				continue
+			}
+			// The database decides: a step already used, here or on
+			// another replica, is a replay.
+			if err := p.store.UseTOTPStep(ctx, fa.ID, step, p.now()); err != nil {
+				p.audit(ctx, r, store.AuditEvent{Type: "factor.replay", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
+				return "", errWrongCode
+			}
+			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
+			return mfa.AMROTP, nil
+		}
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
+		return "", errWrongCode
+	}
+}
+
+// establish writes the SSO session once every required step is done
+// (R01: no session before), with a new id, and moves the flow on.
+func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, methods []string) {
+	ctx := r.Context()
+	amr, acr := mfa.Claims(methods)
+	now := p.now().UTC()
+	cookie := randomToken()
+	sess := store.Session{
+		ID: sessionID(cookie), UserID: user.ID, AMR: amr, ACR: acr,
+		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan),
+	}
+	next := store.FlowDone
+	if f.ClientID != "" && p.flowNeedsConsent(ctx, f, user.ID) {
+		next = store.FlowConsent
+	}
+	from := f.State
+	f.State, f.UserID, f.SessionID, f.Methods = next, user.ID, sess.ID, store.Strings(methods)
+	err := p.store.InTx(ctx, func(ctx context.Context) error {
+		if old := p.cookie(r, sessionCookie); old != "" {
+			if err := p.store.DeleteSession(ctx, sessionID(old)); err != nil {
+				return err
+			}
+		}
+		if err := p.store.CreateSession(ctx, sess); err != nil {
+			return err
+		}
+		return p.store.UpdateLoginFlow(ctx, f, from)
+	})
+	if err != nil {
+		// ErrConflict: the same form was submitted twice; only one counts.
+		p.logger.InfoContext(ctx, "sign-in step refused", "err", err)
+		p.errorPage(w, r, http.StatusConflict, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		return
+	}
+	p.setCookie(w, sessionCookie, cookie, p.cfg.SessionLifespan)
+	p.audit(ctx, r, store.AuditEvent{Type: "login.success", UserID: user.ID, ClientID: f.ClientID, Detail: jsonObject("amr", amr)})
+	p.continueFlow(w, r, f, sess, user)
+}
+
+// advance moves a flow to its next state without a session yet (the
+// password was right but a second step remains).
+func (p *Provider) advance(w http.ResponseWriter, r *http.Request, f store.LoginFlow, next string) {
+	from := f.State
+	f.State = next
+	if err := p.store.UpdateLoginFlow(r.Context(), f, from); err != nil {
+		p.expired(w, r)
+		return
+	}
+	http.Redirect(w, r, flowPage(next)+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// flowPage is where each state is served.
+func flowPage(state string) string {
+	switch state {
+	case store.FlowSecondFactor:
+		return "/login/2fa"
+	case store.FlowEnrol:
+		return "/login/enrol"
+	case store.FlowRecoveryCodes:
+		return "/login/recovery-codes"
+	case store.FlowConsent:
+		return "/consent"
+	}
+	return "/login"
+}
+
+// mfaNeeded says whether this sign-in must include a second factor: the
+// user's policy (R15), the client's registration, or the request (R23).
+func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.User) bool {
+	if mfa.Required(user) {
+		return true
+	}
+	if f.ClientID == "" {
+		return false
+	}
+	if c, err := p.store.GetClient(ctx, f.ClientID); err == nil && c.RequireMFA {
+		return true
+	}
+	form, _ := url.ParseQuery(f.AuthorizeForm)
+	return wantsMFA(form)
+}
+
+func wantsMFA(form url.Values) bool {
+	return mfa.WantsMFA(form.Get("acr_values"), essentialACR(form.Get("claims")))
+}
+
+// startTOTP replaces any pending enrolment with a fresh secret, sealed.
+func (p *Provider) startTOTP(ctx context.Context, user store.User) (mfa.TOTPEnrolment, error) {
+	e, err := mfa.NewTOTP(p.issuer.Hostname(), user.Email)
+	if err != nil {
+		return e, err
+	}
+	id := accounts.NewID()
+	err = p.store.InTx(ctx, func(ctx context.Context) error {
+		if err := p.store.DeleteUnconfirmedFactors(ctx, user.ID); err != nil {
+			return err
+		}
+		return p.store.CreateFactor(ctx, store.Factor{ID: id, UserID: user.ID, Kind: store.FactorTOTP,
+			Name: "Authenticator app", SecretEnc: p.box.Seal([]byte(e.Secret), "totp:"+id), CreatedAt: p.now().UTC()})
+	})
+	return e, err
+}
+
+// pendingTOTP returns the user's unconfirmed TOTP factor and its secret.
+func (p *Provider) pendingTOTP(ctx context.Context, user store.User) (store.Factor, string, error) {
+	all, err := p.store.ListFactors(ctx, user.ID)
+	if err != nil {
+		return store.Factor{}, "", err
+	}
+	for _, f := range all {
+		if !f.Confirmed && f.Kind == store.FactorTOTP {
+			secret, err := p.box.Open(f.SecretEnc, "totp:"+f.ID)
+			return f, string(secret), err
+		}
+	}
+	return store.Factor{}, "", store.ErrNotFound
+}
+
+// confirmTOTP turns the pending secret on with a correct code (R05), and
+// records the code's step so it cannot be used again at sign-in.
+func (p *Provider) confirmTOTP(ctx context.Context, r *http.Request, user store.User, code string) (bool, error) {
+	f, secret, err := p.pendingTOTP(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	step, ok := mfa.CheckTOTP(secret, mfa.NormalizeCode(code), p.now(), 0)
+	if !ok {
+		p.audit(ctx, r, store.AuditEvent{Type: "enrolment.failure", UserID: user.ID, Detail: `{"method":"totp"}`})
+		return false, nil
+	}
+	err = p.store.InTx(ctx, func(ctx context.Context) error {
+		if err := p.store.ConfirmFactor(ctx, f.ID, p.now()); err != nil {
+			return err
+		}
+		return p.store.UseTOTPStep(ctx, f.ID, step, p.now())
+	})
+	if err != nil {
+		return false, err
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "factor.enrolled", UserID: user.ID, Detail: `{"method":"totp"}`})
+	return true, nil
+}
+
+// newRecoveryCodes makes a new set, voiding the old one (R07), and
+// returns the codes to show once.
+func (p *Provider) newRecoveryCodes(ctx context.Context, r *http.Request, user store.User) ([]string, error) {
+	codes := mfa.NewRecoveryCodes()
+	hashes := make([][]byte, len(codes))
+	for i, c := range codes {
+		hashes[i], _ = p.recovery.Hash(c)
+	}
+	if err := p.store.ReplaceRecoveryCodes(ctx, user.ID, hashes, p.now()); err != nil {
+		return nil, err
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "recovery_codes.generated", UserID: user.ID})
+	return codes, nil
+}
+
+// essentialACR reads an essential acr request from the claims parameter
+// (OIDC Core §5.5.1.1): the values allowed, or nil.
+func essentialACR(claims string) []string {
+	if claims == "" {
+		return nil
+	}
+	var req struct {
+		IDToken map[string]*struct {
+			Essential bool     `json:"essential"`
+			Value     string   `json:"value"`
+			Values    []string `json:"values"`
+		} `json:"id_token"`
+	}
+	if json.Unmarshal([]byte(claims), &req) != nil {
+		return nil
+	}
+	acr := req.IDToken["acr"]
+	if acr == nil || !acr.Essential {
+		return nil
+	}
+	if acr.Value != "" {
+		return append([]string{acr.Value}, acr.Values...)
+	}
+	return acr.Values
+}
+
+// jsonObject encodes one key and value as a JSON object, for audit details.
+func jsonObject(k string, v any) string {
+	b, _ := json.Marshal(map[string]any{k: v})
+	return string(b)
+}

@@ -1,0 +1,159 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// SetUserMFARequired sets the per-user enforcement flag.
+func (s *Store) SetUserMFARequired(ctx context.Context, id string, required bool, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE users SET mfa_required = ?, updated_at = ? WHERE id = ?`, required, at.UTC(), id)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "set mfa required")
+}
+
+const factorColumns = `id, user_id, kind, name, secret_enc, last_step, confirmed, created_at, last_used_at`
+
+// CreateFactor stores a factor.
+func (s *Store) CreateFactor(ctx context.Context, f store.Factor) error {
+	_, err := s.exec(ctx, `INSERT INTO mfa_factors (`+factorColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.UserID, f.Kind, f.Name, f.SecretEnc, f.LastStep, f.Confirmed, f.CreatedAt.UTC(), utcPtr(f.LastUsedAt))
+	return wrap(err, "create factor")
+}
+
+// GetFactor finds a factor by id.
+func (s *Store) GetFactor(ctx context.Context, id string) (store.Factor, error) {
+	var f store.Factor
+	err := s.get(ctx, &f, `SELECT `+factorColumns+` FROM mfa_factors WHERE id = ?`, id)
+	return f, wrap(err, "get factor")
+}
+
+// ListFactors lists a user's factors, oldest first.
+func (s *Store) ListFactors(ctx context.Context, userID string) ([]store.Factor, error) {
+	fs := []store.Factor{}
+	err := s.sel(ctx, &fs, `SELECT `+factorColumns+` FROM mfa_factors WHERE user_id = ? ORDER BY created_at, id`, userID)
+	return fs, wrap(err, "list factors")
+}
+
+// ConfirmFactor marks a factor confirmed.
+func (s *Store) ConfirmFactor(ctx context.Context, id string, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE mfa_factors SET confirmed = ?, last_used_at = ? WHERE id = ?`, true, at.UTC(), id)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "confirm factor")
+}
+
+// DeleteFactor removes a user's factor.
+func (s *Store) DeleteFactor(ctx context.Context, userID, id string) error {
+	res, err := s.exec(ctx, `DELETE FROM mfa_factors WHERE user_id = ? AND id = ?`, userID, id)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "delete factor")
+}
+
+// DeleteUnconfirmedFactors drops abandoned enrolments.
+func (s *Store) DeleteUnconfirmedFactors(ctx context.Context, userID string) error {
+	_, err := s.exec(ctx, `DELETE FROM mfa_factors WHERE user_id = ? AND confirmed = ?`, userID, false)
+	return wrap(err, "delete unconfirmed factors")
+}
+
+// UseTOTPStep advances the replay guard with one conditional UPDATE.
+func (s *Store) UseTOTPStep(ctx context.Context, id string, step int64, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE mfa_factors SET last_step = ?, last_used_at = ? WHERE id = ? AND last_step < ?`, step, at.UTC(), id, step)
+	if err == nil {
+		err = one(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		if _, gerr := s.GetFactor(ctx, id); gerr == nil {
+			err = store.ErrConflict
+		}
+	}
+	return wrap(err, "use totp step")
+}
+
+// ReplaceRecoveryCodes voids the old set and stores the new one.
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.exec(ctx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
+			return wrap(err, "void recovery codes")
+		}
+		for _, h := range hashes {
+			if _, err := s.exec(ctx, `INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?, ?, ?)`, userID, h, at.UTC()); err != nil {
+				return wrap(err, "store recovery code")
+			}
+		}
+		return nil
+	})
+}
+
+// UseRecoveryCode spends a code with a conditional UPDATE.
+func (s *Store) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL`, at.UTC(), userID, hash)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "use recovery code")
+}
+
+// CountRecoveryCodes counts unused codes.
+func (s *Store) CountRecoveryCodes(ctx context.Context, userID string) (int, error) {
+	var n int
+	err := s.get(ctx, &n, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL`, userID)
+	return n, wrap(err, "count recovery codes")
+}
+
+// DeleteRecoveryCodes removes every code of a user.
+func (s *Store) DeleteRecoveryCodes(ctx context.Context, userID string) error {
+	_, err := s.exec(ctx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID)
+	return wrap(err, "delete recovery codes")
+}
+
+// Attempt counts an attempt atomically: the upsert increments failures
+// and returns the new row, so two racing attempts see different counts.
+func (s *Store) Attempt(ctx context.Context, key string, limit int, lock time.Duration, now time.Time) (store.Throttle, error) {
+	now = now.UTC()
+	var out store.Throttle
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		// An expired lock starts a fresh count.
+		if _, err := s.exec(ctx, `DELETE FROM throttles WHERE key = ? AND locked_until IS NOT NULL AND locked_until <= ?`, key, now); err != nil {
+			return err
+		}
+		var row struct {
+			Failures    int        `db:"failures"`
+			LockedUntil *time.Time `db:"locked_until"`
+		}
+		err := s.get(ctx, &row, `INSERT INTO throttles (key, failures, window_start) VALUES (?, 1, ?)
+			ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + 1
+			RETURNING failures, locked_until`, key, now)
+		if err != nil {
+			return err
+		}
+		out.Failures = row.Failures
+		switch {
+		case row.LockedUntil != nil:
+			out.RetryAt = *row.LockedUntil
+		case row.Failures > limit:
+			out.RetryAt = now.Add(lock)
+			if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ?`, out.RetryAt, key); err != nil {
+				return err
+			}
+		default:
+			out.Allowed = true
+		}
+		return nil
+	})
+	return out, wrap(err, "throttle attempt")
+}
+
+// ResetThrottle clears a key after a success.
+func (s *Store) ResetThrottle(ctx context.Context, key string) error {
+	_, err := s.exec(ctx, `DELETE FROM throttles WHERE key = ?`, key)
+	return wrap(err, "reset throttle")
+}
