@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"time"
@@ -113,7 +114,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden,
-			Secret: e.Secret, URI: e.URI, QR: e.QRPNG})
+			Secret: e.Secret, URI: e.URI, QR: template.URL(e.QRPNG)})
 	case "confirm-totp":
 		before, err := p.confirmedFactors(ctx, user.ID)
 		if err != nil {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,26 +12,30 @@ import (
 )
 
 type enrolPage struct {
-	Action, Error, Secret, URI, QR string
-	Hidden                         map[string]string
-	Required, CanCancel            bool
+	Action, Error, Secret, URI string
+	// QR and Download are data: URLs Twofold made itself, so marked safe
+	// for the template (which would otherwise blank them).
+	QR                  template.URL
+	Hidden              map[string]string
+	Required, CanCancel bool
 }
 
 type codesPage struct {
-	Action, Error, Download string
-	Codes                   []string
-	Hidden                  map[string]string
+	Action, Error string
+	Download      template.URL
+	Codes         []string
+	Hidden        map[string]string
 }
 
 // downloadLink makes the codes a .txt download without storing them: a
 // data: URL in the page that shows them once.
-func downloadLink(codes []string) string {
+func downloadLink(codes []string) template.URL {
 	var sb strings.Builder
 	sb.WriteString("Twofold recovery codes. Each code works once.\r\n\r\n")
 	for _, c := range codes {
 		sb.WriteString(c + "\r\n")
 	}
-	return "data:text/plain;charset=utf-8," + url.PathEscape(sb.String())
+	return template.URL("data:text/plain;charset=utf-8," + url.PathEscape(sb.String()))
 }
 
 func (p *Provider) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
@@ -85,7 +90,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		page.Secret, page.URI, page.QR = e.Secret, e.URI, e.QRPNG
+		page.Secret, page.URI, page.QR = e.Secret, e.URI, template.URL(e.QRPNG)
 		p.render(w, r, http.StatusOK, "enrol.html", page)
 	case "confirm-totp":
 		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
@@ -140,7 +145,7 @@ func (p *Provider) retryEnrol(w http.ResponseWriter, r *http.Request, user store
 	}
 	e, err := mfa.EnrolmentFor(p.issuer.Hostname(), user.Email, secret)
 	if err == nil {
-		page.Secret, page.URI, page.QR = e.Secret, e.URI, e.QRPNG
+		page.Secret, page.URI, page.QR = e.Secret, e.URI, template.URL(e.QRPNG)
 	}
 	page.Error = "That code didn't work. Check the time on your phone and try the new code."
 	p.render(w, r, http.StatusUnauthorized, "enrol.html", page)

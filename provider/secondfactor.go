@@ -221,6 +221,11 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			}
 			step, ok := mfa.CheckTOTP(string(secret), code, p.now(), fa.LastStep)
 			if !ok {
+				if _, seen := mfa.CheckTOTP(string(secret), code, p.now(), 0); seen {
+					// Right code, already used: a replay (RFC 6238 §5.2).
+					p.audit(ctx, r, store.AuditEvent{Type: "factor.replay", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
+					return "", errWrongCode
+				}
 				continue
 			}
 			// The database decides: a step already used, here or on

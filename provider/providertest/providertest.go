@@ -6,6 +6,7 @@ package providertest
 
 import (
 	"context"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +41,12 @@ type Env struct {
 	Key      []byte
 	DBURL    string
 	Server   *httptest.Server
+	// HTTPClient reaches the server: over TLS it trusts the test
+	// certificate; over plain http it is a default client.
+	HTTPClient *http.Client
+	// CACertPEM is the test certificate (it is its own CA) in PEM, for
+	// clients outside Go; nil without TLS.
+	CACertPEM []byte
 }
 
 // Options tune Start.
@@ -49,6 +58,13 @@ type Options struct {
 	// Issuer overrides the issuer (a second replica keeps the first's).
 	Issuer string
 	Config func(*provider.Config)
+	// Now is the provider's clock (throttles, TOTP); default time.Now.
+	Now func() time.Time
+	// TLS serves over https on loopback with httptest's certificate
+	// (valid for 127.0.0.1), so the issuer is https://127.0.0.1:PORT and
+	// the provider's cookies are __Host- and Secure. Use Env.HTTPClient,
+	// NewBrowserFor, or Env.CAFile (for Node) to trust it.
+	TLS bool
 }
 
 // Start runs a provider on a fresh database of dialect.
@@ -72,7 +88,11 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	}
 	issuer := o.Issuer
 	if issuer == "" {
-		issuer = "http://" + ln.Addr().String()
+		scheme := "http://"
+		if o.TLS {
+			scheme = "https://"
+		}
+		issuer = scheme + ln.Addr().String()
 	}
 	acc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}}, MinPasswordLen: 12}
 	cfg := provider.Config{Issuer: issuer}
@@ -84,7 +104,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger})
+	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now})
 	if err != nil {
 		t.Fatalf("provider: %v", err)
 	}
@@ -93,10 +113,33 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	ts := httptest.NewUnstartedServer(srv)
 	ts.Listener.Close()
 	ts.Listener = ln
-	ts.Start()
-	t.Cleanup(ts.Close)
-	return &Env{URL: issuer, Store: s, Provider: p, Accounts: acc, Key: o.Key, DBURL: o.DatabaseURL, Server: ts,
+	env := &Env{URL: issuer, Store: s, Provider: p, Accounts: acc, Key: o.Key, DBURL: o.DatabaseURL, Server: ts,
 		Clients: &clients.Registry{Store: s, Hasher: hasher}}
+	if o.TLS {
+		ts.StartTLS()
+		env.HTTPClient = ts.Client()
+		env.CACertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	} else {
+		ts.Start()
+		env.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	t.Cleanup(ts.Close)
+	return env
+}
+
+// CAFile writes the test certificate to a file in a temporary directory
+// and returns its path (for NODE_EXTRA_CA_CERTS and the like). It fails
+// the test when the provider does not serve TLS.
+func (e *Env) CAFile(t testing.TB) string {
+	t.Helper()
+	if e.CACertPEM == nil {
+		t.Fatal("providertest: CAFile needs Options.TLS")
+	}
+	path := filepath.Join(t.TempDir(), "twofold-test-ca.pem")
+	if err := os.WriteFile(path, e.CACertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 type testWriter struct{ t testing.TB }
@@ -136,11 +179,26 @@ type Browser struct {
 	t testing.TB
 }
 
-// NewBrowser returns a fresh browser with an empty cookie jar.
+// NewBrowser returns a fresh browser with an empty cookie jar, for a
+// provider served over plain http.
 func NewBrowser(t testing.TB) *Browser {
+	return newBrowser(t, nil)
+}
+
+// NewBrowserFor returns a fresh browser with an empty cookie jar that
+// reaches env's server: over TLS it trusts the test certificate.
+func NewBrowserFor(t testing.TB, env *Env) *Browser {
+	var rt http.RoundTripper
+	if env.HTTPClient != nil {
+		rt = env.HTTPClient.Transport
+	}
+	return newBrowser(t, rt)
+}
+
+func newBrowser(t testing.TB, rt http.RoundTripper) *Browser {
 	jar, _ := cookiejar.New(nil)
 	return &Browser{t: t, Client: &http.Client{
-		Jar: jar, Timeout: 30 * time.Second,
+		Transport: rt, Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
@@ -225,7 +283,14 @@ func (b *Browser) Follow(p Page, stopAt string) (Page, string) {
 // It returns the callback URL.
 func (b *Browser) SignIn(authorizeURL, email, password, redirectPrefix string) string {
 	b.t.Helper()
-	page, done := b.Follow(b.Get(authorizeURL), redirectPrefix)
+	return b.SignInFrom(b.Get(authorizeURL), email, password, redirectPrefix)
+}
+
+// SignInFrom is SignIn from an authorization endpoint's answer already
+// fetched (a form POST to /authorize, say).
+func (b *Browser) SignInFrom(res Page, email, password, redirectPrefix string) string {
+	b.t.Helper()
+	page, done := b.Follow(res, redirectPrefix)
 	if done != "" {
 		return done
 	}
@@ -239,8 +304,7 @@ func (b *Browser) SignIn(authorizeURL, email, password, redirectPrefix string) s
 	form.Set("email", email)
 	form.Set("password", password)
 	loginURL := page.Request.URL.ResolveReference(&url.URL{Path: "/login"}).String()
-	res := b.Post(loginURL, form)
-	return b.Finish(res, redirectPrefix)
+	return b.Finish(b.Post(loginURL, form), redirectPrefix)
 }
 
 // Finish follows redirects, approving a consent page if one appears, until

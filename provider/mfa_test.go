@@ -1,0 +1,737 @@
+package provider_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// clock is the provider's clock in these tests: real time plus an offset
+// the test moves (TOTP steps, throttle locks).
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+// mfaEnv is a provider with a movable clock, a user and a first-party RP.
+type mfaEnv struct {
+	*providertest.Env
+	clock *clock
+	rp    *rp
+	user  store.User
+}
+
+func newMFAEnv(t *testing.T, dialect string) *mfaEnv {
+	// The clock starts three hours back and only moves forward toward
+	// real time: fosite checks auth_time against the real clock, and
+	// each TOTP code in a test needs a new time step.
+	c := &clock{off: -3 * time.Hour}
+	env := providertest.Start(t, dialect, providertest.Options{Now: c.Now})
+	u := env.User(t, "ada@example.com", password, store.PopulationAgent)
+	return &mfaEnv{Env: env, clock: c, rp: newRP(t, env, clients.Spec{FirstParty: true}), user: u}
+}
+
+// addTOTP gives a user a confirmed authenticator app, as enrolment would.
+func (e *mfaEnv) addTOTP(t *testing.T, userID string) string {
+	t.Helper()
+	en, err := mfa.NewTOTP("test", "user")
+	require.NoError(t, err)
+	box, err := secrets.New(e.Key)
+	require.NoError(t, err)
+	id := accounts.NewID()
+	require.NoError(t, e.Store.CreateFactor(context.Background(), store.Factor{ID: id, UserID: userID, Kind: store.FactorTOTP,
+		Name: "Authenticator app", SecretEnc: box.Seal([]byte(en.Secret), "totp:"+id), Confirmed: true, CreatedAt: time.Now()}))
+	return en.Secret
+}
+
+// addCodes gives a user a set of recovery codes.
+func (e *mfaEnv) addCodes(t *testing.T, userID string) []string {
+	t.Helper()
+	codes := mfa.NewRecoveryCodes()
+	h := mfa.NewRecoveryHasher(e.Key)
+	var hashes [][]byte
+	for _, c := range codes {
+		hash, _ := h.Hash(c)
+		hashes = append(hashes, hash)
+	}
+	require.NoError(t, e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, time.Now()))
+	return codes
+}
+
+// code is the TOTP code at the provider's current time; the clock then
+// moves a step on so the next code is a new one.
+func (e *mfaEnv) code(t *testing.T, secret string) string {
+	t.Helper()
+	c, err := mfa.TOTPCode(secret, e.clock.Now())
+	require.NoError(t, err)
+	e.clock.Advance(30 * time.Second)
+	return c
+}
+
+// toSecondStep signs in with the password and returns the page that
+// follows (the second-factor or enrolment page).
+func (e *mfaEnv) toSecondStep(t *testing.T, b *providertest.Browser, authURL, email string) providertest.Page {
+	t.Helper()
+	p, done := b.Follow(b.Get(authURL), redirectURI)
+	require.Empty(t, done, "signed in without a password step")
+	require.Contains(t, p.Request.URL.Path, "/login", p.Body)
+	form := p.Hidden()
+	form.Set("email", email)
+	form.Set("password", password)
+	res := b.Post(e.URL+"/login", form)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	next, done := b.Follow(res, redirectURI)
+	require.Empty(t, done, "a code was issued after the password alone")
+	return next
+}
+
+// submitCode posts a code on the second-factor page.
+func (e *mfaEnv) submitCode(b *providertest.Browser, page providertest.Page, method, code string) providertest.Page {
+	form := page.Hidden()
+	form.Set("method", method)
+	form.Set("code", code)
+	return b.Post(e.URL+"/login/2fa", form)
+}
+
+func (e *mfaEnv) authURL(opts ...oauth2.AuthCodeOption) (string, string) {
+	verifier := oauth2.GenerateVerifier()
+	opts = append(opts, oauth2.S256ChallengeOption(verifier), oidcNonce("n-mfa-1234"))
+	return e.rp.conf.AuthCodeURL("st-mfa-1234", opts...), verifier
+}
+
+// tokensFrom exchanges the code of a callback URL.
+func (e *mfaEnv) tokensFrom(t *testing.T, cb, verifier string) idClaims {
+	t.Helper()
+	q := mustQuery(t, cb)
+	require.NotEmpty(t, q.Get("code"), cb)
+	_, idt := e.rp.exchange(t, q.Get("code"), verifier)
+	return claimsOf(t, idt)
+}
+
+func sessionCount(t *testing.T, e *mfaEnv, b *providertest.Browser) int {
+	u, _ := url.Parse(e.URL)
+	n := 0
+	for _, c := range b.Jar.Cookies(u) {
+		if strings.HasSuffix(c.Name, "twofold_session") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestR01_NoTokenCodeOrSessionBeforeSecondFactor: after the password of a
+// user with a second factor there is no session and no code, and no later
+// step can be reached without the factor.
+func TestR01_NoTokenCodeOrSessionBeforeSecondFactor(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/2fa")
+			assert.Zero(t, sessionCount(t, e, b), "no SSO session cookie yet")
+			flowID := page.Hidden().Get("flow")
+
+			// Every shortcut is refused.
+			p := b.Get(e.rp.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			assert.Equal(t, "login_required", mustQuery(t, p.Location()).Get("error"), "no session exists")
+			for _, step := range []string{"/consent", "/login/recovery-codes", "/login/enrol", "/login"} {
+				res := b.Post(e.URL+step, url.Values{"flow": {flowID}, "csrf": {page.Hidden().Get("csrf")}, "decision": {"allow"}, "saved": {"yes"},
+					"email": {"ada@example.com"}, "password": {password}})
+				assert.Contains(t, []int{400, 403}, res.StatusCode, "POST %s on a flow waiting for the second factor", step)
+				assert.NotContains(t, res.Header.Get("Location"), "code=")
+			}
+			tampered := page.Hidden()
+			tampered.Set("flow", flowID+"x")
+			tampered.Set("code", e.code(t, secret))
+			assert.Equal(t, http.StatusForbidden, b.Post(e.URL+"/login/2fa", tampered).StatusCode, "a tampered flow id fails the CSRF binding")
+			noCSRF := page.Hidden()
+			noCSRF.Del("csrf")
+			noCSRF.Set("code", e.code(t, secret))
+			assert.Equal(t, http.StatusForbidden, b.Post(e.URL+"/login/2fa", noCSRF).StatusCode)
+			// Another browser cannot drive this flow.
+			other := e.submitCode(providertest.NewBrowser(t), page, "totp", e.code(t, secret))
+			assert.Equal(t, http.StatusBadRequest, other.StatusCode)
+
+			res := e.submitCode(b, page, "totp", e.code(t, secret))
+			cb := b.Finish(res, redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "otp", "mfa"}, c.Amr)
+			assert.Equal(t, 1, sessionCount(t, e, b))
+		})
+	}
+}
+
+// TestR02_AMRAndACRForEachMethod: the relying party's view, through
+// go-oidc, of each way to sign in.
+func TestR02_AMRAndACRForEachMethod(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			// Password only.
+			_, idt, _ := e.rp.login(t, providertest.NewBrowser(t), "ada@example.com")
+			c := claimsOf(t, idt)
+			assert.Equal(t, []string{"pwd"}, c.Amr)
+			assert.Equal(t, provider.ACRPassword, c.Acr)
+
+			secret := e.addTOTP(t, e.user.ID)
+			codes := e.addCodes(t, e.user.ID)
+			for _, tc := range []struct {
+				method, code string
+				amr          []string
+			}{
+				{"totp", e.code(t, secret), []string{"pwd", "otp", "mfa"}},
+				{"recovery", codes[3], []string{"pwd", "rc", "mfa"}},
+			} {
+				b := providertest.NewBrowser(t)
+				authURL, verifier := e.authURL()
+				page := e.toSecondStep(t, b, authURL, "ada@example.com")
+				cb := b.Finish(e.submitCode(b, page, tc.method, tc.code), redirectURI)
+				c := e.tokensFrom(t, cb, verifier)
+				assert.Equal(t, tc.amr, c.Amr, tc.method)
+				assert.Equal(t, provider.ACRMFA, c.Acr, tc.method)
+			}
+			// Discovery advertises exactly these acr values.
+			assert.Contains(t, providertest.NewBrowser(t).Get(e.URL+"/.well-known/openid-configuration").Body,
+				`"acr_values_supported":["urn:twofold:acr:pwd","urn:twofold:acr:mfa"]`)
+		})
+	}
+}
+
+// TestR05_TOTPCodes: wrong, expired, reused and foreign codes are refused.
+func TestR05_TOTPCodes(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
+			boSecret := e.addTOTP(t, bo.ID)
+
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			old, _ := mfa.TOTPCode(secret, e.clock.Now().Add(-90*time.Second))
+			foreign, _ := mfa.TOTPCode(boSecret, e.clock.Now())
+			cur, _ := mfa.TOTPCode(secret, e.clock.Now())
+			wrong := fmt.Sprintf("%06d", (atoi(cur)+1)%1000000)
+			for _, bad := range []string{wrong, old, foreign, cur + "0"} {
+				if bad == cur {
+					continue
+				}
+				res := e.submitCode(b, page, "totp", bad)
+				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "code %q", bad)
+				assert.Contains(t, res.Body, "That code didn&#39;t work")
+			}
+			good := e.code(t, secret)
+			cb := b.Finish(e.submitCode(b, page, "totp", good), redirectURI)
+			e.tokensFrom(t, cb, verifier)
+
+			// The same code in a new sign-in, even within its window: refused.
+			e.clock.Advance(-30 * time.Second)
+			b2 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			page = e.toSecondStep(t, b2, authURL, "ada@example.com")
+			res := e.submitCode(b2, page, "totp", good)
+			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "a used code is never accepted again")
+			events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{UserID: e.user.ID})
+			require.NoError(t, err)
+			assert.Contains(t, auditTypes(events), "factor.replay")
+		})
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	fmt.Sscanf(s, "%d", &n)
+	return n
+}
+
+func auditTypes(events []store.AuditEvent) []string {
+	var out []string
+	for _, ev := range events {
+		out = append(out, ev.Type)
+	}
+	return out
+}
+
+// TestR05_EnrolFromAccountPage: QR, text secret and otpauth URI, on only
+// after a correct code (R05), then recovery codes (R07); the secret is
+// encrypted at rest and never served on a GET.
+func TestR05_EnrolFromAccountPage(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			b := providertest.NewBrowser(t)
+			// Not signed in: the account page starts a sign-in that returns to it.
+			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+			require.Contains(t, p.Request.URL.Path, "/login")
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			require.Contains(t, p.Request.URL.Path, "/account/security", p.Body)
+			assert.Contains(t, p.Body, "Two-step verification: off")
+			csrf := accountCSRF(t, p)
+
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-totp"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, `src="data:image/png;base64,`)
+			secret := regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, secret, 2, "the secret as text")
+			assert.Contains(t, p.Body, "otpauth://totp/")
+			assert.NotContains(t, b.Get(e.URL+"/account/security").Body, secret[1], "GET never shows the secret")
+
+			// At rest the secret is sealed.
+			factors, err := e.Store.ListFactors(context.Background(), e.user.ID)
+			require.NoError(t, err)
+			require.Len(t, factors, 1)
+			assert.False(t, factors[0].Confirmed, "not on before a code")
+			assert.NotContains(t, string(factors[0].SecretEnc), secret[1])
+
+			// A wrong code: still off.
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-totp"}, "code": {"000000"}})
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode)
+			n, _ := e.Store.CountRecoveryCodes(context.Background(), e.user.ID)
+			assert.Zero(t, n)
+
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-totp"}, "code": {e.code(t, secret[1])}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			codes := regexp.MustCompile(`<li><code>([0-9a-z-]{14})</code></li>`).FindAllStringSubmatch(p.Body, -1)
+			assert.Len(t, codes, 15, "recovery codes after the first method")
+			assert.Contains(t, p.Body, `download="twofold-recovery-codes.txt"`)
+			assert.Contains(t, p.Body, "I have saved these codes")
+			p, _ = b.Follow(b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"saved-codes"}}), "")
+			assert.Contains(t, p.Body, "Two-step verification: on")
+			assert.Contains(t, p.Body, "Recovery codes left: <strong>15</strong>")
+
+			// The next sign-in asks for the code.
+			authURL, _ := e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			assert.Contains(t, page.Request.URL.Path, "/login/2fa")
+		})
+	}
+}
+
+var accountCSRFRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func accountCSRF(t *testing.T, p providertest.Page) string {
+	m := accountCSRFRe.FindStringSubmatch(p.Body)
+	require.Len(t, m, 2, p.Body)
+	return m[1]
+}
+
+// TestR07_RecoveryCodesSingleUse: a code works once; 50 concurrent uses
+// of one code let exactly one sign-in through; a new set voids the old.
+func TestR07_RecoveryCodesSingleUse(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			e.addTOTP(t, e.user.ID)
+			codes := e.addCodes(t, e.user.ID)
+
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			b.Finish(e.submitCode(b, page, "recovery", strings.ToUpper(codes[0])), redirectURI)
+
+			b2 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b2, authURL, "ada@example.com")
+			assert.Equal(t, http.StatusUnauthorized, e.submitCode(b2, page, "recovery", codes[0]).StatusCode, "used once only")
+
+			// 50 sign-ins race one code.
+			const n = 50
+			pages := make([]providertest.Page, n)
+			browsers := make([]*providertest.Browser, n)
+			for i := range n {
+				browsers[i] = providertest.NewBrowser(t)
+				pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
+			}
+			var wins atomic.Int32
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					form := pages[i].Hidden()
+					form.Set("method", "recovery")
+					form.Set("code", codes[1])
+					resp, err := browsers[i].PostForm(e.URL+"/login/2fa", form)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusSeeOther {
+						wins.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			assert.EqualValues(t, 1, wins.Load(), "exactly one of 50 concurrent uses succeeds")
+			left, _ := e.Store.CountRecoveryCodes(context.Background(), e.user.ID)
+			assert.Equal(t, 13, left)
+		})
+	}
+}
+
+// TestR11_R12_OrderAndTryAnotherWay: password first, then the second
+// factor; the authenticator app is offered before recovery codes, which
+// "try another way" lists.
+func TestR11_R12_OrderAndTryAnotherWay(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	e.addTOTP(t, e.user.ID)
+	e.addCodes(t, e.user.ID)
+	b := providertest.NewBrowser(t)
+	first, _ := b.Follow(b.Get(e.rp.conf.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))), redirectURI)
+	assert.Contains(t, first.Body, `name="password"`, "R11: email and password first")
+	assert.NotContains(t, first.Body, `name="code"`)
+	authURL, _ := e.authURL()
+	page := e.toSecondStep(t, b, authURL, "ada@example.com")
+	assert.Contains(t, page.Body, "authenticator app", "R12: the app is offered first (no security key yet)")
+	assert.Equal(t, "totp", page.Hidden().Get("method"))
+	assert.Contains(t, page.Body, "Try another way")
+	assert.Contains(t, page.Body, "A recovery code")
+	other := b.Get(e.URL + "/login/2fa?flow=" + page.Hidden().Get("flow") + "&method=recovery")
+	assert.Equal(t, "recovery", other.Hidden().Get("method"))
+	assert.Contains(t, other.Body, "Authenticator app", "and back again")
+}
+
+// signInAccount signs b in and returns the account page.
+func (e *mfaEnv) signInAccount(t *testing.T, b *providertest.Browser, secret string) providertest.Page {
+	t.Helper()
+	p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+	if strings.Contains(p.Request.URL.Path, "/account/security") {
+		return p
+	}
+	form := p.Hidden()
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+	if strings.Contains(p.Request.URL.Path, "/login/2fa") {
+		p, _ = b.Follow(e.submitCode(b, p, "totp", e.code(t, secret)), "")
+	}
+	require.Contains(t, p.Request.URL.Path, "/account/security", p.Body)
+	return p
+}
+
+// TestR13_RecoveryCodeThenRemoveLostMethod.
+func TestR13_RecoveryCodeThenRemoveLostMethod(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	e.addTOTP(t, e.user.ID)
+	codes := e.addCodes(t, e.user.ID)
+	b := providertest.NewBrowser(t)
+	p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+	form := p.Hidden()
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+	p, _ = b.Follow(e.submitCode(b, p, "recovery", codes[5]), "")
+	require.Contains(t, p.Request.URL.Path, "/account/security")
+	factors, _ := e.Store.ListFactors(context.Background(), e.user.ID)
+	require.Len(t, factors, 1)
+	res := b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"remove-factor"}, "factor": {factors[0].ID}})
+	assert.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	factors, _ = e.Store.ListFactors(context.Background(), e.user.ID)
+	assert.Empty(t, factors, "the lost phone is removed")
+	events, _ := e.Store.ListAudit(context.Background(), store.AuditFilter{UserID: e.user.ID})
+	assert.Subset(t, auditTypes(events), []string{"recovery_code.used", "factor.removed", "login.success"})
+}
+
+// TestR14_R18_OptionalUnlessRequired: 2FA is optional by default and can
+// be removed; when required it cannot be turned off; changes need a
+// recent sign-in.
+func TestR14_R18_OptionalUnlessRequired(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newMFAEnv(t, dialect)
+			_, idt, _ := e.rp.login(t, providertest.NewBrowser(t), "ada@example.com")
+			assert.Equal(t, []string{"pwd"}, claimsOf(t, idt).Amr, "R14: optional by default")
+
+			secret := e.addTOTP(t, e.user.ID)
+			e.addCodes(t, e.user.ID)
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, true, time.Now()))
+			b := providertest.NewBrowser(t)
+			p := e.signInAccount(t, b, secret)
+			csrf := accountCSRF(t, p)
+			assert.NotContains(t, p.Body, "Turn off two-step verification", "no off switch when required")
+			factors, _ := e.Store.ListFactors(ctx, e.user.ID)
+			for _, action := range []url.Values{
+				{"action": {"disable"}},
+				{"action": {"remove-factor"}, "factor": {factors[0].ID}},
+			} {
+				action.Set("csrf", csrf)
+				res := b.Post(e.URL+"/account/security", action)
+				assert.Equal(t, http.StatusForbidden, res.StatusCode, action.Get("action"))
+				assert.Contains(t, res.Body, "Your administrator requires two-step verification")
+			}
+			left, _ := e.Store.ListFactors(ctx, e.user.ID)
+			assert.Len(t, left, 1, "nothing removed")
+
+			// Not required any more: allowed, but only with a recent sign-in.
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, false, time.Now()))
+			e.clock.Advance(provider.RecentAuth + time.Minute)
+			res := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"disable"}})
+			assert.Contains(t, res.Body, "sign in again before changing")
+			left, _ = e.Store.ListFactors(ctx, e.user.ID)
+			assert.Len(t, left, 1, "a stale session changes nothing")
+			res = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"regenerate-codes"}})
+			assert.Contains(t, res.Body, "sign in again before changing", "new codes need a recent sign-in too")
+
+			// Re-authenticate (password and code), then turn 2FA off.
+			re := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"reauth"}})
+			p, _ = b.Follow(re, "")
+			require.Contains(t, p.Request.URL.Path, "/login")
+			assert.Contains(t, p.Body, `value="ada@example.com"`)
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			p, _ = b.Follow(e.submitCode(b, p, "totp", e.code(t, secret)), "")
+			require.Contains(t, p.Request.URL.Path, "/account/security")
+			res = b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"disable"}})
+			assert.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			left, _ = e.Store.ListFactors(ctx, e.user.ID)
+			assert.Empty(t, left)
+			n, _ := e.Store.CountRecoveryCodes(ctx, e.user.ID)
+			assert.Zero(t, n)
+		})
+	}
+}
+
+// TestR22_EnrolmentDuringLogin: 2FA required and no method: the sign-in
+// shows the setup and continues after it.
+func TestR22_EnrolmentDuringLogin(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newMFAEnv(t, dialect)
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, true, time.Now()))
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			assert.NotContains(t, page.Body, "otpauth://", "the GET shows no secret")
+			assert.Zero(t, sessionCount(t, e, b))
+
+			start := page.Hidden()
+			start.Set("action", "start-totp")
+			p := b.Post(e.URL+"/login/enrol", start)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			secret := regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, secret, 2)
+			assert.Contains(t, p.Body, `src="data:image/png;base64,`)
+
+			confirm := p.Hidden()
+			confirm.Set("code", e.code(t, secret[1]))
+			p = b.Post(e.URL+"/login/enrol", confirm)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "I have saved these codes")
+			firstSet := regexp.MustCompile(`<li><code>([0-9a-z-]{14})</code></li>`).FindAllStringSubmatch(p.Body, -1)
+			require.Len(t, firstSet, 15)
+			assert.Zero(t, sessionCount(t, e, b), "no session until the codes are confirmed")
+
+			// Continuing without the confirmation shows a new set; the first
+			// set no longer works.
+			noTick := p.Hidden()
+			p = b.Post(e.URL+"/login/recovery-codes", noTick)
+			assert.Contains(t, p.Body, "These are new codes")
+			h := mfa.NewRecoveryHasher(e.Key)
+			hash, _ := h.Hash(firstSet[0][1])
+			assert.Error(t, e.Store.UseRecoveryCode(ctx, e.user.ID, hash, time.Now()), "the first set is void")
+
+			tick := p.Hidden()
+			tick.Set("saved", "yes")
+			cb := b.Finish(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "otp", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+
+			// Another required user cancels: the client is told honestly.
+			e.User(t, "cy@example.com", password, store.PopulationAgent)
+			cy, _ := e.Store.GetUserByEmail(ctx, store.PopulationAgent, "cy@example.com")
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, cy.ID, true, time.Now()))
+			b2 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b2, authURL, "cy@example.com")
+			cancel := page.Hidden()
+			cancel.Set("action", "cancel")
+			res := b2.Post(e.URL+"/login/enrol", cancel)
+			q := mustQuery(t, res.Location())
+			assert.Equal(t, "unmet_authentication_requirements", q.Get("error"))
+			assert.Equal(t, "st-mfa-1234", q.Get("state"))
+			assert.Empty(t, q.Get("code"))
+		})
+	}
+}
+
+// TestR23_StepUp: a client that asks for MFA gets it. Inside a password
+// session the user is asked for the second factor only, and the new
+// tokens say so.
+func TestR23_StepUp(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			b := providertest.NewBrowser(t)
+			_, idt, _ := e.rp.login(t, b, "ada@example.com") // password only: no factor yet
+			first := claimsOf(t, idt)
+			require.Equal(t, []string{"pwd"}, first.Amr)
+			secret := e.addTOTP(t, e.user.ID) // enrolled later, e.g. on the account page
+
+			// prompt=none cannot step up.
+			p := b.Get(e.rp.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"),
+				oauth2.SetAuthURLParam("acr_values", provider.ACRMFA), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			assert.Equal(t, "interaction_required", mustQuery(t, p.Location()).Get("error"))
+
+			// acr_values asking for MFA: straight to the second factor.
+			e.clock.Advance(time.Minute)
+			authURL, verifier := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
+			page, done := b.Follow(b.Get(authURL), redirectURI)
+			require.Empty(t, done)
+			require.Contains(t, page.Request.URL.Path, "/login/2fa", "no password asked")
+			cb := b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+			assert.Equal(t, []string{"pwd", "otp", "mfa"}, c.Amr)
+			assert.Equal(t, first.Sub, c.Sub)
+			assert.Greater(t, c.AuthTime, first.AuthTime)
+
+			// An essential acr claim, and a client registered as requiring
+			// MFA, both get it; the session now satisfies them silently.
+			authURL, verifier = e.authURL(oauth2.SetAuthURLParam("claims", `{"id_token":{"acr":{"essential":true,"values":["`+provider.ACRMFA+`"]}}}`),
+				oauth2.SetAuthURLParam("prompt", "none"))
+			c = e.tokensFrom(t, b.Get(authURL).Location(), verifier)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+			strict := newRP(t, e.Env, clients.Spec{FirstParty: true, RequireMFA: true})
+			_, sidt, _ := strict.login(t, b, "ada@example.com")
+			assert.Equal(t, provider.ACRMFA, claimsOf(t, sidt).Acr)
+
+			// A password-only user and a client requiring MFA: enrolment,
+			// or unmet_authentication_requirements when refused.
+			e.User(t, "bo@example.com", password, store.PopulationAgent)
+			b2 := providertest.NewBrowser(t)
+			v2 := oauth2.GenerateVerifier()
+			page = e.toSecondStep(t, b2, strict.conf.AuthCodeURL("st-strict-12", oauth2.S256ChallengeOption(v2)), "bo@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			cancel := page.Hidden()
+			cancel.Set("action", "cancel")
+			q := mustQuery(t, b2.Post(e.URL+"/login/enrol", cancel).Location())
+			assert.Equal(t, "unmet_authentication_requirements", q.Get("error"))
+		})
+	}
+}
+
+// TestR25_Throttling: wrong second-factor codes end the sign-in after
+// FlowFactorLimit; across sign-ins the account locks after
+// AccountFactorLimit until AccountFactorLock has passed; passwords lock
+// after PasswordLimit for PasswordLock.
+func TestR25_Throttling(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			authURL, verifier := e.authURL()
+
+			b := providertest.NewBrowser(t)
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			for i := range provider.FlowFactorLimit {
+				assert.Equal(t, http.StatusUnauthorized, e.submitCode(b, page, "totp", "000000").StatusCode, "try %d", i+1)
+			}
+			res := e.submitCode(b, page, "totp", e.code(t, secret))
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the flow ends, even with the right code")
+			assert.Contains(t, res.Body, "enter your password again")
+
+			// Five more wrong codes in a second sign-in reach the account limit.
+			b2 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b2, authURL, "ada@example.com")
+			for range provider.AccountFactorLimit - provider.FlowFactorLimit {
+				e.submitCode(b2, page, "totp", "000000")
+			}
+			b3 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b3, authURL, "ada@example.com")
+			res = e.submitCode(b3, page, "totp", e.code(t, secret))
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+			assert.Contains(t, res.Body, "Try again after")
+
+			// After the documented wait the right code works again.
+			e.clock.Advance(provider.AccountFactorLock)
+			b4 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b4, authURL, "ada@example.com")
+			e.tokensFrom(t, b4.Finish(e.submitCode(b4, page, "totp", e.code(t, secret)), redirectURI), verifier)
+
+			// Passwords: PasswordLimit failures lock the account key, the
+			// right password included, unknown emails alike.
+			for _, email := range []string{"ada@example.com", "nobody@example.com"} {
+				var last providertest.Page
+				for range provider.PasswordLimit + 1 {
+					bb := providertest.NewBrowser(t)
+					p, _ := bb.Follow(bb.Get(authURL), redirectURI)
+					form := p.Hidden()
+					form.Set("email", email)
+					form.Set("password", "not the password")
+					last = bb.Post(e.URL+"/login", form)
+				}
+				assert.Equal(t, http.StatusTooManyRequests, last.StatusCode, email)
+				assert.Contains(t, last.Body, "Too many failed sign-ins")
+			}
+			bb := providertest.NewBrowser(t)
+			p, _ := bb.Follow(bb.Get(authURL), redirectURI)
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			assert.Equal(t, http.StatusTooManyRequests, bb.Post(e.URL+"/login", form).StatusCode, "locked even for the right password")
+			e.clock.Advance(provider.PasswordLock)
+			bb = providertest.NewBrowser(t)
+			p, _ = bb.Follow(bb.Get(authURL), redirectURI)
+			form = p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			assert.Equal(t, http.StatusSeeOther, bb.Post(e.URL+"/login", form).StatusCode, "open again after the wait")
+
+			events, _ := e.Store.ListAudit(context.Background(), store.AuditFilter{})
+			assert.Contains(t, auditTypes(events), "factor.throttled")
+			assert.Contains(t, auditTypes(events), "login.throttled")
+			for _, ev := range events {
+				if ev.Type == "factor.failure" {
+					assert.Equal(t, "127.0.0.1", ev.IP)
+					assert.NotEmpty(t, ev.UserAgent)
+					assert.Equal(t, e.rp.conf.ClientID, ev.ClientID)
+					break
+				}
+			}
+		})
+	}
+}
