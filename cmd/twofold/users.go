@@ -106,7 +106,7 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
-	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd())
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd())
 	return cmd
 }
 
@@ -303,6 +303,42 @@ func (a *app) usersDisableCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "%s %s\n", strings.TrimPrefix(typ, "user."), u.Email)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// usersRequireMFACmd sets the per-user enforcement flag (R15): the user
+// must present, or at the next sign-in set up, a second factor.
+func (a *app) usersRequireMFACmd() *cobra.Command {
+	var population string
+	var off bool
+	cmd := &cobra.Command{Use: "require-mfa ID|EMAIL [--off]", Short: "Require two-step verification for one user", Args: exactArgs(1)}
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.Flags().BoolVar(&off, "off", false, "stop requiring it")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			ctx := cmd.Context()
+			u, err := findUser(ctx, s, args[0], population)
+			if err != nil {
+				return err
+			}
+			err = s.InTx(ctx, func(ctx context.Context) error {
+				if err := s.SetUserMFARequired(ctx, u.ID, !off, time.Now()); err != nil {
+					return err
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.user_mfa", UserID: u.ID, ActorID: "cli",
+					Detail: fmt.Sprintf(`{"required":%t}`, !off)})
+			})
+			if err != nil {
+				return err
+			}
+			state := "now required"
+			if off {
+				state = "no longer required"
+			}
+			fmt.Fprintf(a.stdout, "two-step verification is %s for %s\n", state, u.Email)
 			return nil
 		})
 	}

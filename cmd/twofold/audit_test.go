@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+func TestRequireMFAAndAudit(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			env := migratedDB(t, dialect)
+			r := twofold(t, env, "correct horse battery", "users", "create", "--email", "ada@example.com", "--population", "agent", "--password-stdin")
+			require.Equal(t, 0, r.code, r.stderr)
+
+			r = twofold(t, env, "", "users", "require-mfa", "ada@example.com")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "now required")
+			r = twofold(t, env, "", "users", "show", "ada@example.com", "-o", "json")
+			var u userJSON
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
+			assert.True(t, u.MFARequired)
+
+			r = twofold(t, env, "", "users", "require-mfa", "ada@example.com", "--off")
+			require.Equal(t, 0, r.code, r.stderr)
+			r = twofold(t, env, "", "users", "require-mfa", "nobody@example.com")
+			assert.Equal(t, exitFailed, r.code)
+
+			r = twofold(t, env, "", "audit", "list", "--user", "ada@example.com", "--output", "json")
+			require.Equal(t, 0, r.code, r.stderr)
+			var events []struct {
+				Type, Detail string
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &events))
+			require.Len(t, events, 3)
+			assert.Equal(t, "policy.user_mfa", events[0].Type)
+			assert.JSONEq(t, `{"required":false}`, events[0].Detail)
+			assert.Equal(t, "user.created", events[2].Type)
+
+			r = twofold(t, env, "", "audit", "list", "--limit", "0")
+			assert.Equal(t, exitUsage, r.code)
+			r = twofold(t, env, "", "audit", "list")
+			require.Equal(t, 0, r.code)
+			assert.Contains(t, r.stdout, "policy.user_mfa")
+		})
+	}
+}
