@@ -735,3 +735,50 @@ func TestR25_Throttling(t *testing.T) {
 		})
 	}
 }
+
+// TestTOTPReplayAcrossReplicas: one TOTP code sent by 30 concurrent
+// sign-ins spread over two replicas lets exactly one through.
+func TestTOTPReplayAcrossReplicas(t *testing.T) {
+	c := &clock{off: -3 * time.Hour}
+	a := providertest.Start(t, "postgres", providertest.Options{Now: c.Now})
+	bEnv := providertest.Start(t, "postgres", providertest.Options{DatabaseURL: a.DBURL, Key: a.Key, Issuer: a.URL, Now: c.Now})
+	e := &mfaEnv{Env: a, clock: c, user: a.User(t, "ada@example.com", password, store.PopulationAgent)}
+	e.rp = newRP(t, a, clients.Spec{FirstParty: true})
+	secret := e.addTOTP(t, e.user.ID)
+	authURL, _ := e.authURL()
+	const n = 30
+	pages := make([]providertest.Page, n)
+	browsers := make([]*providertest.Browser, n)
+	for i := range n {
+		browsers[i] = providertest.NewBrowser(t)
+		pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
+	}
+	code := e.code(t, secret)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := a.ServerURL()
+			if i%2 == 1 {
+				base = bEnv.ServerURL()
+				// The flow cookie was set for A's host; B shares it (same IP).
+			}
+			form := pages[i].Hidden()
+			form.Set("method", "totp")
+			form.Set("code", code)
+			resp, err := browsers[i].PostForm(base+"/login/2fa", form)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusSeeOther {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, wins.Load(), "a TOTP code is accepted once across replicas")
+}
