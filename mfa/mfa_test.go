@@ -100,6 +100,11 @@ func TestR02_Claims(t *testing.T) {
 		{[]string{"pwd"}, []string{"pwd"}, ACRPassword},
 		{[]string{"pwd", "otp"}, []string{"pwd", "otp", "mfa"}, ACRMFA},
 		{[]string{"pwd", "rc"}, []string{"pwd", "rc", "mfa"}, ACRMFA},
+		{[]string{"pwd", "hwk"}, []string{"pwd", "hwk", "mfa"}, ACRPhishingResistant},
+		{[]string{"pwd", "swk", "user"}, []string{"pwd", "swk", "user", "mfa"}, ACRPhishingResistant},
+		{[]string{"hwk", "user"}, []string{"hwk", "user", "mfa"}, ACRPhishingResistant},
+		{[]string{"swk"}, []string{"swk"}, ACRPassword},        // a passkey without user verification is one factor
+		{[]string{"pwd", "mfa"}, []string{"pwd"}, ACRPassword}, // "mfa" is earned, never carried in
 	}
 	for _, tc := range tests {
 		amr, acr := Claims(tc.methods)
@@ -121,6 +126,7 @@ func TestR23_WantsMFA(t *testing.T) {
 		{"", []string{ACRMFA}, true},
 		{"", []string{ACRPassword, ACRMFA}, false},
 		{ACRPassword, []string{ACRMFA}, true},
+		{ACRPhishingResistant, nil, true},
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, WantsMFA(tc.acrValues, tc.essential), "%q %v", tc.acrValues, tc.essential)

@@ -11,10 +11,13 @@ import (
 const (
 	ACRPassword = "urn:twofold:acr:pwd"
 	ACRMFA      = "urn:twofold:acr:mfa"
+	// ACRPhishingResistant: two factors, one of them a WebAuthn key,
+	// which answers only to Twofold's own origin.
+	ACRPhishingResistant = "urn:twofold:acr:phr"
 )
 
 // ACRSupported lists the acr values Twofold can assert, weakest first.
-var ACRSupported = []string{ACRPassword, ACRMFA}
+var ACRSupported = []string{ACRPassword, ACRMFA, ACRPhishingResistant}
 
 // Methods a session can record, as RFC 8176 amr values; "rc" (recovery
 // code, a look-up secret) is Twofold's own.
@@ -32,15 +35,19 @@ func Required(u store.User) bool {
 	return u.MFARequired
 }
 
-// Claims returns amr and acr for a set of verified methods: "mfa" and
-// the MFA acr only when a second factor was truly presented.
+// Claims returns amr and acr for a set of verified methods: "mfa" only
+// when two factors were truly presented — the password and a second
+// factor, or a key whose user verification (PIN, biometric) is the
+// second. A key among them makes the sign-in phishing-resistant.
 func Claims(methods []string) (amr []string, acr string) {
-	amr = slices.Clone(methods)
-	if slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) {
-		if !slices.Contains(amr, AMRMFA) {
-			amr = append(amr, AMRMFA)
-		}
-		return amr, ACRMFA
+	amr = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == AMRMFA })
+	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) || hasKey(methods)
+	two := (slices.Contains(methods, AMRPassword) && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
+	switch {
+	case two && hasKey(methods):
+		return append(amr, AMRMFA), ACRPhishingResistant
+	case two:
+		return append(amr, AMRMFA), ACRMFA
 	}
 	return amr, ACRPassword
 }
@@ -55,7 +62,8 @@ func IsMFA(amr []string) bool { return slices.Contains(amr, AMRMFA) }
 // Values Twofold does not know are ignored (they are voluntary).
 func WantsMFA(acrValues string, essentialACR []string) bool {
 	wants := func(vals []string) bool {
-		return slices.Contains(vals, ACRMFA) && !slices.Contains(vals, ACRPassword)
+		strong := slices.Contains(vals, ACRMFA) || slices.Contains(vals, ACRPhishingResistant)
+		return strong && !slices.Contains(vals, ACRPassword)
 	}
 	return wants(strings.Fields(acrValues)) || wants(essentialACR)
 }

@@ -34,6 +34,7 @@ var notices = map[string]string{
 	"disabled":    "Two-step verification is off.",
 	"reauthed":    "Thanks: you can change your settings for the next few minutes.",
 	"codes-saved": "Keep your recovery codes somewhere safe.",
+	"key-added":   "Your security key was added.",
 }
 
 // handleAccountPage is /account/security (R14, R18): the user's methods
@@ -145,6 +146,29 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// The first method: recovery codes come with it (R07).
+		p.showAccountCodes(w, r, user, hidden)
+	case "start-webauthn":
+		k, err := p.beginRegistration(ctx, user, keyName(r.PostForm.Get("name")))
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		p.render(w, r, http.StatusOK, "webauthn_register.html", registerPage{Action: "/account/security", Key: k, Hidden: hidden})
+	case "finish-webauthn":
+		before, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if _, err := p.finishRegistration(ctx, r, user, r.PostForm.Get("ceremony"), r.PostForm.Get("credential")); err != nil {
+			p.logger.InfoContext(ctx, "key registration refused", "err", err)
+			p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "The security key could not be registered. Try again.")
+			return
+		}
+		if len(before) > 0 {
+			http.Redirect(w, r, "/account/security?notice=key-added", http.StatusSeeOther)
+			return
+		}
 		p.showAccountCodes(w, r, user, hidden)
 	case "saved-codes":
 		http.Redirect(w, r, "/account/security?notice=codes-saved", http.StatusSeeOther)

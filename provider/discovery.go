@@ -3,6 +3,7 @@ package provider
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/twofold-idp/twofold/mfa"
 )
@@ -13,8 +14,14 @@ const (
 	ACRMFA      = mfa.ACRMFA
 )
 
-// acrSupported lists what this build can honestly assert.
-var acrSupported = mfa.ACRSupported
+// acrSupported lists what this provider can honestly assert: no
+// phishing-resistant acr when WebAuthn is off (an IP-address issuer).
+func (p *Provider) acrSupported() []string {
+	if p.webauthn == nil {
+		return slices.DeleteFunc(slices.Clone(mfa.ACRSupported), func(a string) bool { return a == mfa.ACRPhishingResistant })
+	}
+	return mfa.ACRSupported
+}
 
 var (
 	scopesSupported = []string{"openid", "profile", "email", "offline_access"}
@@ -53,7 +60,7 @@ func (p *Provider) buildDiscovery() ([]byte, error) {
 		"claims_parameter_supported":                       true,
 		"request_parameter_supported":                      false,
 		"request_uri_parameter_supported":                  false,
-		"acr_values_supported":                             acrSupported,
+		"acr_values_supported":                             p.acrSupported(),
 		"prompt_values_supported":                          []string{"none", "login", "consent"},
 		"display_values_supported":                         []string{"page", "popup"},
 		"authorization_response_iss_parameter_supported":   true,

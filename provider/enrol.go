@@ -118,6 +118,37 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.showFlowCodes(w, r, f, user, "")
+	case "start-webauthn":
+		k, err := p.beginRegistration(ctx, user, keyName(r.PostForm.Get("name")))
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		p.render(w, r, http.StatusOK, "webauthn_register.html", registerPage{Action: "/login/enrol", Key: k, Hidden: page.Hidden})
+	case "finish-webauthn":
+		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
+			if locked != "" {
+				page.Error = locked
+				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
+			}
+			return
+		}
+		cred, err := p.finishRegistration(ctx, r, user, r.PostForm.Get("ceremony"), r.PostForm.Get("credential"))
+		if err != nil {
+			p.logger.InfoContext(ctx, "key registration refused", "err", err)
+			page.Error = "The security key could not be registered. Try again."
+			p.render(w, r, http.StatusBadRequest, "enrol.html", page)
+			return
+		}
+		p.factorSucceeded(ctx, f, user)
+		from := f.State
+		f.State = store.FlowRecoveryCodes
+		f.Methods = append(slices.Clone(f.Methods), mfa.KeyAMR(cred.Flags)...)
+		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
+			p.expired(w, r)
+			return
+		}
+		p.showFlowCodes(w, r, f, user, "")
 	case "cancel":
 		// The user cannot set a factor up now: the client gets an honest
 		// error rather than a token that claims less than it required.

@@ -18,6 +18,8 @@ import (
 
 type loginPage struct {
 	Flow, CSRF, ClientName, Email, Population, Error string
+	// Passkey is set when passwordless sign-in is on.
+	Passkey *keyOptions
 }
 
 // handleLoginPage shows the password step of a flow.
@@ -41,6 +43,11 @@ func (p *Provider) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, page loginPage) {
 	page.Flow = f.ID
 	page.CSRF = p.csrfToken("login", f.ID)
+	if !p.cfg.NoPasswordless && p.webauthn != nil {
+		if k, err := p.beginPasskey(r.Context()); err == nil {
+			page.Passkey = &k
+		}
+	}
 	if c, err := p.store.GetClient(r.Context(), f.ClientID); err == nil {
 		page.ClientName = c.Name
 	}

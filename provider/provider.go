@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
@@ -34,6 +36,8 @@ type Config struct {
 	SessionLifespan       time.Duration
 	// IDTokenAlg is the default ID token algorithm: RS256 or ES256.
 	IDTokenAlg string
+	// NoPasswordless turns off "Sign in with a passkey".
+	NoPasswordless bool
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +90,7 @@ type Provider struct {
 	pages    *templates.Set
 	box      *secrets.Box
 	recovery *mfa.RecoveryHasher
+	webauthn *webauthn.WebAuthn // nil when the issuer's host is an IP
 	csrfKey  []byte
 	logger   *slog.Logger
 	now      func() time.Time
@@ -126,10 +131,16 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	wa, err := mfa.NewWebAuthn(o.Config.Issuer, "Twofold")
+	if errors.Is(err, mfa.ErrNoRPID) {
+		o.Logger.Warn(err.Error(), "issuer", o.Config.Issuer)
+	} else if err != nil {
+		return nil, err
+	}
 	p := &Provider{
 		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
-		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey),
+		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
 	}
 
 	fc := &fosite.Config{
@@ -204,6 +215,7 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("POST /logout", p.handleLogout)
 	m.HandleFunc("GET /login", p.handleLoginPage)
 	m.HandleFunc("POST /login", p.handleLoginSubmit)
+	m.HandleFunc("POST /login/passkey", p.handlePasskeySubmit)
 	m.HandleFunc("GET /login/2fa", p.handleSecondFactorPage)
 	m.HandleFunc("POST /login/2fa", p.handleSecondFactorSubmit)
 	m.HandleFunc("GET /login/enrol", p.handleEnrolPage)

@@ -46,13 +46,16 @@ var errUnmet = &fosite.RFC6749Error{
 type method struct{ ID, Label string }
 
 // methods lists what the user can present, safest first (R12): security
-// keys (to come), the authenticator app, then recovery codes (R13).
+// keys, the authenticator app, then recovery codes (R13).
 func (p *Provider) methods(ctx context.Context, userID string) ([]method, error) {
 	factors, err := p.confirmedFactors(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
 	var out []method
+	if hasKeyFactor(factors) && p.webauthn != nil {
+		out = append(out, method{"webauthn", "Security key or passkey"})
+	}
 	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
 		out = append(out, method{"totp", "Authenticator app"})
 	}
@@ -77,6 +80,7 @@ func (p *Provider) confirmedFactors(ctx context.Context, userID string) ([]store
 type secondFactorPage struct {
 	Flow, CSRF, Method, Error string
 	Others                    []method
+	Key                       keyOptions
 }
 
 func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request) {
@@ -98,6 +102,16 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 		chosen = ms[0].ID
 	}
 	page := secondFactorPage{Flow: f.ID, CSRF: p.csrfToken("2fa", f.ID), Method: chosen, Error: errMsg}
+	if chosen == "webauthn" {
+		user, err := p.store.GetUser(r.Context(), f.UserID)
+		if err == nil {
+			page.Key, err = p.beginKeyLogin(r.Context(), user)
+		}
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+			return
+		}
+	}
 	for _, m := range ms {
 		if m.ID != chosen {
 			page.Others = append(page.Others, m)
@@ -141,13 +155,17 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 		}
 		return
 	}
-	amr, err := p.verifySecondFactor(ctx, r, f, user, chosen, r.PostForm.Get("code"))
+	amr, err := p.verifySecondFactor(ctx, r, f, user, chosen)
 	if err != nil {
-		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, "That code didn't work. Check it and try again.")
+		msg := "That code didn't work. Check it and try again."
+		if chosen == "webauthn" {
+			msg = "That security key could not be verified. Try again, or try another way."
+		}
+		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, msg)
 		return
 	}
 	p.factorSucceeded(ctx, f, user)
-	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr))
+	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr...))
 }
 
 func lockedMessage(t time.Time) string {
@@ -191,23 +209,32 @@ var errWrongCode = errors.New("wrong code")
 
 // verifySecondFactor checks code by method and returns the amr value of
 // what was presented. Every outcome is audited.
-func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User, chosen, code string) (string, error) {
+func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User, chosen string) ([]string, error) {
+	code := r.PostForm.Get("code")
 	switch chosen {
+	case "webauthn":
+		amr, err := p.verifyKey(ctx, r, user, f.ClientID, r.PostForm.Get("ceremony"), r.PostForm.Get("credential"))
+		if err != nil {
+			p.logger.InfoContext(ctx, "security key refused", "err", err)
+			p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"webauthn"}`})
+			return nil, errWrongCode
+		}
+		return amr, nil
 	case "recovery":
 		hash, ok := p.recovery.Hash(code)
 		if ok {
 			if err := p.store.UseRecoveryCode(ctx, user.ID, hash, p.now()); err == nil {
 				left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 				p.audit(ctx, r, store.AuditEvent{Type: "recovery_code.used", UserID: user.ID, ClientID: f.ClientID, Detail: fmt.Sprintf(`{"left":%d}`, left)})
-				return mfa.AMRRecovery, nil
+				return []string{mfa.AMRRecovery}, nil
 			}
 		}
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"recovery"}`})
-		return "", errWrongCode
+		return nil, errWrongCode
 	default:
 		factors, err := p.confirmedFactors(ctx, user.ID)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		code = mfa.NormalizeCode(code)
 		for _, fa := range factors {
@@ -224,7 +251,7 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 				if _, seen := mfa.CheckTOTP(string(secret), code, p.now(), 0); seen {
 					// Right code, already used: a replay (RFC 6238 §5.2).
 					p.audit(ctx, r, store.AuditEvent{Type: "factor.replay", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
-					return "", errWrongCode
+					return nil, errWrongCode
 				}
 				continue
 			}
@@ -232,13 +259,13 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			// another replica, is a replay.
 			if err := p.store.UseTOTPStep(ctx, fa.ID, step, p.now()); err != nil {
 				p.audit(ctx, r, store.AuditEvent{Type: "factor.replay", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
-				return "", errWrongCode
+				return nil, errWrongCode
 			}
 			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
-			return mfa.AMROTP, nil
+			return []string{mfa.AMROTP}, nil
 		}
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
-		return "", errWrongCode
+		return nil, errWrongCode
 	}
 }
 

@@ -163,10 +163,15 @@ type Factor struct {
 	SecretEnc []byte `db:"secret_enc"`
 	// LastStep is the last accepted TOTP time step: a code is never
 	// accepted twice, on any replica.
-	LastStep   int64      `db:"last_step"`
-	Confirmed  bool       `db:"confirmed"`
-	CreatedAt  time.Time  `db:"created_at"`
-	LastUsedAt *time.Time `db:"last_used_at"`
+	LastStep int64 `db:"last_step"`
+	// CredentialID and Credential (go-webauthn's Credential as JSON)
+	// describe a security key or passkey; SignCount is its counter.
+	CredentialID []byte     `db:"credential_id"`
+	Credential   string     `db:"credential"`
+	SignCount    int64      `db:"sign_count"`
+	Confirmed    bool       `db:"confirmed"`
+	CreatedAt    time.Time  `db:"created_at"`
+	LastUsedAt   *time.Time `db:"last_used_at"`
 }
 
 // Throttle is the outcome of reserving an attempt.
@@ -176,4 +181,12 @@ type Throttle struct {
 	Failures int
 	// RetryAt is when a locked key opens again.
 	RetryAt time.Time
+}
+
+// WebAuthnSession is a ceremony's server-side state (challenge), used once.
+type WebAuthnSession struct {
+	ID        string    `db:"id"`
+	UserID    string    `db:"user_id"`
+	Data      string    `db:"data"`
+	ExpiresAt time.Time `db:"expires_at"`
 }

@@ -166,6 +166,17 @@ type Store interface {
 	// replayed code), decided by the database.
 	UseTOTPStep(ctx context.Context, id string, step int64, at time.Time) error
 
+	// GetFactorByCredential finds a WebAuthn factor by credential id.
+	GetFactorByCredential(ctx context.Context, credentialID []byte) (Factor, error)
+	// UpdateWebAuthnCredential stores a credential after use; the
+	// update happens only if signCount moved forward (or the
+	// authenticator keeps no counter), else ErrConflict.
+	UpdateWebAuthnCredential(ctx context.Context, id, credential string, signCount int64, at time.Time) error
+	CreateWebAuthnSession(ctx context.Context, s WebAuthnSession) error
+	// TakeWebAuthnSession returns and deletes a ceremony in one
+	// statement: a challenge can be answered once.
+	TakeWebAuthnSession(ctx context.Context, id string) (WebAuthnSession, error)
+
 	// ReplaceRecoveryCodes voids a user's codes and stores new hashes.
 	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error
 	// UseRecoveryCode marks one unused code used; ErrNotFound when there

@@ -17,12 +17,13 @@ func (s *Store) SetUserMFARequired(ctx context.Context, id string, required bool
 	return wrap(err, "set mfa required")
 }
 
-const factorColumns = `id, user_id, kind, name, secret_enc, last_step, confirmed, created_at, last_used_at`
+const factorColumns = `id, user_id, kind, name, secret_enc, last_step, credential_id, credential, sign_count, confirmed, created_at, last_used_at`
 
 // CreateFactor stores a factor.
 func (s *Store) CreateFactor(ctx context.Context, f store.Factor) error {
-	_, err := s.exec(ctx, `INSERT INTO mfa_factors (`+factorColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		f.ID, f.UserID, f.Kind, f.Name, f.SecretEnc, f.LastStep, f.Confirmed, f.CreatedAt.UTC(), utcPtr(f.LastUsedAt))
+	_, err := s.exec(ctx, `INSERT INTO mfa_factors (`+factorColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.UserID, f.Kind, f.Name, f.SecretEnc, f.LastStep, f.CredentialID, f.Credential, f.SignCount,
+		f.Confirmed, f.CreatedAt.UTC(), utcPtr(f.LastUsedAt))
 	return wrap(err, "create factor")
 }
 
@@ -156,4 +157,40 @@ func (s *Store) Attempt(ctx context.Context, key string, limit int, lock time.Du
 func (s *Store) ResetThrottle(ctx context.Context, key string) error {
 	_, err := s.exec(ctx, `DELETE FROM throttles WHERE key = ?`, key)
 	return wrap(err, "reset throttle")
+}
+
+// GetFactorByCredential finds a WebAuthn factor by credential id.
+func (s *Store) GetFactorByCredential(ctx context.Context, credentialID []byte) (store.Factor, error) {
+	var f store.Factor
+	err := s.get(ctx, &f, `SELECT `+factorColumns+` FROM mfa_factors WHERE credential_id = ?`, credentialID)
+	return f, wrap(err, "get factor by credential")
+}
+
+// UpdateWebAuthnCredential is conditional on the counter moving forward.
+func (s *Store) UpdateWebAuthnCredential(ctx context.Context, id, credential string, signCount int64, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE mfa_factors SET credential = ?, sign_count = ?, last_used_at = ?
+		WHERE id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))`, credential, signCount, at.UTC(), id, signCount, signCount)
+	if err == nil {
+		err = one(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		if _, gerr := s.GetFactor(ctx, id); gerr == nil {
+			err = store.ErrConflict
+		}
+	}
+	return wrap(err, "update webauthn credential")
+}
+
+// CreateWebAuthnSession stores a ceremony.
+func (s *Store) CreateWebAuthnSession(ctx context.Context, w store.WebAuthnSession) error {
+	_, err := s.exec(ctx, `INSERT INTO webauthn_sessions (id, user_id, data, expires_at) VALUES (?, ?, ?, ?)`,
+		w.ID, w.UserID, w.Data, w.ExpiresAt.UTC())
+	return wrap(err, "create webauthn session")
+}
+
+// TakeWebAuthnSession deletes and returns a ceremony in one statement.
+func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) (store.WebAuthnSession, error) {
+	var w store.WebAuthnSession
+	err := s.get(ctx, &w, `DELETE FROM webauthn_sessions WHERE id = ? RETURNING id, user_id, data, expires_at`, id)
+	return w, wrap(err, "take webauthn session")
 }

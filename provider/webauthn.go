@@ -1,0 +1,330 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/store"
+)
+
+// Security keys and passkeys (R06, R12), with go-webauthn. Ceremony state
+// (the challenge) is kept server-side in the store, bound to its purpose
+// and user, and taken (deleted) when answered: a challenge works once.
+
+const ceremonyLifespan = 5 * time.Minute
+
+// Ceremony purposes.
+const (
+	purposeRegister = "register"
+	purposeLogin    = "login"
+	purposePasskey  = "passkey"
+)
+
+type ceremony struct {
+	Purpose string               `json:"purpose"`
+	Name    string               `json:"name,omitempty"` // the key's name, for registration
+	Session webauthn.SessionData `json:"session"`
+}
+
+// keyUser loads a user's registered keys for go-webauthn.
+func (p *Provider) keyUser(ctx context.Context, u store.User) (*mfa.WebAuthnUser, error) {
+	factors, err := p.confirmedFactors(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	wu := &mfa.WebAuthnUser{ID: u.ID, Email: u.Email}
+	for _, f := range factors {
+		if f.Kind != store.FactorWebAuthn {
+			continue
+		}
+		var c webauthn.Credential
+		if err := json.Unmarshal([]byte(f.Credential), &c); err != nil {
+			return nil, fmt.Errorf("decode credential %s: %w", f.ID, err)
+		}
+		wu.Credentials = append(wu.Credentials, c)
+	}
+	return wu, nil
+}
+
+func (p *Provider) saveCeremony(ctx context.Context, userID string, c ceremony) (string, error) {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	id := randomToken()
+	err = p.store.CreateWebAuthnSession(ctx, store.WebAuthnSession{ID: id, UserID: userID, Data: string(data),
+		ExpiresAt: p.now().Add(ceremonyLifespan)})
+	return id, err
+}
+
+var errCeremony = errors.New("webauthn: unknown, used or expired challenge")
+
+// takeCeremony returns a ceremony once, only for its purpose and user.
+func (p *Provider) takeCeremony(ctx context.Context, id, purpose, userID string) (ceremony, error) {
+	var c ceremony
+	if id == "" {
+		return c, errCeremony
+	}
+	w, err := p.store.TakeWebAuthnSession(ctx, id)
+	if err != nil {
+		return c, errCeremony
+	}
+	if w.UserID != userID || !p.now().Before(w.ExpiresAt) || json.Unmarshal([]byte(w.Data), &c) != nil || c.Purpose != purpose {
+		return c, errCeremony
+	}
+	return c, nil
+}
+
+// keyOptions is what a page needs to run a ceremony in the browser.
+type keyOptions struct {
+	Ceremony string
+	// Options is the JSON for navigator.credentials, in a data attribute.
+	Options string
+}
+
+// beginKeyLogin starts an assertion for a user's registered keys.
+func (p *Provider) beginKeyLogin(ctx context.Context, u store.User) (keyOptions, error) {
+	if p.webauthn == nil {
+		return keyOptions{}, errNoWebAuthn
+	}
+	wu, err := p.keyUser(ctx, u)
+	if err != nil {
+		return keyOptions{}, err
+	}
+	assertion, sess, err := p.webauthn.BeginLogin(wu)
+	if err != nil {
+		return keyOptions{}, err
+	}
+	return p.keyOptions(ctx, u.ID, ceremony{Purpose: purposeLogin, Session: *sess}, assertion)
+}
+
+func (p *Provider) keyOptions(ctx context.Context, userID string, c ceremony, options any) (keyOptions, error) {
+	id, err := p.saveCeremony(ctx, userID, c)
+	if err != nil {
+		return keyOptions{}, err
+	}
+	b, err := json.Marshal(options)
+	return keyOptions{Ceremony: id, Options: string(b)}, err
+}
+
+// verifyKey checks an assertion from one of the user's keys and returns
+// what it proved as amr values.
+func (p *Provider) verifyKey(ctx context.Context, r *http.Request, u store.User, clientID, ceremonyID, response string) ([]string, error) {
+	if p.webauthn == nil {
+		return nil, errNoWebAuthn
+	}
+	c, err := p.takeCeremony(ctx, ceremonyID, purposeLogin, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes([]byte(response))
+	if err != nil {
+		return nil, fmt.Errorf("parse assertion: %w", err)
+	}
+	wu, err := p.keyUser(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := p.webauthn.ValidateLogin(wu, c.Session, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("validate assertion: %w", err)
+	}
+	return p.usedKey(ctx, r, u, clientID, cred)
+}
+
+// usedKey records a successful assertion. A signature counter that did
+// not move forward means a cloned key: refused and audited.
+func (p *Provider) usedKey(ctx context.Context, r *http.Request, u store.User, clientID string, cred *webauthn.Credential) ([]string, error) {
+	f, err := p.store.GetFactorByCredential(ctx, cred.ID)
+	if err != nil || f.UserID != u.ID || !f.Confirmed {
+		return nil, errors.New("webauthn: credential is not this user's")
+	}
+	b, err := json.Marshal(cred)
+	if err != nil {
+		return nil, err
+	}
+	if cred.Authenticator.CloneWarning {
+		err = store.ErrConflict
+	} else {
+		err = p.store.UpdateWebAuthnCredential(ctx, f.ID, string(b), int64(cred.Authenticator.SignCount), p.now())
+	}
+	if errors.Is(err, store.ErrConflict) {
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.counter_regression", UserID: u.ID, ClientID: clientID,
+			Detail: fmt.Sprintf(`{"factor":%q,"sign_count":%d,"stored":%d}`, f.ID, cred.Authenticator.SignCount, f.SignCount)})
+		return nil, errors.New("webauthn: signature counter went backwards")
+	}
+	if err != nil {
+		return nil, err
+	}
+	amr := mfa.KeyAMR(cred.Flags)
+	p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: u.ID, ClientID: clientID, Detail: jsonObject("method", amr)})
+	return amr, nil
+}
+
+// errNoWebAuthn: the issuer's host cannot be a WebAuthn RP ID.
+var errNoWebAuthn = errors.New("webauthn is not available for this issuer")
+
+// beginRegistration starts adding a key named name.
+func (p *Provider) beginRegistration(ctx context.Context, u store.User, name string) (keyOptions, error) {
+	if p.webauthn == nil {
+		return keyOptions{}, errNoWebAuthn
+	}
+	wu, err := p.keyUser(ctx, u)
+	if err != nil {
+		return keyOptions{}, err
+	}
+	creation, sess, err := p.webauthn.BeginRegistration(wu, webauthn.WithExclusions(wu.Exclusions()))
+	if err != nil {
+		return keyOptions{}, err
+	}
+	return p.keyOptions(ctx, u.ID, ceremony{Purpose: purposeRegister, Name: name, Session: *sess}, creation)
+}
+
+// finishRegistration stores a new key from the browser's answer.
+func (p *Provider) finishRegistration(ctx context.Context, r *http.Request, u store.User, ceremonyID, response string) (*webauthn.Credential, error) {
+	if p.webauthn == nil {
+		return nil, errNoWebAuthn
+	}
+	c, err := p.takeCeremony(ctx, ceremonyID, purposeRegister, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	parsed, err := protocol.ParseCredentialCreationResponseBytes([]byte(response))
+	if err != nil {
+		return nil, fmt.Errorf("parse attestation: %w", err)
+	}
+	wu, err := p.keyUser(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := p.webauthn.CreateCredential(wu, c.Session, parsed)
+	if err != nil {
+		return nil, fmt.Errorf("validate attestation: %w", err)
+	}
+	b, err := json.Marshal(cred)
+	if err != nil {
+		return nil, err
+	}
+	name := c.Name
+	if name == "" {
+		name = "Security key"
+	}
+	now := p.now().UTC()
+	err = p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: u.ID, Kind: store.FactorWebAuthn, Name: name,
+		CredentialID: cred.ID, Credential: string(b), SignCount: int64(cred.Authenticator.SignCount), Confirmed: true,
+		CreatedAt: now, LastUsedAt: &now})
+	if err != nil {
+		return nil, err
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "factor.enrolled", UserID: u.ID, Detail: jsonObject("method", "webauthn")})
+	return cred, nil
+}
+
+type registerPage struct {
+	Action, Error, Name string
+	Key                 keyOptions
+	Hidden              map[string]string
+}
+
+// keyName cleans a user-given key name.
+func keyName(s string) string {
+	s = string([]rune(s)[:min(len([]rune(s)), 60)])
+	if s == "" {
+		return "Security key"
+	}
+	return s
+}
+
+// beginPasskey starts a sign-in with a discoverable credential: the user
+// is not known yet, and user verification is required so that the key
+// alone is two factors.
+func (p *Provider) beginPasskey(ctx context.Context) (keyOptions, error) {
+	assertion, sess, err := p.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return keyOptions{}, err
+	}
+	return p.keyOptions(ctx, "", ceremony{Purpose: purposePasskey, Session: *sess}, assertion)
+}
+
+// handlePasskeySubmit signs in with a passkey (R06, passwordless).
+func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if p.cfg.NoPasswordless || p.webauthn == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF("login", id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the sign-in page and try again.", "csrf")
+		return
+	}
+	f, err := p.loadFlow(r, id, store.FlowPassword)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	fail := func(err error) {
+		p.logger.InfoContext(ctx, "passkey sign-in refused", "err", err)
+		p.audit(ctx, r, store.AuditEvent{Type: "login.failure", ClientID: f.ClientID, Detail: `{"step":"passkey"}`})
+		p.renderLogin(w, r, http.StatusUnauthorized, f, loginPage{Error: "That passkey could not sign you in. Try again or use your password."})
+	}
+	c, err := p.takeCeremony(ctx, r.PostForm.Get("ceremony"), purposePasskey, "")
+	if err != nil {
+		fail(err)
+		return
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes([]byte(r.PostForm.Get("credential")))
+	if err != nil {
+		fail(err)
+		return
+	}
+	var user store.User
+	handler := func(rawID, userHandle []byte) (webauthn.User, error) {
+		u, err := p.store.GetUser(ctx, string(userHandle))
+		if err != nil || u.Disabled {
+			return nil, errors.New("webauthn: unknown user handle")
+		}
+		user = u
+		return p.keyUser(ctx, u)
+	}
+	wu, cred, err := p.webauthn.ValidatePasskeyLogin(handler, c.Session, parsed)
+	if err != nil {
+		fail(err)
+		return
+	}
+	_ = wu
+	if !cred.Flags.UserVerified {
+		fail(errors.New("passkey without user verification"))
+		return
+	}
+	if f.UserID != "" && f.UserID != user.ID {
+		fail(errors.New("re-authentication by another user"))
+		return
+	}
+	amr, err := p.usedKey(ctx, r, user, f.ClientID, cred)
+	if err != nil {
+		fail(err)
+		return
+	}
+	now := p.now().UTC()
+	f.UserID, f.AuthTime = user.ID, &now
+	p.establish(w, r, f, user, amr)
+}
+
+func hasKeyFactor(factors []store.Factor) bool {
+	return slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorWebAuthn })
+}
