@@ -12,6 +12,8 @@ import (
 const (
 	ACRPassword = mfa.ACRPassword
 	ACRMFA      = mfa.ACRMFA
+	// ACRPhishingResistant: two factors, one a WebAuthn key.
+	ACRPhishingResistant = mfa.ACRPhishingResistant
 )
 
 // acrSupported lists what this provider can honestly assert: no

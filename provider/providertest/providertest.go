@@ -60,6 +60,9 @@ type Options struct {
 	Config func(*provider.Config)
 	// Now is the provider's clock (throttles, TOTP); default time.Now.
 	Now func() time.Time
+	// Localhost names the issuer http://localhost:PORT instead of the
+	// IP: WebAuthn needs a domain as relying party id.
+	Localhost bool
 	// TLS serves over https on loopback with httptest's certificate
 	// (valid for 127.0.0.1), so the issuer is https://127.0.0.1:PORT and
 	// the provider's cookies are __Host- and Secure. Use Env.HTTPClient,
@@ -93,6 +96,9 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 			scheme = "https://"
 		}
 		issuer = scheme + ln.Addr().String()
+		if o.Localhost {
+			issuer = scheme + "localhost:" + strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+		}
 	}
 	acc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}}, MinPasswordLen: 12}
 	cfg := provider.Config{Issuer: issuer}

@@ -1,0 +1,222 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// newKeyEnv is an mfaEnv on http://localhost:PORT: WebAuthn needs a
+// domain as its relying party id.
+func newKeyEnv(t *testing.T, dialect string, cfg func(*provider.Config)) *mfaEnv {
+	c := &clock{off: -3 * time.Hour}
+	env := providertest.Start(t, dialect, providertest.Options{Now: c.Now, Localhost: true, Config: cfg})
+	u := env.User(t, "ada@example.com", password, store.PopulationAgent)
+	return &mfaEnv{Env: env, clock: c, rp: newRP(t, env, clients.Spec{FirstParty: true}), user: u}
+}
+
+func (e *mfaEnv) softKey(t *testing.T) *softKey {
+	u, _ := url.Parse(e.URL)
+	return newSoftKey(t, u.Scheme+"://"+u.Host, u.Hostname())
+}
+
+// registerKey adds key to the signed-in browser's account.
+func (e *mfaEnv) registerKey(t *testing.T, b *providertest.Browser, account providertest.Page, key *softKey, name string) providertest.Page {
+	t.Helper()
+	csrf := accountCSRF(t, account)
+	p := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-webauthn"}, "name": {name}})
+	require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+	kp := parseKeyPage(t, p.Body)
+	return b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"finish-webauthn"},
+		"ceremony": {kp.Ceremony}, "credential": {key.create(t, kp)}})
+}
+
+// keyStep answers the second-factor page with key.
+func (e *mfaEnv) keyStep(t *testing.T, b *providertest.Browser, page providertest.Page, key *softKey) providertest.Page {
+	t.Helper()
+	require.Equal(t, "webauthn", page.Hidden().Get("method"), "R12: the security key is offered first")
+	kp := parseKeyPage(t, page.Body)
+	form := page.Hidden()
+	form.Set("credential", key.get(t, kp))
+	return b.Post(e.URL+"/login/2fa", form)
+}
+
+// TestR06_SecurityKeys: register keys with names, sign in with one as
+// the second factor, list and remove them.
+func TestR06_SecurityKeys(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newKeyEnv(t, dialect, nil)
+			b := providertest.NewBrowser(t)
+			account := e.signInAccount(t, b, "")
+			yubi := e.softKey(t)
+			p := e.registerKey(t, b, account, yubi, "YubiKey 5")
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "I have saved these codes", "the first method brings recovery codes")
+			second := e.softKey(t)
+			p = e.registerKey(t, b, account, second, "Backup key")
+			assert.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			// The same key cannot be registered twice.
+			assert.Equal(t, http.StatusBadRequest, e.registerKey(t, b, account, yubi, "Again").StatusCode)
+
+			page := b.Get(e.URL + "/account/security")
+			assert.Contains(t, page.Body, "YubiKey 5")
+			assert.Contains(t, page.Body, "Backup key")
+			assert.Contains(t, page.Body, "last used")
+
+			secret := e.addTOTP(t, e.user.ID)
+			_ = secret
+			authURL, verifier := e.authURL()
+			b2 := providertest.NewBrowser(t)
+			step := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			assert.Contains(t, step.Body, "Try another way")
+			assert.Contains(t, step.Body, "Authenticator app")
+			res := e.keyStep(t, b2, step, yubi)
+			c := e.tokensFrom(t, b2.Finish(res, redirectURI), verifier)
+			assert.Equal(t, []string{"pwd", "hwk", "user", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRPhishingResistant, c.Acr)
+			assert.Contains(t, b.Get(e.URL+"/.well-known/openid-configuration").Body, provider.ACRPhishingResistant)
+
+			// Remove the second key from the account page.
+			factors, _ := e.Store.ListFactors(ctx, e.user.ID)
+			var backupID string
+			for _, f := range factors {
+				if f.Name == "Backup key" {
+					backupID = f.ID
+				}
+			}
+			require.NotEmpty(t, backupID)
+			res = b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, page)}, "action": {"remove-factor"}, "factor": {backupID}})
+			assert.Equal(t, http.StatusSeeOther, res.StatusCode)
+			assert.NotContains(t, b.Get(e.URL+"/account/security").Body, "Backup key")
+		})
+	}
+}
+
+// TestR06_KeyBadInput: each crafted assertion is refused and issues
+// nothing: an unregistered credential, a wrong origin, a wrong RP id, a
+// replayed challenge, another user's credential, a counter regression.
+func TestR06_KeyBadInput(t *testing.T) {
+	ctx := context.Background()
+	e := newKeyEnv(t, "sqlite", nil)
+	b := providertest.NewBrowser(t)
+	key := e.softKey(t)
+	require.Equal(t, http.StatusOK, e.registerKey(t, b, e.signInAccount(t, b, ""), key, "Ada's key").StatusCode)
+
+	e.User(t, "bo@example.com", password, store.PopulationAgent)
+	boKey := e.softKey(t)
+	bb := providertest.NewBrowser(t)
+	boAccount := signInAs(t, e, bb, "bo@example.com")
+	require.Equal(t, http.StatusOK, e.registerKey(t, bb, boAccount, boKey, "Bo's key").StatusCode)
+
+	authURL, _ := e.authURL()
+	refused := func(name string, mutate func(k *softKey) *softKey) {
+		t.Run(name, func(t *testing.T) {
+			br := providertest.NewBrowser(t)
+			step := e.toSecondStep(t, br, authURL, "ada@example.com")
+			res := e.keyStep(t, br, step, mutate(key))
+			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, res.Body)
+			assert.Empty(t, res.Header.Get("Location"))
+			assert.Zero(t, sessionCount(t, e, br))
+		})
+	}
+	refused("unregistered credential", func(k *softKey) *softKey { return e.softKey(t) })
+	refused("wrong origin", func(k *softKey) *softKey { c := *k; c.origin = "http://evil.example"; return &c })
+	refused("wrong RP id", func(k *softKey) *softKey { c := *k; c.rpID = "evil.example"; return &c })
+	refused("another user's credential", func(k *softKey) *softKey { return boKey })
+
+	t.Run("replayed challenge", func(t *testing.T) {
+		br := providertest.NewBrowser(t)
+		step := e.toSecondStep(t, br, authURL, "ada@example.com")
+		kp := parseKeyPage(t, step.Body)
+		form := step.Hidden()
+		form.Set("credential", key.get(t, kp))
+		ok := br.Post(e.URL+"/login/2fa", form)
+		require.Equal(t, http.StatusSeeOther, ok.StatusCode, ok.Body)
+		// The same answer again, in a new sign-in that names the old ceremony.
+		br2 := providertest.NewBrowser(t)
+		step2 := e.toSecondStep(t, br2, authURL, "ada@example.com")
+		replay := step2.Hidden()
+		replay.Set("ceremony", kp.Ceremony)
+		replay.Set("credential", form.Get("credential"))
+		res := br2.Post(e.URL+"/login/2fa", replay)
+		assert.Equal(t, http.StatusUnauthorized, res.StatusCode)
+	})
+	t.Run("counter regression", func(t *testing.T) {
+		clone := *key
+		clone.count = 1 // a cloned key starts from an old counter
+		br := providertest.NewBrowser(t)
+		step := e.toSecondStep(t, br, authURL, "ada@example.com")
+		res := e.keyStep(t, br, step, &clone)
+		assert.Equal(t, http.StatusUnauthorized, res.StatusCode)
+		events, _ := e.Store.ListAudit(ctx, store.AuditFilter{UserID: e.user.ID})
+		assert.Contains(t, auditTypes(events), "factor.counter_regression")
+	})
+}
+
+func signInAs(t *testing.T, e *mfaEnv, b *providertest.Browser, email string) providertest.Page {
+	p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+	form := p.Hidden()
+	form.Set("email", email)
+	form.Set("password", password)
+	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+	require.Contains(t, p.Request.URL.Path, "/account/security")
+	return p
+}
+
+// TestPasskeySignIn: a discoverable, user-verified key signs in alone
+// and counts as two factors; without user verification it is refused;
+// admins can switch passwordless sign-in off.
+func TestPasskeySignIn(t *testing.T) {
+	e := newKeyEnv(t, "sqlite", nil)
+	b := providertest.NewBrowser(t)
+	passkey := e.softKey(t)
+	passkey.be = true // synced
+	require.Equal(t, http.StatusOK, e.registerKey(t, b, e.signInAccount(t, b, ""), passkey, "Phone").StatusCode)
+
+	authURL, verifier := e.authURL()
+	signIn := func(k *softKey) providertest.Page {
+		br := providertest.NewBrowser(t)
+		page, _ := br.Follow(br.Get(authURL), redirectURI)
+		require.Contains(t, page.Body, "Sign in with a passkey")
+		kp := parseKeyPage(t, page.Body)
+		return e.passkeyPost(br, page, kp.Ceremony, k.get(t, kp))
+	}
+	res := signIn(passkey)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	cb := res.Location()
+	require.True(t, strings.HasPrefix(cb, redirectURI), cb)
+	c := e.tokensFrom(t, cb, verifier)
+	assert.Equal(t, []string{"swk", "user", "mfa"}, c.Amr)
+	assert.Equal(t, provider.ACRPhishingResistant, c.Acr)
+
+	noUV := *passkey
+	noUV.uv = false
+	assert.Equal(t, http.StatusUnauthorized, signIn(&noUV).StatusCode, "a passkey without user verification is one factor: refused")
+
+	off := newKeyEnv(t, "sqlite", func(c *provider.Config) { c.NoPasswordless = true })
+	br := providertest.NewBrowser(t)
+	u, _ := off.authURL()
+	page, _ := br.Follow(br.Get(u), redirectURI)
+	assert.NotContains(t, page.Body, "Sign in with a passkey")
+	assert.Equal(t, http.StatusNotFound, br.Post(off.URL+"/login/passkey", page.Hidden()).StatusCode)
+}
+
+func (e *mfaEnv) passkeyPost(b *providertest.Browser, page providertest.Page, ceremony, credential string) providertest.Page {
+	form := url.Values{"flow": {page.Hidden().Get("flow")}, "csrf": {page.Hidden().Get("csrf")},
+		"ceremony": {ceremony}, "credential": {credential}}
+	return b.Post(e.URL+"/login/passkey", form)
+}
