@@ -16,12 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
-	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/provider/providertest"
-	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
@@ -63,32 +61,10 @@ func newMFAEnv(t *testing.T, dialect string) *mfaEnv {
 	return &mfaEnv{Env: env, clock: c, rp: newRP(t, env, clients.Spec{FirstParty: true}), user: u}
 }
 
-// addTOTP gives a user a confirmed authenticator app, as enrolment would.
-func (e *mfaEnv) addTOTP(t *testing.T, userID string) string {
-	t.Helper()
-	en, err := mfa.NewTOTP("test", "user")
-	require.NoError(t, err)
-	box, err := secrets.New(e.Key)
-	require.NoError(t, err)
-	id := accounts.NewID()
-	require.NoError(t, e.Store.CreateFactor(context.Background(), store.Factor{ID: id, UserID: userID, Kind: store.FactorTOTP,
-		Name: "Authenticator app", SecretEnc: box.Seal([]byte(en.Secret), "totp:"+id), Confirmed: true, CreatedAt: time.Now()}))
-	return en.Secret
-}
+// addTOTP and addCodes seed factors (see providertest).
+func (e *mfaEnv) addTOTP(t *testing.T, userID string) string { return e.AddTOTP(t, userID) }
 
-// addCodes gives a user a set of recovery codes.
-func (e *mfaEnv) addCodes(t *testing.T, userID string) []string {
-	t.Helper()
-	codes := mfa.NewRecoveryCodes()
-	h := mfa.NewRecoveryHasher(e.Key)
-	var hashes [][]byte
-	for _, c := range codes {
-		hash, _ := h.Hash(c)
-		hashes = append(hashes, hash)
-	}
-	require.NoError(t, e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, time.Now()))
-	return codes
-}
+func (e *mfaEnv) addCodes(t *testing.T, userID string) []string { return e.AddRecoveryCodes(t, userID) }
 
 // code is the TOTP code at the provider's current time; the clock then
 // moves a step on so the next code is a new one.
