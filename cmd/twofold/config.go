@@ -32,6 +32,14 @@ type Config struct {
 	Log         LogConfig      `yaml:"log"`
 	Password    PasswordConfig `yaml:"password"`
 	Tokens      TokensConfig   `yaml:"tokens"`
+	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
+}
+
+// WebAuthnConfig sets security keys and passkeys. The relying party id is
+// the issuer's host name (an IP-address issuer has no WebAuthn).
+type WebAuthnConfig struct {
+	// Passwordless shows "Sign in with a passkey" on the login page.
+	Passwordless bool `yaml:"passwordless"`
 }
 
 // TokensConfig sets lifetimes, as Go durations ("60s", "15m", "720h").
@@ -72,6 +80,7 @@ func DefaultConfig() Config {
 			Argon2MemoryKiB: 19 * 1024, Argon2Iterations: 2, Argon2Parallelism: 1,
 			MinLength: 12,
 		},
+		WebAuthn: WebAuthnConfig{Passwordless: true},
 		Tokens: TokensConfig{
 			AuthorizeCodeLifespan: time.Minute, AccessTokenLifespan: 15 * time.Minute,
 			IDTokenLifespan: 15 * time.Minute, RefreshTokenLifespan: 30 * 24 * time.Hour,
@@ -200,6 +209,13 @@ func applyEnv(cfg *Config, environ []string) []string {
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(val)
+		case reflect.Bool:
+			b, err := strconv.ParseBool(val)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %q is not true or false", name, val))
+				continue
+			}
+			v.SetBool(b)
 		case reflect.Int:
 			n, err := strconv.Atoi(val)
 			if err != nil {

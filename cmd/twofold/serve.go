@@ -197,6 +197,7 @@ func providerConfig(cfg Config) provider.Config {
 		RefreshTokenLifespan:  cfg.Tokens.RefreshTokenLifespan,
 		SessionLifespan:       cfg.Tokens.SessionLifespan,
 		IDTokenAlg:            cfg.Tokens.IDTokenAlg,
+		NoPasswordless:        !cfg.WebAuthn.Passwordless,
 	}
 }
 

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/provider/providertest"
+)
+
+// TestRunEveryFlow starts a provider on SQLite, creates the bench's users
+// and clients with setup, and runs every flow with 2 virtual users for a
+// short while: no errors, and operations counted. No timing is asserted.
+func TestRunEveryFlow(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	dir := t.TempDir()
+	fixture := filepath.Join(dir, "bench.json")
+	// providertest's accounts hash with m=8 MiB, t=1, p=1: hash with the
+	// same so no sign-in rehashes.
+	argon := accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
+	ctx := context.Background()
+	fx, err := setup(ctx, setupOptions{DatabaseURL: env.DBURL, SecretsKey: base64.StdEncoding.EncodeToString(env.Key),
+		Users: 4, TOTPUsers: 60, Out: fixture, Argon2: argon})
+	require.NoError(t, err)
+	require.Len(t, fx.TOTP, 60)
+
+	var out bytes.Buffer
+	jsonOut := filepath.Join(dir, "report.json")
+	err = runBench(ctx, &out, runOptions{
+		URL: env.URL, Fixture: fixture, Flows: []string{"all"}, Concurrency: []int{2}, Reps: 1,
+		Duration: 600 * time.Millisecond, ServerPID: os.Getpid(), DatabaseURL: env.DBURL,
+		BoundsDuration: 100 * time.Millisecond, JSON: jsonOut, Argon2: argon,
+	})
+	t.Log("\n" + out.String())
+	require.NoError(t, err)
+
+	b, err := os.ReadFile(jsonOut)
+	require.NoError(t, err)
+	var rep report
+	require.NoError(t, json.Unmarshal(b, &rep))
+	require.Len(t, rep.Rows, len(allFlows()))
+	for _, r := range rep.Rows {
+		assert.Zero(t, r.Errors, "%s: %v", r.Flow, r.FirstErrors)
+		assert.Positive(t, r.Ops, "%s counted no operations", r.Flow)
+		assert.Positive(t, r.Bound, "%s has a bound", r.Flow)
+	}
+	assert.Positive(t, rep.Machine.Argon2)
+	assert.Contains(t, out.String(), "JWT access tokens")
+
+	// A second run straight after must not replay a TOTP step: the steps
+	// used are kept beside the fixture.
+	out.Reset()
+	err = runBench(ctx, &out, runOptions{
+		URL: env.URL, Fixture: fixture, Flows: []string{"login_totp"}, Concurrency: []int{2}, Reps: 1,
+		Count: 4, Duration: 600 * time.Millisecond, DatabaseURL: env.DBURL, NoBounds: true, Argon2: argon,
+	})
+	t.Log("\n" + out.String())
+	require.NoError(t, err)
+}

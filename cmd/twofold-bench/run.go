@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+)
+
+type runOptions struct {
+	URL            string
+	Fixture        string
+	Flows          []string
+	Concurrency    []int
+	Reps           int
+	Duration       time.Duration
+	Count          int64
+	ServerPID      int
+	DatabaseURL    string
+	PostgresURL    string
+	BoundsDuration time.Duration
+	NoBounds       bool
+	CPUProfile     string
+	JSON           string
+	Argon2         accounts.Argon2Params
+}
+
+const jwtNote = "JWT access tokens (RS256/ES256): not measured, Twofold issues opaque (HMAC) access tokens only; " +
+	"the signature bounds below are what JWT issuance would be limited by."
+
+func runCmd(stdout io.Writer) *cobra.Command {
+	var o runOptions
+	var conc, flows string
+	cmd := &cobra.Command{
+		Use:   "run --url URL --fixture bench.json [--server-pid PID]",
+		Short: "Drive a running server through every flow and print each as a ratio of this machine's bound",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.Concurrency, err = parseInts(conc); err != nil {
+				return fmt.Errorf("--concurrency: %w", err)
+			}
+			o.Flows = strings.Split(flows, ",")
+			return runBench(cmd.Context(), stdout, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.URL, "url", "http://localhost:8080", "the server's issuer URL")
+	fl.StringVar(&o.Fixture, "fixture", "bench.json", "the file setup wrote")
+	fl.StringVar(&flows, "flows", "all", "comma-separated flows: "+strings.Join(flowNames(), ","))
+	fl.StringVar(&conc, "concurrency", "1,8,32,64", "virtual users, comma-separated levels")
+	fl.IntVar(&o.Reps, "reps", 3, "repetitions per flow and level (median, min–max)")
+	fl.DurationVar(&o.Duration, "duration", 3*time.Second, "time bound of each repetition (0: none)")
+	fl.Int64Var(&o.Count, "count", 0, "operation bound of each repetition (0: none)")
+	fl.IntVar(&o.ServerPID, "server-pid", 0, "pid of a local server: CPU per operation and peak RSS from /proc")
+	fl.StringVar(&o.DatabaseURL, "database-url", envOr("TWOFOLD_DATABASE_URL", "sqlite:twofold.db"), "the server's database: its insert bound (scratch table or file beside it)")
+	fl.StringVar(&o.PostgresURL, "postgres-url", "", "also measure PostgreSQL inserts here when the server runs on SQLite")
+	fl.DurationVar(&o.BoundsDuration, "bounds-duration", time.Second, "time for each bound measurement")
+	fl.BoolVar(&o.NoBounds, "no-bounds", false, "skip the machine bounds")
+	fl.StringVar(&o.CPUProfile, "cpuprofile", "", "write the load generator's CPU profile here")
+	fl.StringVar(&o.JSON, "json", "", "also write every figure as JSON here")
+	argonFlags(cmd, &o.Argon2)
+	return cmd
+}
+
+func flowNames() []string {
+	var n []string
+	for _, f := range allFlows() {
+		n = append(n, f.name)
+	}
+	return n
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for p := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// row is one flow at one concurrency over its repetitions.
+type row struct {
+	Flow        string    `json:"flow"`
+	What        string    `json:"what"`
+	Concurrency int       `json:"concurrency"`
+	OpsPerSec   []float64 `json:"ops_per_sec"` // per repetition
+	Ops         int64     `json:"ops"`
+	Errors      int64     `json:"errors"`
+	FirstErrors []string  `json:"first_errors,omitempty"`
+	P50ms       float64   `json:"p50_ms"`
+	P90ms       float64   `json:"p90_ms"`
+	P99ms       float64   `json:"p99_ms"`
+	CPUmsPerOp  float64   `json:"server_cpu_ms_per_op,omitempty"`
+	PeakRSSMiB  float64   `json:"server_peak_rss_mib,omitempty"`
+	BoundName   string    `json:"bound"`
+	Bound       float64   `json:"bound_per_sec"`
+	Ratio       float64   `json:"ratio"`
+	TOTPStalls  int64     `json:"totp_step_waits,omitempty"`
+}
+
+type report struct {
+	When      time.Time             `json:"when"`
+	URL       string                `json:"url"`
+	Database  string                `json:"database"`
+	Machine   machineBounds         `json:"cpu_bounds"`
+	ConcBound map[int]concBounds    `json:"concurrency_bounds"`
+	Argon2    accounts.Argon2Params `json:"argon2"`
+	Rows      []row                 `json:"rows"`
+	Notes     []string              `json:"notes"`
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func runBench(ctx context.Context, out io.Writer, o runOptions) error {
+	fx, err := readFixture(o.Fixture)
+	if err != nil {
+		return err
+	}
+	if o.Fixture != "" && fx.Argon2 != (accounts.Argon2Params{}) && fx.Argon2 != o.Argon2 {
+		fmt.Fprintf(out, "note: the fixture's users were hashed with %+v, the bound uses %+v\n", fx.Argon2, o.Argon2)
+	}
+	var selected []flow
+	for _, f := range allFlows() {
+		if slices.Contains(o.Flows, "all") || slices.Contains(o.Flows, f.name) {
+			selected = append(selected, f)
+		}
+	}
+	for _, name := range o.Flows {
+		if name != "all" && !slices.Contains(flowNames(), name) {
+			return fmt.Errorf("--flows: unknown flow %q (have %s)", name, strings.Join(flowNames(), ", "))
+		}
+	}
+	if o.Duration == 0 && o.Count == 0 {
+		return fmt.Errorf("set --duration or --count: a run must be bounded")
+	}
+	var proc *procWatch
+	if o.ServerPID > 0 {
+		if proc, err = newProcWatch(o.ServerPID); err != nil {
+			return err
+		}
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	dialect, dsn, err := sqlstore.ParseURL(o.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("--database-url: %w", err)
+	}
+	pgURL := o.PostgresURL
+	sqliteDir := "."
+	if dialect == "postgres" {
+		pgURL = o.DatabaseURL
+	} else {
+		sqliteDir = filepath.Dir(dsn)
+	}
+
+	rep := &report{When: time.Now().UTC(), URL: o.URL, Database: dialect, ConcBound: map[int]concBounds{}, Argon2: o.Argon2}
+	rep.Notes = append(rep.Notes, jwtNote)
+	fmt.Fprintf(out, "twofold-bench: %s (%s), flows %s, concurrency %v, %d reps of %s", o.URL, dialect, strings.Join(o.Flows, ","), o.Concurrency, o.Reps, o.Duration)
+	if o.Count > 0 {
+		fmt.Fprintf(out, " or %d ops", o.Count)
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "note:", jwtNote)
+
+	if !o.NoBounds {
+		fmt.Fprintf(out, "measuring CPU bounds (%s each, %d workers)...\n", o.BoundsDuration, maxProcs())
+		if rep.Machine, err = measureCPUBounds(o.BoundsDuration, o.Argon2); err != nil {
+			return fmt.Errorf("bounds: %w", err)
+		}
+		fmt.Fprintf(out, "bounds: RS256-2048 sign %.0f/s, ES256 sign %.0f/s, argon2id m=%d KiB t=%d p=%d verify %.1f/s\n",
+			rep.Machine.RS256, rep.Machine.ES256, o.Argon2.MemoryKiB, o.Argon2.Iterations, o.Argon2.Parallelism, rep.Machine.Argon2)
+	}
+
+	t := newTarget(o.URL, fx, slices.Max(o.Concurrency))
+	steps := stepsFile(o.Fixture)
+	t.loadSteps(steps)
+	defer func() { _ = t.saveSteps(steps) }()
+	if _, err := t.get(ctx, "/.well-known/openid-configuration", 200); err != nil {
+		return fmt.Errorf("the server does not answer: %w", err)
+	}
+
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| flow | VUs | ops/s median (min–max) | p50 ms | p90 ms | p99 ms | errors | server CPU ms/op | server peak RSS MiB | bound | bound /s | ratio |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+	failed := false
+	for _, c := range o.Concurrency {
+		var cb concBounds
+		if !o.NoBounds {
+			if cb.HTTP, err = bareHTTPRate(ctx, c, o.BoundsDuration); err != nil {
+				return err
+			}
+			url, cleanup, err := scratchSQLite(sqliteDir)
+			if err != nil {
+				return err
+			}
+			cb.SQLiteInsert, err = insertRate(ctx, url, c, o.BoundsDuration)
+			cleanup()
+			if err != nil {
+				return fmt.Errorf("sqlite insert bound: %w", err)
+			}
+			if pgURL != "" {
+				if cb.PostgresInsert, err = insertRate(ctx, pgURL, c, o.BoundsDuration); err != nil {
+					return fmt.Errorf("postgres insert bound: %w", err)
+				}
+			}
+			rep.ConcBound[c] = cb
+		}
+		for _, f := range selected {
+			r := row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
+			var lat []time.Duration
+			var cpu []float64
+			stalls0 := t.stalls.Load()
+			lim := limits{Duration: o.Duration, Count: o.Count}
+			for range o.Reps {
+				op, err := f.prepare(ctx, t, c, lim)
+				if err != nil {
+					return fmt.Errorf("%s: prepare: %w", f.name, err)
+				}
+				res := drive(ctx, c, lim, proc, op)
+				r.OpsPerSec = append(r.OpsPerSec, res.OpsPerSec())
+				r.Ops += res.Ops
+				r.Errors += res.Errors
+				r.FirstErrors = append(r.FirstErrors, res.FirstErrs...)
+				lat = append(lat, res.Latencies...)
+				if res.HasProc {
+					cpu = append(cpu, ms(res.CPUPerOp()))
+					r.PeakRSSMiB = max(r.PeakRSSMiB, float64(res.PeakRSS)/(1<<20))
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+			slices.Sort(lat)
+			q := func(p float64) float64 {
+				if len(lat) == 0 {
+					return 0
+				}
+				return ms(lat[int(p*float64(len(lat)-1))])
+			}
+			r.P50ms, r.P90ms, r.P99ms = q(0.50), q(0.90), q(0.99)
+			r.CPUmsPerOp = median(cpu)
+			r.TOTPStalls = t.stalls.Load() - stalls0
+			r.Bound = boundFor(f.bound, dialect, rep.Machine, cb)
+			if r.Bound > 0 {
+				r.Ratio = median(r.OpsPerSec) / r.Bound
+			}
+			rep.Rows = append(rep.Rows, r)
+			printRow(out, r)
+			if r.Errors > 0 {
+				failed = true
+				for _, e := range r.FirstErrors[:min(3, len(r.FirstErrors))] {
+					fmt.Fprintf(out, "|   ↳ error | | %s |\n", strings.ReplaceAll(e, "|", "/"))
+				}
+			}
+		}
+	}
+	fmt.Fprintln(out)
+	if !o.NoBounds {
+		fmt.Fprintln(out, "| VUs | bare net/http GET /s | SQLite inserts/s | PostgreSQL inserts/s |")
+		fmt.Fprintln(out, "|---:|---:|---:|---:|")
+		for _, c := range o.Concurrency {
+			cb := rep.ConcBound[c]
+			pg := "—"
+			if cb.PostgresInsert > 0 {
+				pg = fmt.Sprintf("%.0f", cb.PostgresInsert)
+			}
+			fmt.Fprintf(out, "| %d | %.0f | %.0f | %s |\n", c, cb.HTTP, cb.SQLiteInsert, pg)
+		}
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, "bounds: http = bare net/http handler, static JSON, this load generator; insert = committed single-row INSERTs of the server's database at the same concurrency;")
+		fmt.Fprintln(out, "client_credentials is bounded by min(http, insert); refresh by the ID token signature; logins by one argon2id verification each.")
+	}
+	if o.JSON != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(o.JSON, b, 0o644); err != nil {
+			return err
+		}
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+func boundFor(name, dialect string, m machineBounds, c concBounds) float64 {
+	insert := c.SQLiteInsert
+	if dialect == "postgres" {
+		insert = c.PostgresInsert
+	}
+	switch name {
+	case boundHTTP:
+		return c.HTTP
+	case boundArgon2:
+		return m.Argon2
+	case boundInsert:
+		return insert
+	case boundInsertCC:
+		if insert == 0 {
+			return c.HTTP
+		}
+		return min(insert, c.HTTP)
+	case boundRS256:
+		return m.RS256
+	case boundES256:
+		return m.ES256
+	}
+	return 0
+}
+
+func printRow(out io.Writer, r row) {
+	cpu, rss, bound, ratio := "—", "—", "—", "—"
+	if r.CPUmsPerOp > 0 {
+		cpu = fmt.Sprintf("%.3f", r.CPUmsPerOp)
+	}
+	if r.PeakRSSMiB > 0 {
+		rss = fmt.Sprintf("%.0f", r.PeakRSSMiB)
+	}
+	if r.Bound > 0 {
+		bound, ratio = fmt.Sprintf("%.0f", r.Bound), fmt.Sprintf("%.2f", r.Ratio)
+	}
+	lo, hi := slices.Min(r.OpsPerSec), slices.Max(r.OpsPerSec)
+	name := r.Flow
+	if r.TOTPStalls > 0 {
+		name += fmt.Sprintf(" (%d waits for a TOTP step)", r.TOTPStalls)
+	}
+	fmt.Fprintf(out, "| %s | %d | %s (%s–%s) | %.2f | %.2f | %.2f | %d | %s | %s | %s | %s | %s |\n",
+		name, r.Concurrency, num(median(r.OpsPerSec)), num(lo), num(hi), r.P50ms, r.P90ms, r.P99ms, r.Errors, cpu, rss, r.BoundName, bound, ratio)
+}
+
+// num prints a rate with sensible precision.
+func num(v float64) string {
+	if v < 100 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
