@@ -20,6 +20,10 @@ import (
 // handleAuthorize is the authorization endpoint (GET or form POST).
 func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if ar, err, ok := p.refuseRequestObject(r); ok {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
@@ -91,7 +95,75 @@ func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fos
 		p.errorPage(w, r, http.StatusBadRequest, "This sign-in request is not valid", describe(rfc), rfc.ErrorField)
 		return
 	}
-	p.oauth.WriteAuthorizeError(r.Context(), w, ar, err)
+	p.writeAuthorizeError(w, ar, rfc)
+}
+
+// writeAuthorizeError sends an error to the client's redirect URI with
+// state and, as RFC 9207 §2 asks of a provider that advertises it, iss:
+// fosite's writer has no iss, so the response is built here the same way.
+func (p *Provider) writeAuthorizeError(w http.ResponseWriter, ar fosite.AuthorizeRequester, rfc *fosite.RFC6749Error) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	params := rfc.ToValues()
+	params.Set("state", ar.GetState())
+	params.Set("iss", p.cfg.Issuer)
+	target := *ar.GetRedirectURI()
+	target.Fragment = ""
+	switch ar.GetResponseMode() {
+	case fosite.ResponseModeFormPost:
+		w.Header().Set("Content-Type", "text/html;charset=UTF-8")
+		fosite.WriteAuthorizeFormPostResponse(target.String(), params, fosite.DefaultFormPostTemplate, w)
+		return
+	case fosite.ResponseModeFragment:
+		w.Header().Set("Location", target.String()+"#"+params.Encode())
+	default:
+		for k, vs := range target.Query() {
+			for _, v := range vs {
+				params.Add(k, v)
+			}
+		}
+		target.RawQuery = params.Encode()
+		w.Header().Set("Location", target.String())
+	}
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// refuseRequestObject answers a request that carries a request object
+// (request or request_uri), which Twofold does not support
+// (request_parameter_supported is false): the rest of the request is
+// validated without it, so the client learns request_not_supported at its
+// redirect URI, or the user sees a page when the client or redirect URI
+// cannot be trusted.
+func (p *Provider) refuseRequestObject(r *http.Request) (fosite.AuthorizeRequester, error, bool) {
+	if err := r.ParseForm(); err != nil {
+		return nil, nil, false // fosite reports it
+	}
+	object, uri := r.Form.Get("request"), r.Form.Get("request_uri")
+	if object == "" && uri == "" {
+		return nil, nil, false
+	}
+	form := url.Values{}
+	for k, v := range r.Form {
+		if k != "request" && k != "request_uri" {
+			form[k] = v
+		}
+	}
+	r2 := r.Clone(r.Context())
+	r2.Method = http.MethodGet
+	r2.URL = &url.URL{Path: r.URL.Path, RawQuery: form.Encode()}
+	r2.Body, r2.ContentLength, r2.Form, r2.PostForm = http.NoBody, 0, nil, nil
+	r2.Header = r.Header.Clone()
+	r2.Header.Del("Content-Type")
+	ar, err := p.oauth.NewAuthorizeRequest(r.Context(), r2)
+	if err != nil && (ar == nil || !ar.IsRedirectURIValid()) {
+		return ar, err, true // no trusted redirect URI: a page
+	}
+	// Other faults (the state, say, may live inside the object) matter
+	// less than the object itself, which is the first thing to refuse.
+	if uri != "" {
+		return ar, fosite.ErrRequestURINotSupported.WithHint("Twofold does not support request_uri."), true
+	}
+	return ar, fosite.ErrRequestNotSupported.WithHint("Twofold does not support request objects."), true
 }
 
 // checkPKCE refuses a bad PKCE request before anyone signs in (fosite

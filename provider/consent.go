@@ -81,7 +81,7 @@ func (p *Provider) handleConsentSubmit(w http.ResponseWriter, r *http.Request) {
 		_ = p.store.DeleteLoginFlow(ctx, f.ID)
 		p.clearCookie(w, flowCookie)
 		p.audit(ctx, r, store.AuditEvent{Type: "consent.denied", UserID: user.ID, ClientID: f.ClientID})
-		p.oauth.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The user denied the request."))
+		p.writeAuthorizeError(w, ar, fosite.ErrorToRFC6749Error(fosite.ErrAccessDenied.WithHint("The user denied the request.")))
 		return
 	}
 	err = p.store.SaveConsent(ctx, store.Consent{UserID: user.ID, ClientID: f.ClientID,

@@ -69,6 +69,9 @@ func TestBadInput(t *testing.T) {
 				{"unknown scope", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid admin"}, "state": {"st-12345678"}}, true, "invalid_scope"},
 				{"plain PKCE", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}, "code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"plain"}}, true, "invalid_request"},
 				{"fragment response mode", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}, "response_mode": {"fragment"}}, true, "unsupported_response_mode"},
+				{"request object", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}, "request": {"eyJhbGciOiJub25lIn0.e30."}}, true, "request_not_supported"},
+				{"request_uri", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}, "request_uri": {"https://rp.example/req"}}, true, "request_uri_not_supported"},
+				{"request object with a bad redirect_uri", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {"https://evil.example/cb"}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}, "request": {"eyJhbGciOiJub25lIn0.e30."}}, false, "invalid_request"},
 				{"unknown client", url.Values{"client_id": {"tf_nobody"}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}}, false, "invalid_client"},
 				{"unregistered redirect_uri", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {"https://evil.example/cb"}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}}, false, "invalid_request"},
 				{"redirect_uri with suffix", url.Values{"client_id": {r.conf.ClientID}, "redirect_uri": {redirectURI + "/x"}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"}}, false, "invalid_request"},
@@ -84,6 +87,7 @@ func TestBadInput(t *testing.T) {
 						q := mustQuery(t, strings.Replace(loc, "#", "?", 1))
 						assert.Equal(t, tc.err, q.Get("error"))
 						assert.Equal(t, "st-12345678", q.Get("state"))
+						assert.Equal(t, env.URL, q.Get("iss"), "RFC 9207: iss on errors too")
 						assert.Empty(t, q.Get("code"))
 						for k := range q {
 							assert.Contains(t, []string{"error", "error_description", "error_hint", "state", "iss", "error_uri"}, k, "only the allowed error parameters")

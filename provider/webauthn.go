@@ -301,12 +301,11 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		user = u
 		return p.keyUser(ctx, u)
 	}
-	wu, cred, err := p.webauthn.ValidatePasskeyLogin(handler, c.Session, parsed)
+	_, cred, err := p.webauthn.ValidatePasskeyLogin(handler, c.Session, parsed)
 	if err != nil {
 		fail(err)
 		return
 	}
-	_ = wu
 	if !cred.Flags.UserVerified {
 		fail(errors.New("passkey without user verification"))
 		return
