@@ -758,3 +758,55 @@ func TestTOTPReplayAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	assert.EqualValues(t, 1, wins.Load(), "a TOTP code is accepted once across replicas")
 }
+
+// TestR25_ParallelGuessesAreBounded: 30 wrong codes sent at once, one per
+// sign-in, are not all evaluated: the account counter is reserved before
+// the check, so at most AccountFactorLimit of them are (security.md §3.1
+// item 7; Keycloak CVE-2024-4629).
+func TestR25_ParallelGuessesAreBounded(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			e.addTOTP(t, e.user.ID)
+			authURL, _ := e.authURL()
+			const n = 30
+			pages := make([]providertest.Page, n)
+			browsers := make([]*providertest.Browser, n)
+			for i := range n {
+				browsers[i] = providertest.NewBrowser(t)
+				pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
+			}
+			var wg sync.WaitGroup
+			var throttled atomic.Int32
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					form := pages[i].Hidden()
+					form.Set("method", "totp")
+					form.Set("code", fmt.Sprintf("%06d", i))
+					resp, err := browsers[i].PostForm(e.URL+"/login/2fa", form)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusTooManyRequests {
+						throttled.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{UserID: e.user.ID, Limit: 1000})
+			require.NoError(t, err)
+			evaluated := 0
+			for _, ev := range events {
+				if ev.Type == "factor.failure" || ev.Type == "factor.success" {
+					evaluated++
+				}
+			}
+			assert.LessOrEqual(t, evaluated, provider.AccountFactorLimit, "no more codes checked than the limit")
+			assert.GreaterOrEqual(t, int(throttled.Load()), n-provider.AccountFactorLimit)
+		})
+	}
+}
