@@ -66,7 +66,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.startFlow(w, r, ar, state, sess, user)
 		return
 	}
-	if p.needsConsent(ctx, ar, user.ID) {
+	if p.consentNeeded(ctx, ar.GetClient().GetID(), user.ID, form) {
 		if slices.Contains(prompt, "none") {
 			p.authorizeError(w, r, ar, fosite.ErrConsentRequired.WithHint("The user has not consented, and prompt=none forbids asking."))
 			return
@@ -241,22 +241,24 @@ func (p *Provider) currentSession(r *http.Request) (store.Session, store.User, b
 	return s, u, true
 }
 
-// needsConsent: first-party clients never ask; third-party clients ask
-// unless the user already granted every requested scope, and always on
-// prompt=consent.
-func (p *Provider) needsConsent(ctx context.Context, ar fosite.AuthorizeRequester, userID string) bool {
-	c, ok := ar.GetClient().(*client)
-	if !ok || c.FirstParty {
-		return false
-	}
-	if slices.Contains(promptValues(ar.GetRequestForm()), "consent") {
-		return true
-	}
-	granted, err := p.store.GetConsent(ctx, userID, c.ID)
+// consentNeeded: first-party clients never ask; third-party clients ask
+// on prompt=consent, and unless the user already granted every scope.
+func (p *Provider) consentNeeded(ctx context.Context, clientID, userID string, form url.Values) bool {
+	c, err := p.store.GetClient(ctx, clientID)
 	if err != nil {
 		return true
 	}
-	for _, s := range ar.GetRequestedScopes() {
+	if c.FirstParty {
+		return false
+	}
+	if slices.Contains(promptValues(form), "consent") {
+		return true
+	}
+	granted, err := p.store.GetConsent(ctx, userID, clientID)
+	if err != nil {
+		return true
+	}
+	for _, s := range fosite.RemoveEmpty(strings.Split(form.Get("scope"), " ")) {
 		if !slices.Contains(granted.Scopes, s) {
 			return true
 		}

@@ -63,23 +63,8 @@ func (p *Provider) flowEnrolPage(f store.LoginFlow) enrolPage {
 
 func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
-		p.expired(w, r)
-		return
-	}
-	id := r.PostForm.Get("flow")
-	if !p.checkCSRF("enrol", id, r.PostForm.Get("csrf")) {
-		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
-		return
-	}
-	f, err := p.loadFlow(r, id, store.FlowEnrol)
-	if err != nil {
-		p.expired(w, r)
-		return
-	}
-	user, err := p.store.GetUser(ctx, f.UserID)
-	if err != nil || user.Disabled {
-		p.expired(w, r)
+	f, user, ok := p.flowStep(w, r, "enrol", store.FlowEnrol)
+	if !ok {
 		return
 	}
 	page := p.flowEnrolPage(f)
@@ -198,24 +183,8 @@ func (p *Provider) showFlowCodes(w http.ResponseWriter, r *http.Request, f store
 // the codes (R07). Without the confirmation a new set is shown: the old
 // one was displayed once and is voided.
 func (p *Provider) handleFlowCodesSubmit(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
-		p.expired(w, r)
-		return
-	}
-	id := r.PostForm.Get("flow")
-	if !p.checkCSRF("codes", id, r.PostForm.Get("csrf")) {
-		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
-		return
-	}
-	f, err := p.loadFlow(r, id, store.FlowRecoveryCodes)
-	if err != nil {
-		p.expired(w, r)
-		return
-	}
-	user, err := p.store.GetUser(ctx, f.UserID)
-	if err != nil || user.Disabled {
-		p.expired(w, r)
+	f, user, ok := p.flowStep(w, r, "codes", store.FlowRecoveryCodes)
+	if !ok {
 		return
 	}
 	if r.PostForm.Get("saved") != "yes" {

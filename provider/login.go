@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
-
-	"github.com/ory/fosite"
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
@@ -150,34 +147,6 @@ func (p *Provider) authenticate(ctx context.Context, pop store.Population, email
 		}
 	}
 	return p.accounts.Authenticate(ctx, pop, email, password)
-}
-
-func (p *Provider) flowNeedsConsent(ctx context.Context, f store.LoginFlow, userID string) bool {
-	ar, err := p.resumeForm(f)
-	if err != nil {
-		return true
-	}
-	c, err := p.store.GetClient(ctx, f.ClientID)
-	if err != nil || c.FirstParty {
-		return err != nil
-	}
-	if slices.Contains(promptValues(ar), "consent") {
-		return true
-	}
-	granted, err := p.store.GetConsent(ctx, userID, c.ID)
-	if err != nil {
-		return true
-	}
-	for _, s := range fosite.RemoveEmpty(strings.Split(ar.Get("scope"), " ")) {
-		if !slices.Contains(granted.Scopes, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *Provider) resumeForm(f store.LoginFlow) (url.Values, error) {
-	return url.ParseQuery(f.AuthorizeForm)
 }
 
 // continueFlow sends the browser to the flow's next step, or completes

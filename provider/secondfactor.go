@@ -122,6 +122,33 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 	}
 }
 
+// flowStep does what every POST of a signed-in-but-unfinished flow needs
+// first: the form, its CSRF token for purpose, the flow in state (bound
+// to this browser), and its user, still enabled. On failure it has
+// written the answer.
+func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, state string) (store.LoginFlow, store.User, bool) {
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return store.LoginFlow{}, store.User{}, false
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF(purpose, id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return store.LoginFlow{}, store.User{}, false
+	}
+	f, err := p.loadFlow(r, id, state)
+	if err != nil {
+		p.expired(w, r)
+		return store.LoginFlow{}, store.User{}, false
+	}
+	user, err := p.store.GetUser(r.Context(), f.UserID)
+	if err != nil || user.Disabled {
+		p.expired(w, r)
+		return store.LoginFlow{}, store.User{}, false
+	}
+	return f, user, true
+}
+
 func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 	p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
 }
@@ -129,23 +156,8 @@ func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 // handleSecondFactorSubmit checks a TOTP or recovery code (R11, R13).
 func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
-		p.expired(w, r)
-		return
-	}
-	id := r.PostForm.Get("flow")
-	if !p.checkCSRF("2fa", id, r.PostForm.Get("csrf")) {
-		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
-		return
-	}
-	f, err := p.loadFlow(r, id, store.FlowSecondFactor)
-	if err != nil {
-		p.expired(w, r)
-		return
-	}
-	user, err := p.store.GetUser(ctx, f.UserID)
-	if err != nil || user.Disabled {
-		p.expired(w, r)
+	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor)
+	if !ok {
 		return
 	}
 	chosen := r.PostForm.Get("method")
@@ -281,7 +293,8 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan),
 	}
 	next := store.FlowDone
-	if f.ClientID != "" && p.flowNeedsConsent(ctx, f, user.ID) {
+	form, _ := url.ParseQuery(f.AuthorizeForm)
+	if f.ClientID != "" && p.consentNeeded(ctx, f.ClientID, user.ID, form) {
 		next = store.FlowConsent
 	}
 	from := f.State
