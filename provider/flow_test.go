@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
 
+	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/provider/providertest"
@@ -395,4 +396,50 @@ func TestClaimsParameter(t *testing.T) {
 	assert.Contains(t, ui, "updated_at", "asked for at userinfo")
 	assert.NotContains(t, ui, "email", "the email scope was not granted and userinfo did not ask")
 	assert.NotContains(t, ui, "name", "a claim the user does not have is left out")
+}
+
+// TestOneTimePasswordMustChange: an account made with a one-time
+// password (the seeded admin) chooses its own before anything is issued.
+func TestOneTimePasswordMustChange(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	_, err := env.Accounts.CreateUser(context.Background(), accounts.NewUser{Email: "admin@example.com",
+		Population: store.PopulationAgent, Role: store.RoleAdmin, Password: "one-time-password-1", MustChange: true})
+	require.NoError(t, err)
+	r := newRP(t, env, clients.Spec{FirstParty: true})
+	b := providertest.NewBrowser(t)
+	p, _ := b.Follow(b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))), redirectURI)
+	form := p.Hidden()
+	form.Set("email", "admin@example.com")
+	form.Set("password", "one-time-password-1")
+	p, done := b.Follow(b.Post(env.URL+"/login", form), redirectURI)
+	require.Empty(t, done, "no code with a one-time password")
+	require.Contains(t, p.Request.URL.Path, "/login/password")
+	assert.Empty(t, sessionCookie(b, mustURL(t, env.URL)), "no session yet")
+
+	for _, tc := range []struct{ pw, repeat, msg string }{
+		{"a brand new password", "a different one!!", "not the same"},
+		{"short", "short", "too short"},
+		{"one-time-password-1", "one-time-password-1", "other than the one-time"},
+	} {
+		f := p.Hidden()
+		f.Set("password", tc.pw)
+		f.Set("repeat", tc.repeat)
+		res := b.Post(env.URL+"/login/password", f)
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode)
+		assert.Contains(t, res.Body, tc.msg)
+	}
+	f := p.Hidden()
+	f.Set("password", "a brand new password")
+	f.Set("repeat", "a brand new password")
+	cb := b.Finish(b.Post(env.URL+"/login/password", f), redirectURI)
+	assert.NotEmpty(t, mustQuery(t, cb).Get("code"))
+	u, err := env.Accounts.Authenticate(context.Background(), store.PopulationAgent, "admin@example.com", "a brand new password")
+	require.NoError(t, err)
+	assert.False(t, u.PasswordMustChange)
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	require.NoError(t, err)
+	return u
 }

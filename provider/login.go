@@ -112,16 +112,28 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = p.store.ResetThrottle(ctx, throttleKey)
 
-	// R01, R11: the password is only the first step. A user with a
-	// second factor always presents it; one without gets enrolment when
-	// policy, the client or the request demands two factors (R22).
+	now := p.now().UTC()
+	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now
+	if user.PasswordMustChange {
+		// A one-time password (the seeded admin's): a new one first.
+		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.advance(w, r, f, store.FlowPasswordChange)
+		return
+	}
+	p.afterPassword(w, r, f, user)
+}
+
+// afterPassword decides the step after a correct password. R01, R11: the
+// password is only the first step. A user with a second factor always
+// presents it; one without gets enrolment when policy, the client or the
+// request demands two factors (R22).
+func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) {
+	ctx := r.Context()
 	factors, err := p.confirmedFactors(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
 	}
-	now := p.now().UTC()
-	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now
 	switch {
 	case len(factors) > 0:
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
@@ -132,6 +144,57 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.establish(w, r, f, user, f.Methods)
 	}
+}
+
+type passwordPage struct {
+	Flow, CSRF, Error string
+}
+
+// handleNewPasswordPage asks for a new password in place of a one-time one.
+func (p *Provider) handleNewPasswordPage(w http.ResponseWriter, r *http.Request) {
+	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowPasswordChange)
+	if err != nil {
+		p.expired(w, r)
+		return
+	}
+	p.render(w, r, http.StatusOK, "new_password.html", passwordPage{Flow: f.ID, CSRF: p.csrfToken("pwchange", f.ID)})
+}
+
+// handleNewPasswordSubmit replaces a one-time password, then goes on.
+func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, user, ok := p.flowStep(w, r, "pwchange", store.FlowPasswordChange)
+	if !ok {
+		return
+	}
+	page := passwordPage{Flow: f.ID, CSRF: p.csrfToken("pwchange", f.ID)}
+	pw := r.PostForm.Get("password")
+	if pw != r.PostForm.Get("repeat") {
+		page.Error = "The two passwords are not the same."
+		p.render(w, r, http.StatusBadRequest, "new_password.html", page)
+		return
+	}
+	if err := p.accounts.CheckPassword(pw); err != nil {
+		page.Error = strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
+		p.render(w, r, http.StatusBadRequest, "new_password.html", page)
+		return
+	}
+	if ok, _, _ := p.accounts.Hasher.Verify(pw, user.PasswordHash); ok {
+		page.Error = "Choose a password other than the one-time password."
+		p.render(w, r, http.StatusBadRequest, "new_password.html", page)
+		return
+	}
+	hash, err := p.accounts.Hasher.Hash(pw)
+	if err == nil {
+		err = p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now())
+	}
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "password.changed", UserID: user.ID, ActorID: user.ID, ClientID: f.ClientID})
+	user.PasswordMustChange = false
+	p.afterPassword(w, r, f, user)
 }
 
 // authenticate checks a password. Without a population the account is

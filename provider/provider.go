@@ -216,6 +216,8 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("GET /login", p.handleLoginPage)
 	m.HandleFunc("POST /login", p.handleLoginSubmit)
 	m.HandleFunc("POST /login/passkey", p.handlePasskeySubmit)
+	m.HandleFunc("GET /login/password", p.handleNewPasswordPage)
+	m.HandleFunc("POST /login/password", p.handleNewPasswordSubmit)
 	m.HandleFunc("GET /login/2fa", p.handleSecondFactorPage)
 	m.HandleFunc("POST /login/2fa", p.handleSecondFactorSubmit)
 	m.HandleFunc("GET /login/enrol", p.handleEnrolPage)

@@ -342,6 +342,8 @@ func flowPage(state string) string {
 		return "/login/enrol"
 	case store.FlowRecoveryCodes:
 		return "/login/recovery-codes"
+	case store.FlowPasswordChange:
+		return "/login/password"
 	case store.FlowConsent:
 		return "/consent"
 	}

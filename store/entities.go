@@ -114,12 +114,14 @@ type Session struct {
 
 // Login flow states; a flow moves one way through them.
 const (
-	FlowPassword      = "password"
-	FlowSecondFactor  = "second_factor"
-	FlowEnrol         = "enrol"
-	FlowRecoveryCodes = "recovery_codes"
-	FlowConsent       = "consent"
-	FlowDone          = "done"
+	FlowPassword = "password"
+	// FlowPasswordChange replaces a one-time password before going on.
+	FlowPasswordChange = "password_change"
+	FlowSecondFactor   = "second_factor"
+	FlowEnrol          = "enrol"
+	FlowRecoveryCodes  = "recovery_codes"
+	FlowConsent        = "consent"
+	FlowDone           = "done"
 )
 
 // LoginFlow is one sign-in in progress, created by /authorize.

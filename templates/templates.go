@@ -17,7 +17,7 @@ var files embed.FS
 
 // required lists the pages handlers render; Parse fails if one is missing.
 var required = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html",
-	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html", "webauthn_register.html"}
+	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html", "webauthn_register.html", "new_password.html"}
 
 // Set is the parsed pages.
 type Set struct {

@@ -196,7 +196,17 @@ func TestServeDev(t *testing.T) {
 	// The demo relying party signs the admin in through the provider.
 	second := start(func() {
 		b := providertest.NewBrowser(t)
-		page := b.SignIn(issuer+"/demo", m[1], m[2], issuer+"/demo/callback")
+		login, _ := b.Follow(b.Get(issuer+"/demo"), "")
+		form := login.Hidden()
+		form.Set("email", m[1])
+		form.Set("password", m[2])
+		// The one-time password must be replaced first.
+		next, _ := b.Follow(b.Post(issuer+"/login", form), "")
+		require.Contains(t, next.Request.URL.Path, "/login/password", next.Body)
+		form = next.Hidden()
+		form.Set("password", "the admin's own password")
+		form.Set("repeat", "the admin's own password")
+		page := b.Finish(b.Post(issuer+"/login/password", form), issuer+"/demo/callback")
 		res := b.Get(page)
 		require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
 		body := html.UnescapeString(res.Body)
