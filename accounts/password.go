@@ -3,6 +3,7 @@ package accounts
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/alexedwards/argon2id"
 )
@@ -27,9 +28,23 @@ type Hasher struct {
 	Params Argon2Params
 }
 
+// hashSlots caps concurrent argon2id runs at one per core. Each run holds
+// its memory cost (19 MiB by default) and a core: running more at once
+// only adds memory and time slicing, so 200 concurrent sign-ins queue
+// here instead of taking gigabytes. It is process-wide because memory is.
+var hashSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+// slot waits for a free hashing slot and returns its release.
+func slot() (release func()) {
+	hashSlots <- struct{}{}
+	return func() { <-hashSlots }
+}
+
 // Hash returns the PHC string of password under the current parameters.
 func (h Hasher) Hash(password string) (string, error) {
+	release := slot()
 	s, err := argon2id.CreateHash(password, h.Params.lib())
+	release()
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
@@ -39,7 +54,9 @@ func (h Hasher) Hash(password string) (string, error) {
 // Verify checks password against a PHC string in constant time and tells
 // whether the hash was made with other parameters and should be replaced.
 func (h Hasher) Verify(password, phc string) (ok, rehash bool, err error) {
+	release := slot()
 	match, params, err := argon2id.CheckHash(password, phc)
+	release()
 	if err != nil {
 		return false, false, fmt.Errorf("check password hash: %w", err)
 	}

@@ -123,7 +123,8 @@ CREATE TABLE oauth2_requests (
     data         TEXT NOT NULL,
     PRIMARY KEY (kind, signature)
 );
-CREATE INDEX oauth2_requests_request ON oauth2_requests (request_id);
+-- Families are revoked by (kind, request_id).
+CREATE INDEX oauth2_requests_request ON oauth2_requests (request_id, kind);
 CREATE INDEX oauth2_requests_expires ON oauth2_requests (expires_at);
 
 CREATE TABLE signing_keys (
