@@ -170,6 +170,14 @@ func TestBrowser_EnrolmentDuringLogin(t *testing.T) {
 	b.do(chromedp.WaitVisible(css("ol.codes")))
 	b.shot("enrol-recovery-codes")
 	b.do(chromedp.Click(css(`input[name=saved]`)), chromedp.Click(css(`input[value="saved-codes"] ~ button`)))
+	// The new app is then presented like any second factor, with a code
+	// from a later time step than the one that turned it on.
+	b.do(chromedp.WaitVisible(css(`form[action="/login/2fa"] #code`)))
+	b.shot("second-factor-after-enrolment")
+	time.Sleep(time.Until(time.Unix((time.Now().Unix()/30+1)*30, 0)) + 200*time.Millisecond)
+	code, err = mfa.TOTPCode(secret, time.Now())
+	require.NoError(t, err)
+	b.do(chromedp.SendKeys(css("#code"), code), chromedp.Click(css(`form[action="/login/2fa"] button[type=submit]`)))
 	claims := b.claims()
 	assert.Equal(t, "pwd,otp,mfa", amrOf(claims), claims)
 }

@@ -123,11 +123,19 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		th, err := p.store.Attempt(ctx, "mfa:user:"+user.ID, AccountFactorLimit, AccountFactorLock, p.now())
-		if err != nil || !th.Allowed {
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !th.Allowed {
 			p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", lockedMessage(th.RetryAt))
 			return
 		}
 		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
+		if errors.Is(err, store.ErrConflict) {
+			http.Redirect(w, r, "/account/security?notice=enabled", http.StatusSeeOther) // sent twice
+			return
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "Start the setup again.")
 			return
@@ -196,7 +204,10 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 					return err
 				}
 			}
-			return p.store.DeleteRecoveryCodes(ctx, user.ID)
+			if err := p.store.DeleteRecoveryCodes(ctx, user.ID); err != nil {
+				return err
+			}
+			return p.signOutElsewhere(ctx, user.ID, sess)
 		})
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
@@ -245,9 +256,11 @@ func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess sto
 			return err
 		}
 		if len(factors) == 1 {
-			return p.store.DeleteRecoveryCodes(ctx, user.ID) // 2FA is off: codes go too
+			if err := p.store.DeleteRecoveryCodes(ctx, user.ID); err != nil { // 2FA is off: codes go too
+				return err
+			}
 		}
-		return nil
+		return p.signOutElsewhere(ctx, user.ID, sess)
 	})
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
@@ -255,4 +268,23 @@ func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess sto
 	}
 	p.audit(ctx, r, store.AuditEvent{Type: "factor.removed", UserID: user.ID, ActorID: user.ID, Detail: jsonObject("factor", id)})
 	http.Redirect(w, r, "/account/security?notice=removed", http.StatusSeeOther)
+}
+
+// signOutElsewhere ends a user's other sessions and revokes their tokens
+// after a change to their factors (ASVS 7.4): a session or refresh token
+// obtained with a removed factor must not live on. This browser's session
+// (keep) stays while the user still has a second factor; when none is
+// left it ends too, so that no session or token claims "mfa" any more.
+func (p *Provider) signOutElsewhere(ctx context.Context, userID string, keep store.Session) error {
+	if err := p.store.DeleteUserSessions(ctx, userID); err != nil {
+		return err
+	}
+	if err := p.store.DeleteSubjectTokens(ctx, userID); err != nil {
+		return err
+	}
+	left, err := p.confirmedFactors(ctx, userID)
+	if err != nil || len(left) == 0 {
+		return err
+	}
+	return p.store.CreateSession(ctx, keep)
 }

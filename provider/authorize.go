@@ -59,11 +59,14 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 			return
 		}
-		state := store.FlowEnrol
 		if len(factors) > 0 {
-			state = store.FlowSecondFactor
+			p.startFlow(w, r, ar, store.FlowSecondFactor, sess, user)
+			return
 		}
-		p.startFlow(w, r, ar, state, sess, user)
+		// No factor yet: enrolment needs a fresh password (a stolen
+		// session cookie must not be able to add the thief's factor),
+		// so this becomes a full sign-in as the same user.
+		p.startFlow(w, r, ar, store.FlowPassword, store.Session{}, user)
 		return
 	}
 	if p.consentNeeded(ctx, ar.GetClient().GetID(), user.ID, form) {
@@ -332,6 +335,12 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	}
 	if !ar.GetRequestedScopes().Has("openid") {
 		p.authorizeError(w, r, ar, fosite.ErrInvalidScope.WithHint("Twofold is an OpenID Connect provider: the openid scope is required."))
+		return
+	}
+	// An essential acr the session does not meet fails the request
+	// (OIDC Core §5.5.1.1): never a token that claims less than required.
+	if want := essentialACR(ar.GetRequestForm().Get("claims")); len(want) > 0 && !slices.Contains(want, sess.ACR) {
+		p.authorizeError(w, r, ar, errUnmet.WithHintf("The sign-in met %s, not the essential acr requested.", sess.ACR))
 		return
 	}
 	s := newSession()

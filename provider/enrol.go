@@ -1,10 +1,10 @@
 package provider
 
 import (
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/twofold-idp/twofold/mfa"
@@ -68,6 +68,11 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := p.flowEnrolPage(f)
+	if factors, err := p.confirmedFactors(ctx, user.ID); err == nil && len(factors) > 0 {
+		// A factor appeared meanwhile (another tab): present it instead.
+		p.advance(w, r, f, store.FlowSecondFactor)
+		return
+	}
 	switch r.PostForm.Get("action") {
 	case "start-totp":
 		e, err := p.startTOTP(ctx, user)
@@ -86,7 +91,11 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
-		if err != nil && err != store.ErrNotFound {
+		if errors.Is(err, store.ErrConflict) {
+			p.expired(w, r) // the same form sent twice: the first one counted
+			return
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
@@ -95,9 +104,10 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.factorSucceeded(ctx, f, user)
+		// A factor made in this flow proves nothing yet (security.md
+		// §3.3): it is presented in its own step afterwards if needed.
 		from := f.State
 		f.State = store.FlowRecoveryCodes
-		f.Methods = append(slices.Clone(f.Methods), mfa.AMROTP)
 		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
 			p.expired(w, r)
 			return
@@ -118,7 +128,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		cred, err := p.finishRegistration(ctx, r, user, r.PostForm.Get("ceremony"), r.PostForm.Get("credential"))
+		_, err := p.finishRegistration(ctx, r, user, r.PostForm.Get("ceremony"), r.PostForm.Get("credential"))
 		if err != nil {
 			p.logger.InfoContext(ctx, "key registration refused", "err", err)
 			page.Error = "The security key could not be registered. Try again."
@@ -128,7 +138,6 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		p.factorSucceeded(ctx, f, user)
 		from := f.State
 		f.State = store.FlowRecoveryCodes
-		f.Methods = append(slices.Clone(f.Methods), mfa.KeyAMR(cred.Flags)...)
 		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
 			p.expired(w, r)
 			return
@@ -189,6 +198,12 @@ func (p *Provider) handleFlowCodesSubmit(w http.ResponseWriter, r *http.Request)
 	}
 	if r.PostForm.Get("saved") != "yes" {
 		p.showFlowCodes(w, r, f, user, "Confirm that you saved the codes. These are new codes: the ones shown before no longer work.")
+		return
+	}
+	// The new factor was set up after the password alone: when this
+	// sign-in needs two factors, it is now presented like any other.
+	if p.mfaNeeded(r.Context(), f, user) {
+		p.advance(w, r, f, store.FlowSecondFactor)
 		return
 	}
 	p.establish(w, r, f, user, f.Methods)

@@ -552,7 +552,13 @@ func TestR22_EnrolmentDuringLogin(t *testing.T) {
 
 			tick := p.Hidden()
 			tick.Set("saved", "yes")
-			cb := b.Finish(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			// A factor set up after the password alone proves nothing yet
+			// (security.md §3.3): the new app's next code is asked for.
+			next, done := b.Follow(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			require.Empty(t, done, "no code before the new factor is presented")
+			require.Contains(t, next.Request.URL.Path, "/login/2fa")
+			assert.Zero(t, sessionCount(t, e, b))
+			cb := b.Finish(e.submitCode(b, next, "totp", e.code(t, secret[1])), redirectURI)
 			c := e.tokensFrom(t, cb, verifier)
 			assert.Equal(t, []string{"pwd", "otp", "mfa"}, c.Amr)
 			assert.Equal(t, provider.ACRMFA, c.Acr)
@@ -614,6 +620,12 @@ func TestR23_StepUp(t *testing.T) {
 			strict := newRP(t, e.Env, clients.Spec{FirstParty: true, RequireMFA: true})
 			_, sidt, _ := strict.login(t, b, "ada@example.com")
 			assert.Equal(t, provider.ACRMFA, claimsOf(t, sidt).Acr)
+
+			// An essential acr the session cannot meet is refused, not
+			// silently downgraded.
+			authURL, _ = e.authURL(oauth2.SetAuthURLParam("claims", `{"id_token":{"acr":{"essential":true,"values":["`+provider.ACRPhishingResistant+`"]}}}`),
+				oauth2.SetAuthURLParam("prompt", "none"))
+			assert.Equal(t, "unmet_authentication_requirements", mustQuery(t, b.Get(authURL).Location()).Get("error"))
 
 			// A password-only user and a client requiring MFA: enrolment,
 			// or unmet_authentication_requirements when refused.
@@ -809,4 +821,107 @@ func TestR25_ParallelGuessesAreBounded(t *testing.T) {
 			assert.GreaterOrEqual(t, int(throttled.Load()), n-provider.AccountFactorLimit)
 		})
 	}
+}
+
+// TestR23_StepUpWithoutFactorAsksPassword: a session cookie alone cannot
+// enrol a factor: when step-up finds no factor, the password comes first.
+func TestR23_StepUpWithoutFactorAsksPassword(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	b := providertest.NewBrowser(t)
+	e.rp.login(t, b, "ada@example.com") // a password session, no factor
+	authURL, _ := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
+	p, done := b.Follow(b.Get(authURL), redirectURI)
+	require.Empty(t, done)
+	assert.Contains(t, p.Body, `name="password"`, "the password is asked again before enrolment")
+	assert.Contains(t, p.Body, `value="ada@example.com"`)
+	// Only that user may complete it.
+	e.User(t, "bo@example.com", password, store.PopulationAgent)
+	form := p.Hidden()
+	form.Set("email", "bo@example.com")
+	form.Set("password", password)
+	assert.Equal(t, http.StatusUnauthorized, b.Post(e.URL+"/login", form).StatusCode)
+	form.Set("email", "ada@example.com")
+	next, _ := b.Follow(b.Post(e.URL+"/login", form), redirectURI)
+	assert.Contains(t, next.Request.URL.Path, "/login/enrol")
+}
+
+// TestFactorChangesSignOutElsewhere: removing a factor ends the user's
+// other sessions and revokes their refresh tokens; a disabled user's
+// refresh token stops at once.
+func TestFactorChangesSignOutElsewhere(t *testing.T) {
+	ctx := context.Background()
+	e := newMFAEnv(t, "sqlite")
+	secret := e.addTOTP(t, e.user.ID)
+	e.addTOTP(t, e.user.ID) // a second app, so one can be removed
+	b := providertest.NewBrowser(t)
+	authURL, verifier := e.authURL()
+	page := e.toSecondStep(t, b, authURL, "ada@example.com")
+	cb := b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
+	tok, err := e.rp.conf.Exchange(ctx, mustQuery(t, cb).Get("code"), oauth2.VerifierOption(verifier))
+	require.NoError(t, err)
+	require.NotEmpty(t, tok.RefreshToken)
+
+	other := providertest.NewBrowser(t)
+	account := e.signInAccount(t, other, secret)
+	factors, _ := e.confirmed(t)
+	res := other.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, account)}, "action": {"remove-factor"}, "factor": {factors[1].ID}})
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+
+	_, err = e.rp.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	requireOAuthError(t, err, "invalid_grant")
+	p := b.Get(e.rp.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+	assert.Equal(t, "login_required", mustQuery(t, p.Location()).Get("error"), "the other browser is signed out")
+	assert.Contains(t, other.Get(e.URL+"/account/security").Body, "Account security", "this browser stays signed in")
+
+	// A disabled user's refresh token stops at once.
+	authURL, verifier = e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
+	page = e.toSecondStep(t, b, authURL, "ada@example.com")
+	cb = b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
+	tok, err = e.rp.conf.Exchange(ctx, mustQuery(t, cb).Get("code"), oauth2.VerifierOption(verifier))
+	require.NoError(t, err)
+	require.NoError(t, e.Store.SetUserDisabled(ctx, e.user.ID, true, time.Now()))
+	_, err = e.rp.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	requireOAuthError(t, err, "invalid_grant")
+}
+
+func (e *mfaEnv) confirmed(t *testing.T) ([]store.Factor, error) {
+	return e.Store.ListFactors(context.Background(), e.user.ID)
+}
+
+// TestR25_HardCap: past AccountFactorCap wrong codes in a row, waiting
+// no longer helps: only an admin's unlock (the throttle keys reset, as
+// `twofold users unlock` does) opens the second factor again.
+func TestR25_HardCap(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	secret := e.addTOTP(t, e.user.ID)
+	authURL, verifier := e.authURL()
+	wrong := 0
+	for wrong < provider.AccountFactorCap {
+		b := providertest.NewBrowser(t)
+		page := e.toSecondStep(t, b, authURL, "ada@example.com")
+		for range provider.FlowFactorLimit {
+			res := e.submitCode(b, page, "totp", "000000")
+			require.Equal(t, http.StatusUnauthorized, res.StatusCode, "failure %d", wrong+1)
+			wrong++
+		}
+		if wrong%provider.AccountFactorLimit == 0 {
+			// The next try meets the lock; wait it out.
+			b := providertest.NewBrowser(t)
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Equal(t, http.StatusTooManyRequests, e.submitCode(b, page, "totp", "000000").StatusCode)
+			e.clock.Advance(provider.AccountFactorLock)
+		}
+	}
+	b := providertest.NewBrowser(t)
+	page := e.toSecondStep(t, b, authURL, "ada@example.com")
+	res := e.submitCode(b, page, "totp", e.code(t, secret))
+	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+	assert.Contains(t, res.Body, "Ask your administrator to unlock it")
+
+	for _, key := range []string{"mfa:user:" + e.user.ID, "mfa:cap:" + e.user.ID} {
+		require.NoError(t, e.Store.ResetThrottle(context.Background(), key))
+	}
+	b = providertest.NewBrowser(t)
+	page = e.toSecondStep(t, b, authURL, "ada@example.com")
+	e.tokensFrom(t, b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI), verifier)
 }

@@ -32,6 +32,10 @@ const (
 	// second factor for AccountFactorLock.
 	AccountFactorLimit = 10
 	AccountFactorLock  = 15 * time.Minute
+	// AccountFactorCap wrong codes in a row, across lock periods, lock
+	// the second factor until an admin unlocks it (NIST SP 800-63B
+	// §5.2.2 allows at most 100).
+	AccountFactorCap = 100
 )
 
 // errUnmet is OIDC's answer when the requested authentication cannot be
@@ -94,8 +98,12 @@ func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request
 
 func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, chosen, errMsg string) {
 	ms, err := p.methods(r.Context(), f.UserID)
-	if err != nil || len(ms) == 0 {
+	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	if len(ms) == 0 {
+		p.expired(w, r) // the factors were removed meanwhile (an admin reset)
 		return
 	}
 	if !slices.ContainsFunc(ms, func(m method) bool { return m.ID == chosen }) {
@@ -200,6 +208,17 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 			Detail: fmt.Sprintf(`{"scope":"account","retry_at":%q}`, th.RetryAt.UTC().Format(time.RFC3339))})
 		return false, lockedMessage(th.RetryAt)
 	}
+	// The hard cap (security.md §3.1): failures in a row across every
+	// lock period; past it only an admin unlocks (`twofold users unlock`).
+	th, err = p.store.Attempt(ctx, "mfa:cap:"+user.ID, AccountFactorCap, 100*365*24*time.Hour, p.now())
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return false, ""
+	}
+	if !th.Allowed {
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
+		return false, "Too many wrong codes: this account's two-step verification is locked. Ask your administrator to unlock it."
+	}
 	th, err = p.store.Attempt(ctx, "mfa:flow:"+f.ID, FlowFactorLimit, p.cfg.LoginFlowLifespan, p.now())
 	if err != nil || !th.Allowed {
 		// Too many tries in this sign-in: it ends here.
@@ -214,6 +233,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 
 func (p *Provider) factorSucceeded(ctx context.Context, f store.LoginFlow, user store.User) {
 	_ = p.store.ResetThrottle(ctx, "mfa:user:"+user.ID)
+	_ = p.store.ResetThrottle(ctx, "mfa:cap:"+user.ID)
 	_ = p.store.ResetThrottle(ctx, "mfa:flow:"+f.ID)
 }
 
@@ -292,6 +312,17 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 		ID: sessionID(cookie), UserID: user.ID, AMR: amr, ACR: acr,
 		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan),
 	}
+	if f.SessionID != "" {
+		// A step-up builds on an existing session: it must still be
+		// live (not signed out meanwhile), and it keeps that session's
+		// absolute lifetime rather than starting a new one.
+		old, err := p.store.GetSession(ctx, f.SessionID)
+		if err != nil || old.UserID != user.ID || !now.Before(old.ExpiresAt) {
+			p.expired(w, r)
+			return
+		}
+		sess.CreatedAt, sess.ExpiresAt = old.CreatedAt, old.ExpiresAt
+	}
 	next := store.FlowDone
 	form, _ := url.ParseQuery(f.AuthorizeForm)
 	if f.ClientID != "" && p.consentNeeded(ctx, f.ClientID, user.ID, form) {
@@ -316,7 +347,7 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 		p.errorPage(w, r, http.StatusConflict, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
 		return
 	}
-	p.setCookie(w, sessionCookie, cookie, p.cfg.SessionLifespan)
+	p.setCookie(w, sessionCookie, cookie, sess.ExpiresAt.Sub(now))
 	p.audit(ctx, r, store.AuditEvent{Type: "login.success", UserID: user.ID, ClientID: f.ClientID, Detail: jsonObject("amr", amr)})
 	p.continueFlow(w, r, f, sess, user)
 }

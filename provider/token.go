@@ -28,6 +28,13 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		p.accessError(w, r, ar, err)
 		return
 	}
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		// A disabled account's tokens stop at once, refresh included.
+		if u, err := p.store.GetUser(ctx, s.Subject); err != nil || u.Disabled {
+			p.accessError(w, r, ar, fosite.ErrInvalidGrant.WithHint("The user of this refresh token cannot sign in any more."))
+			return
+		}
+	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		// A client acting for itself: its own scopes, never OIDC ones.
 		for _, scope := range ar.GetRequestedScopes() {

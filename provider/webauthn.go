@@ -139,12 +139,14 @@ func (p *Provider) verifyKey(ctx context.Context, r *http.Request, u store.User,
 	if err != nil {
 		return nil, fmt.Errorf("validate assertion: %w", err)
 	}
-	return p.usedKey(ctx, r, u, clientID, cred)
+	return p.usedKey(ctx, r, u, clientID, cred, parsed.Response.AuthenticatorData.Flags.HasUserVerified())
 }
 
 // usedKey records a successful assertion. A signature counter that did
-// not move forward means a cloned key: refused and audited.
-func (p *Provider) usedKey(ctx context.Context, r *http.Request, u store.User, clientID string, cred *webauthn.Credential) ([]string, error) {
+// not move forward means a cloned key: refused and audited. uv is the
+// user-verified flag of this assertion (the credential's own flags are
+// from registration).
+func (p *Provider) usedKey(ctx context.Context, r *http.Request, u store.User, clientID string, cred *webauthn.Credential, uv bool) ([]string, error) {
 	f, err := p.store.GetFactorByCredential(ctx, cred.ID)
 	if err != nil || f.UserID != u.ID || !f.Confirmed {
 		return nil, errors.New("webauthn: credential is not this user's")
@@ -166,7 +168,9 @@ func (p *Provider) usedKey(ctx context.Context, r *http.Request, u store.User, c
 	if err != nil {
 		return nil, err
 	}
-	amr := mfa.KeyAMR(cred.Flags)
+	flags := cred.Flags
+	flags.UserVerified = uv
+	amr := mfa.KeyAMR(flags)
 	p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: u.ID, ClientID: clientID, Detail: jsonObject("method", amr)})
 	return amr, nil
 }
@@ -306,7 +310,8 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	if !cred.Flags.UserVerified {
+	uv := parsed.Response.AuthenticatorData.Flags.HasUserVerified()
+	if !uv {
 		fail(errors.New("passkey without user verification"))
 		return
 	}
@@ -314,7 +319,7 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		fail(errors.New("re-authentication by another user"))
 		return
 	}
-	amr, err := p.usedKey(ctx, r, user, f.ClientID, cred)
+	amr, err := p.usedKey(ctx, r, user, f.ClientID, cred, uv)
 	if err != nil {
 		fail(err)
 		return

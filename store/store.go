@@ -122,6 +122,9 @@ type Store interface {
 	// of one kind sharing a request id (a token family).
 	DeactivateOAuth2Requests(ctx context.Context, kind, requestID string) error
 	DeleteOAuth2Requests(ctx context.Context, kind, requestID string) error
+	// DeleteSubjectTokens removes every access and refresh token (and
+	// pending code) issued for a user: sign-out everywhere.
+	DeleteSubjectTokens(ctx context.Context, subject string) error
 	// DeleteExpired removes OAuth 2.0 rows, login flows, sessions and
 	// JWT assertions that expired before t; it returns how many.
 	DeleteExpired(ctx context.Context, t time.Time) (int64, error)

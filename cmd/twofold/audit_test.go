@@ -30,16 +30,21 @@ func TestRequireMFAAndAudit(t *testing.T) {
 			r = twofold(t, env, "", "users", "require-mfa", "nobody@example.com")
 			assert.Equal(t, exitFailed, r.code)
 
+			r = twofold(t, env, "", "users", "unlock", "ada@example.com")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "unlocked ada@example.com")
+
 			r = twofold(t, env, "", "audit", "list", "--user", "ada@example.com", "--output", "json")
 			require.Equal(t, 0, r.code, r.stderr)
 			var events []struct {
 				Type, Detail string
 			}
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &events))
-			require.Len(t, events, 3)
-			assert.Equal(t, "policy.user_mfa", events[0].Type)
-			assert.JSONEq(t, `{"required":false}`, events[0].Detail)
-			assert.Equal(t, "user.created", events[2].Type)
+			require.Len(t, events, 4)
+			assert.Equal(t, "user.unlocked", events[0].Type)
+			assert.Equal(t, "policy.user_mfa", events[1].Type)
+			assert.JSONEq(t, `{"required":false}`, events[1].Detail)
+			assert.Equal(t, "user.created", events[3].Type)
 
 			r = twofold(t, env, "", "audit", "list", "--limit", "0")
 			assert.Equal(t, exitUsage, r.code)

@@ -106,7 +106,7 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
-	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd())
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd())
 	return cmd
 }
 
@@ -297,6 +297,15 @@ func (a *app) usersDisableCmd() *cobra.Command {
 				if err := s.SetUserDisabled(ctx, u.ID, !enable, time.Now()); err != nil {
 					return err
 				}
+				if !enable {
+					// Disabled means signed out everywhere, tokens included.
+					if err := s.DeleteUserSessions(ctx, u.ID); err != nil {
+						return err
+					}
+					if err := s.DeleteSubjectTokens(ctx, u.ID); err != nil {
+						return err
+					}
+				}
 				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli"})
 			})
 			if err != nil {
@@ -339,6 +348,37 @@ func (a *app) usersRequireMFACmd() *cobra.Command {
 				state = "no longer required"
 			}
 			fmt.Fprintf(a.stdout, "two-step verification is %s for %s\n", state, u.Email)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// usersUnlockCmd clears a user's sign-in locks: the password lock, the
+// second-factor lock and the hard cap past which only an admin unlocks.
+func (a *app) usersUnlockCmd() *cobra.Command {
+	var population string
+	cmd := &cobra.Command{Use: "unlock ID|EMAIL", Short: "Clear a user's password and second-factor locks", Args: exactArgs(1)}
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			ctx := cmd.Context()
+			u, err := findUser(ctx, s, args[0], population)
+			if err != nil {
+				return err
+			}
+			err = s.InTx(ctx, func(ctx context.Context) error {
+				for _, key := range []string{"pwd:" + u.EmailKey, "mfa:user:" + u.ID, "mfa:cap:" + u.ID} {
+					if err := s.ResetThrottle(ctx, key); err != nil {
+						return err
+					}
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.unlocked", UserID: u.ID, ActorID: "cli"})
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "unlocked %s\n", u.Email)
 			return nil
 		})
 	}

@@ -84,3 +84,9 @@ func (s *Store) UseJTI(ctx context.Context, jti string, exp, now time.Time) erro
 		return wrap(err, "use jti")
 	})
 }
+
+// DeleteSubjectTokens removes a user's codes and tokens.
+func (s *Store) DeleteSubjectTokens(ctx context.Context, subject string) error {
+	_, err := s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject = ?`, subject)
+	return wrap(err, "delete subject tokens")
+}

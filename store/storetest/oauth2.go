@@ -341,3 +341,15 @@ func kids(keys []store.SigningKey) []string {
 	}
 	return out
 }
+
+func testOAuth2DeleteSubjectTokens(t *testing.T, s store.Store) {
+	for i, sub := range []string{"u1", "u1", "u2"} {
+		require.NoError(t, s.CreateOAuth2Request(ctx, store.OAuth2Request{Kind: store.KindRefreshToken, Signature: fmt.Sprintf("sig%d", i),
+			RequestID: fmt.Sprintf("r%d", i), ClientID: "c", Subject: sub, Active: true, RequestedAt: base, ExpiresAt: base.Add(time.Hour), Data: "{}"}))
+	}
+	require.NoError(t, s.DeleteSubjectTokens(ctx, "u1"))
+	for i, want := range []bool{false, false, true} {
+		_, err := s.GetOAuth2Request(ctx, store.KindRefreshToken, fmt.Sprintf("sig%d", i))
+		assert.Equal(t, want, err == nil, "sig%d", i)
+	}
+}

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UserUpdatePasswordAndDisable", testUserUpdate},
 		{"UserConcurrentCreate", testUserConcurrentCreate},
 		{"Audit", testAudit},
+		{"OAuth2DeleteSubjectTokens", testOAuth2DeleteSubjectTokens},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},
