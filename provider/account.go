@@ -122,7 +122,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		th, err := p.store.Attempt(ctx, "mfa:user:"+user.ID, AccountFactorLimit, AccountFactorLock, p.now())
+		th, err := p.store.Attempt(ctx, factorKey(user.ID), AccountFactorLimit, AccountFactorLock, p.now())
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
@@ -148,7 +148,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden})
 			return
 		}
-		_ = p.store.ResetThrottle(ctx, "mfa:user:"+user.ID)
+		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
 		if len(before) > 0 {
 			http.Redirect(w, r, "/account/security?notice=enabled", http.StatusSeeOther)
 			return

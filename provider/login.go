@@ -85,7 +85,7 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	// The password counter is keyed by what was typed, so an unknown
 	// email is throttled exactly like a real one.
 	key, _ := accounts.NormalizeEmail(email)
-	throttleKey := "pwd:" + key // one counter per address, whatever population was picked
+	throttleKey := passwordKey(key) // one counter per address, whatever population was picked
 	th, err := p.store.Attempt(ctx, throttleKey, PasswordLimit, PasswordLock, p.now())
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")

@@ -918,7 +918,7 @@ func TestR25_HardCap(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 	assert.Contains(t, res.Body, "Ask your administrator to unlock it")
 
-	for _, key := range []string{"mfa:user:" + e.user.ID, "mfa:cap:" + e.user.ID} {
+	for _, key := range provider.LockKeys(e.user) {
 		require.NoError(t, e.Store.ResetThrottle(context.Background(), key))
 	}
 	b = providertest.NewBrowser(t)

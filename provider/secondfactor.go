@@ -38,6 +38,18 @@ const (
 	AccountFactorCap = 100
 )
 
+// Throttle keys: the password counter per email address, the second
+// factor per account (with its hard cap) and per sign-in.
+func passwordKey(emailKey string) string { return "pwd:" + emailKey }
+func factorKey(userID string) string     { return "mfa:user:" + userID }
+func capKey(userID string) string        { return "mfa:cap:" + userID }
+func flowKey(flowID string) string       { return "mfa:flow:" + flowID }
+
+// LockKeys are the keys an admin's unlock clears for a user.
+func LockKeys(u store.User) []string {
+	return []string{passwordKey(u.EmailKey), factorKey(u.ID), capKey(u.ID)}
+}
+
 // errUnmet is OIDC's answer when the requested authentication cannot be
 // performed (OpenID Connect Core, errata: unmet_authentication_requirements).
 var errUnmet = &fosite.RFC6749Error{
@@ -198,7 +210,7 @@ func lockedMessage(t time.Time) string {
 // ended, or the store failed).
 func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (ok bool, locked string) {
 	ctx := r.Context()
-	th, err := p.store.Attempt(ctx, "mfa:user:"+user.ID, AccountFactorLimit, AccountFactorLock, p.now())
+	th, err := p.store.Attempt(ctx, factorKey(user.ID), AccountFactorLimit, AccountFactorLock, p.now())
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
@@ -210,7 +222,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 	}
 	// The hard cap (security.md §3.1): failures in a row across every
 	// lock period; past it only an admin unlocks (`twofold users unlock`).
-	th, err = p.store.Attempt(ctx, "mfa:cap:"+user.ID, AccountFactorCap, 100*365*24*time.Hour, p.now())
+	th, err = p.store.Attempt(ctx, capKey(user.ID), AccountFactorCap, 100*365*24*time.Hour, p.now())
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
@@ -219,7 +231,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
 		return false, "Too many wrong codes: this account's two-step verification is locked. Ask your administrator to unlock it."
 	}
-	th, err = p.store.Attempt(ctx, "mfa:flow:"+f.ID, FlowFactorLimit, p.cfg.LoginFlowLifespan, p.now())
+	th, err = p.store.Attempt(ctx, flowKey(f.ID), FlowFactorLimit, p.cfg.LoginFlowLifespan, p.now())
 	if err != nil || !th.Allowed {
 		// Too many tries in this sign-in: it ends here.
 		_ = p.store.DeleteLoginFlow(ctx, f.ID)
@@ -232,9 +244,9 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 }
 
 func (p *Provider) factorSucceeded(ctx context.Context, f store.LoginFlow, user store.User) {
-	_ = p.store.ResetThrottle(ctx, "mfa:user:"+user.ID)
-	_ = p.store.ResetThrottle(ctx, "mfa:cap:"+user.ID)
-	_ = p.store.ResetThrottle(ctx, "mfa:flow:"+f.ID)
+	_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
+	_ = p.store.ResetThrottle(ctx, capKey(user.ID))
+	_ = p.store.ResetThrottle(ctx, flowKey(f.ID))
 }
 
 var errWrongCode = errors.New("wrong code")

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -276,12 +277,13 @@ func (a *app) usersShowCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) usersDisableCmd() *cobra.Command {
+// userChangeCmd builds a verb that finds one user by id or email and
+// changes it in one transaction with its audit event; change returns the
+// line to print.
+func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, s store.Store, u store.User) (string, error)) *cobra.Command {
 	var population string
-	var enable bool
-	cmd := &cobra.Command{Use: "disable ID|EMAIL", Short: "Disable an account (it can no longer sign in)", Args: exactArgs(1)}
+	cmd := &cobra.Command{Use: use, Short: short, Args: exactArgs(1)}
 	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
-	cmd.Flags().BoolVar(&enable, "enable", false, "re-enable the account instead")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
 			ctx := cmd.Context()
@@ -289,98 +291,77 @@ func (a *app) usersDisableCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			typ := "user.disabled"
-			if enable {
-				typ = "user.enabled"
-			}
+			var msg string
 			err = s.InTx(ctx, func(ctx context.Context) error {
-				if err := s.SetUserDisabled(ctx, u.ID, !enable, time.Now()); err != nil {
-					return err
-				}
-				if !enable {
-					// Disabled means signed out everywhere, tokens included.
-					if err := s.DeleteUserSessions(ctx, u.ID); err != nil {
-						return err
-					}
-					if err := s.DeleteSubjectTokens(ctx, u.ID); err != nil {
-						return err
-					}
-				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli"})
+				msg, err = change(ctx, s, u)
+				return err
 			})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "%s %s\n", strings.TrimPrefix(typ, "user."), u.Email)
+			fmt.Fprintln(a.stdout, msg)
 			return nil
 		})
 	}
+	return cmd
+}
+
+func (a *app) usersDisableCmd() *cobra.Command {
+	var enable bool
+	cmd := a.userChangeCmd("disable ID|EMAIL", "Disable an account (it can no longer sign in)", func(ctx context.Context, s store.Store, u store.User) (string, error) {
+		typ := "user.disabled"
+		if enable {
+			typ = "user.enabled"
+		}
+		if err := s.SetUserDisabled(ctx, u.ID, !enable, time.Now()); err != nil {
+			return "", err
+		}
+		if !enable {
+			// Disabled means signed out everywhere, tokens included.
+			if err := s.DeleteUserSessions(ctx, u.ID); err != nil {
+				return "", err
+			}
+			if err := s.DeleteSubjectTokens(ctx, u.ID); err != nil {
+				return "", err
+			}
+		}
+		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli"})
+		return strings.TrimPrefix(typ, "user.") + " " + u.Email, err
+	})
+	cmd.Flags().BoolVar(&enable, "enable", false, "re-enable the account instead")
 	return cmd
 }
 
 // usersRequireMFACmd sets the per-user enforcement flag (R15): the user
 // must present, or at the next sign-in set up, a second factor.
 func (a *app) usersRequireMFACmd() *cobra.Command {
-	var population string
 	var off bool
-	cmd := &cobra.Command{Use: "require-mfa ID|EMAIL [--off]", Short: "Require two-step verification for one user", Args: exactArgs(1)}
-	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd := a.userChangeCmd("require-mfa ID|EMAIL [--off]", "Require two-step verification for one user", func(ctx context.Context, s store.Store, u store.User) (string, error) {
+		if err := s.SetUserMFARequired(ctx, u.ID, !off, time.Now()); err != nil {
+			return "", err
+		}
+		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.user_mfa", UserID: u.ID, ActorID: "cli",
+			Detail: fmt.Sprintf(`{"required":%t}`, !off)})
+		state := "now required"
+		if off {
+			state = "no longer required"
+		}
+		return fmt.Sprintf("two-step verification is %s for %s", state, u.Email), err
+	})
 	cmd.Flags().BoolVar(&off, "off", false, "stop requiring it")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			ctx := cmd.Context()
-			u, err := findUser(ctx, s, args[0], population)
-			if err != nil {
-				return err
-			}
-			err = s.InTx(ctx, func(ctx context.Context) error {
-				if err := s.SetUserMFARequired(ctx, u.ID, !off, time.Now()); err != nil {
-					return err
-				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.user_mfa", UserID: u.ID, ActorID: "cli",
-					Detail: fmt.Sprintf(`{"required":%t}`, !off)})
-			})
-			if err != nil {
-				return err
-			}
-			state := "now required"
-			if off {
-				state = "no longer required"
-			}
-			fmt.Fprintf(a.stdout, "two-step verification is %s for %s\n", state, u.Email)
-			return nil
-		})
-	}
 	return cmd
 }
 
 // usersUnlockCmd clears a user's sign-in locks: the password lock, the
 // second-factor lock and the hard cap past which only an admin unlocks.
 func (a *app) usersUnlockCmd() *cobra.Command {
-	var population string
-	cmd := &cobra.Command{Use: "unlock ID|EMAIL", Short: "Clear a user's password and second-factor locks", Args: exactArgs(1)}
-	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			ctx := cmd.Context()
-			u, err := findUser(ctx, s, args[0], population)
-			if err != nil {
-				return err
+	return a.userChangeCmd("unlock ID|EMAIL", "Clear a user's password and second-factor locks", func(ctx context.Context, s store.Store, u store.User) (string, error) {
+		for _, key := range provider.LockKeys(u) {
+			if err := s.ResetThrottle(ctx, key); err != nil {
+				return "", err
 			}
-			err = s.InTx(ctx, func(ctx context.Context) error {
-				for _, key := range []string{"pwd:" + u.EmailKey, "mfa:user:" + u.ID, "mfa:cap:" + u.ID} {
-					if err := s.ResetThrottle(ctx, key); err != nil {
-						return err
-					}
-				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.unlocked", UserID: u.ID, ActorID: "cli"})
-			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "unlocked %s\n", u.Email)
-			return nil
-		})
-	}
-	return cmd
+		}
+		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.unlocked", UserID: u.ID, ActorID: "cli"})
+		return "unlocked " + u.Email, err
+	})
 }
