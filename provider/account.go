@@ -122,7 +122,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		th, err := p.store.Attempt(ctx, factorKey(user.ID), AccountFactorLimit, AccountFactorLock, p.now())
+		th, err := p.store.Attempt(ctx, factorKey(user.ID), factorRule, p.now())
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return

@@ -103,7 +103,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			p.retryEnrol(w, r, user, page)
 			return
 		}
-		p.factorSucceeded(ctx, f, user)
+		p.factorSucceeded(ctx, r, f, user)
 		// A factor made in this flow proves nothing yet (security.md
 		// §3.3): it is presented in its own step afterwards if needed.
 		from := f.State
@@ -135,7 +135,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			p.render(w, r, http.StatusBadRequest, "enrol.html", page)
 			return
 		}
-		p.factorSucceeded(ctx, f, user)
+		p.factorSucceeded(ctx, r, f, user)
 		from := f.State
 		f.State = store.FlowRecoveryCodes
 		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {

@@ -86,7 +86,10 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	// email is throttled exactly like a real one.
 	key, _ := accounts.NormalizeEmail(email)
 	throttleKey := passwordKey(key) // one counter per address, whatever population was picked
-	th, err := p.store.Attempt(ctx, throttleKey, PasswordLimit, PasswordLock, p.now())
+	th, err := p.addressAttempt(ctx, r)
+	if err == nil && th.Allowed {
+		th, err = p.store.Attempt(ctx, throttleKey, passwordRule, p.now())
+	}
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
@@ -111,6 +114,7 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = p.store.ResetThrottle(ctx, throttleKey)
+	_ = p.store.Refund(ctx, addressKey(r)) // only failures count against an address
 
 	now := p.now().UTC()
 	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now

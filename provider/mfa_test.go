@@ -925,3 +925,30 @@ func TestR25_HardCap(t *testing.T) {
 	page = e.toSecondStep(t, b, authURL, "ada@example.com")
 	e.tokensFrom(t, b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI), verifier)
 }
+
+// TestR25_PerAddress: wrong passwords sprayed over many accounts from one
+// client address are throttled as a whole; successes do not count.
+func TestR25_PerAddress(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	authURL, _ := e.authURL()
+	b := providertest.NewBrowser(t)
+	page, _ := b.Follow(b.Get(authURL), redirectURI)
+	form := page.Hidden()
+	form.Set("password", "not the password")
+	for i := range provider.AddressLimit {
+		form.Set("email", fmt.Sprintf("user%d@example.com", i)) // a new account each time
+		res := b.Post(e.URL+"/login", form)
+		require.Equal(t, http.StatusUnauthorized, res.StatusCode, "try %d", i+1)
+	}
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	res := b.Post(e.URL+"/login", form)
+	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the address is locked, for every account")
+	e.clock.Advance(provider.AddressLock)
+	b = providertest.NewBrowser(t)
+	page, _ = b.Follow(b.Get(authURL), redirectURI)
+	form = page.Hidden()
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	assert.Equal(t, http.StatusSeeOther, b.Post(e.URL+"/login", form).StatusCode, "open again after the lock")
+}

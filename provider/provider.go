@@ -38,6 +38,10 @@ type Config struct {
 	IDTokenAlg string
 	// NoPasswordless turns off "Sign in with a passkey".
 	NoPasswordless bool
+	// NoAddressThrottle turns off the per-client-address limit: behind a
+	// reverse proxy every client has the proxy's address (X-Forwarded-For
+	// is not trusted yet).
+	NoAddressThrottle bool
 }
 
 func (c *Config) setDefaults() {

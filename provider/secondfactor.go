@@ -36,7 +36,30 @@ const (
 	// the second factor until an admin unlocks it (NIST SP 800-63B
 	// §5.2.2 allows at most 100).
 	AccountFactorCap = 100
+	// AddressLimit failed passwords or codes from one client address in
+	// an hour lock that address out for AddressLock: spraying many
+	// accounts from one place is throttled too. Successes do not count.
+	AddressLimit = 300
+	AddressLock  = 15 * time.Minute
 )
+
+var (
+	passwordRule = store.Limit{Max: PasswordLimit, Lock: PasswordLock}
+	factorRule   = store.Limit{Max: AccountFactorLimit, Lock: AccountFactorLock}
+	capRule      = store.Limit{Max: AccountFactorCap, Lock: 100 * 365 * 24 * time.Hour}
+	addressRule  = store.Limit{Max: AddressLimit, Lock: AddressLock, Window: time.Hour}
+)
+
+func addressKey(r *http.Request) string { return "ip:" + clientIP(r) }
+
+// addressAttempt counts a try against the client's address, unless the
+// address limit is off.
+func (p *Provider) addressAttempt(ctx context.Context, r *http.Request) (store.Throttle, error) {
+	if p.cfg.NoAddressThrottle {
+		return store.Throttle{Allowed: true}, nil
+	}
+	return p.store.Attempt(ctx, addressKey(r), addressRule, p.now())
+}
 
 // Throttle keys: the password counter per email address, the second
 // factor per account (with its hard cap) and per sign-in.
@@ -196,7 +219,7 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, msg)
 		return
 	}
-	p.factorSucceeded(ctx, f, user)
+	p.factorSucceeded(ctx, r, f, user)
 	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr...))
 }
 
@@ -210,7 +233,16 @@ func lockedMessage(t time.Time) string {
 // ended, or the store failed).
 func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (ok bool, locked string) {
 	ctx := r.Context()
-	th, err := p.store.Attempt(ctx, factorKey(user.ID), AccountFactorLimit, AccountFactorLock, p.now())
+	th, err := p.addressAttempt(ctx, r)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return false, ""
+	}
+	if !th.Allowed {
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"address"}`})
+		return false, lockedMessage(th.RetryAt)
+	}
+	th, err = p.store.Attempt(ctx, factorKey(user.ID), factorRule, p.now())
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
@@ -222,7 +254,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 	}
 	// The hard cap (security.md §3.1): failures in a row across every
 	// lock period; past it only an admin unlocks (`twofold users unlock`).
-	th, err = p.store.Attempt(ctx, capKey(user.ID), AccountFactorCap, 100*365*24*time.Hour, p.now())
+	th, err = p.store.Attempt(ctx, capKey(user.ID), capRule, p.now())
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
@@ -231,7 +263,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
 		return false, "Too many wrong codes: this account's two-step verification is locked. Ask your administrator to unlock it."
 	}
-	th, err = p.store.Attempt(ctx, flowKey(f.ID), FlowFactorLimit, p.cfg.LoginFlowLifespan, p.now())
+	th, err = p.store.Attempt(ctx, flowKey(f.ID), store.Limit{Max: FlowFactorLimit, Lock: p.cfg.LoginFlowLifespan}, p.now())
 	if err != nil || !th.Allowed {
 		// Too many tries in this sign-in: it ends here.
 		_ = p.store.DeleteLoginFlow(ctx, f.ID)
@@ -243,7 +275,8 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 	return true, ""
 }
 
-func (p *Provider) factorSucceeded(ctx context.Context, f store.LoginFlow, user store.User) {
+func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User) {
+	_ = p.store.Refund(ctx, addressKey(r))
 	_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
 	_ = p.store.ResetThrottle(ctx, capKey(user.ID))
 	_ = p.store.ResetThrottle(ctx, flowKey(f.ID))

@@ -176,6 +176,14 @@ type Factor struct {
 	LastUsedAt   *time.Time `db:"last_used_at"`
 }
 
+// Limit is a throttle's rule: at most Max attempts, then a lock of Lock.
+// With a Window, a count older than it starts again from zero.
+type Limit struct {
+	Max    int
+	Lock   time.Duration
+	Window time.Duration
+}
+
 // Throttle is the outcome of reserving an attempt.
 type Throttle struct {
 	Allowed bool

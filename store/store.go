@@ -190,11 +190,13 @@ type Store interface {
 	DeleteRecoveryCodes(ctx context.Context, userID string) error
 
 	// Attempt reserves one attempt under key before a secret is checked:
-	// when limit failures have been counted the key locks for lock and
-	// the attempt is refused. The count is atomic, so parallel requests
-	// cannot exceed it. ResetThrottle clears the key after a success.
-	Attempt(ctx context.Context, key string, limit int, lock time.Duration, now time.Time) (Throttle, error)
+	// past lim.Max counted attempts the key locks for lim.Lock and the
+	// attempt is refused. The count is atomic, so parallel requests
+	// cannot exceed it. ResetThrottle clears the key after a success;
+	// Refund takes one attempt back (a success on a shared key).
+	Attempt(ctx context.Context, key string, lim Limit, now time.Time) (Throttle, error)
 	ResetThrottle(ctx context.Context, key string) error
+	Refund(ctx context.Context, key string) error
 }
 
 // AuditEvent is one security-relevant event (R24).

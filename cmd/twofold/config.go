@@ -33,6 +33,14 @@ type Config struct {
 	Password    PasswordConfig `yaml:"password"`
 	Tokens      TokensConfig   `yaml:"tokens"`
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
+	Throttle    ThrottleConfig `yaml:"throttle"`
+}
+
+// ThrottleConfig sets brute-force limits beyond the per-account ones.
+type ThrottleConfig struct {
+	// PerAddress limits failed sign-ins per client address. Turn it off
+	// behind a reverse proxy, where every client has the proxy's address.
+	PerAddress bool `yaml:"per_address"`
 }
 
 // WebAuthnConfig sets security keys and passkeys. The relying party id is
@@ -81,6 +89,7 @@ func DefaultConfig() Config {
 			MinLength: 12,
 		},
 		WebAuthn: WebAuthnConfig{Passwordless: true},
+		Throttle: ThrottleConfig{PerAddress: true},
 		Tokens: TokensConfig{
 			AuthorizeCodeLifespan: time.Minute, AccessTokenLifespan: 15 * time.Minute,
 			IDTokenLifespan: 15 * time.Minute, RefreshTokenLifespan: 30 * 24 * time.Hour,

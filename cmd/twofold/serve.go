@@ -198,6 +198,7 @@ func providerConfig(cfg Config) provider.Config {
 		SessionLifespan:       cfg.Tokens.SessionLifespan,
 		IDTokenAlg:            cfg.Tokens.IDTokenAlg,
 		NoPasswordless:        !cfg.WebAuthn.Passwordless,
+		NoAddressThrottle:     !cfg.Throttle.PerAddress,
 	}
 }
 

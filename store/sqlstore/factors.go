@@ -118,13 +118,19 @@ func (s *Store) DeleteRecoveryCodes(ctx context.Context, userID string) error {
 
 // Attempt counts an attempt atomically: the upsert increments failures
 // and returns the new row, so two racing attempts see different counts.
-func (s *Store) Attempt(ctx context.Context, key string, limit int, lock time.Duration, now time.Time) (store.Throttle, error) {
+func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now time.Time) (store.Throttle, error) {
 	now = now.UTC()
 	var out store.Throttle
 	err := s.InTx(ctx, func(ctx context.Context) error {
 		// An expired lock starts a fresh count.
 		if _, err := s.exec(ctx, `DELETE FROM throttles WHERE key = ? AND locked_until IS NOT NULL AND locked_until <= ?`, key, now); err != nil {
 			return err
+		}
+		// So does an unlocked count older than the window.
+		if lim.Window > 0 {
+			if _, err := s.exec(ctx, `DELETE FROM throttles WHERE key = ? AND locked_until IS NULL AND window_start <= ?`, key, now.Add(-lim.Window)); err != nil {
+				return err
+			}
 		}
 		var row struct {
 			Failures    int        `db:"failures"`
@@ -140,8 +146,8 @@ func (s *Store) Attempt(ctx context.Context, key string, limit int, lock time.Du
 		switch {
 		case row.LockedUntil != nil:
 			out.RetryAt = *row.LockedUntil
-		case row.Failures > limit:
-			out.RetryAt = now.Add(lock)
+		case row.Failures > lim.Max:
+			out.RetryAt = now.Add(lim.Lock)
 			if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ?`, out.RetryAt, key); err != nil {
 				return err
 			}
@@ -193,4 +199,10 @@ func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) (store.WebAu
 	var w store.WebAuthnSession
 	err := s.get(ctx, &w, `DELETE FROM webauthn_sessions WHERE id = ? RETURNING id, user_id, data, expires_at`, id)
 	return w, wrap(err, "take webauthn session")
+}
+
+// Refund takes back one counted attempt.
+func (s *Store) Refund(ctx context.Context, key string) error {
+	_, err := s.exec(ctx, `UPDATE throttles SET failures = failures - 1 WHERE key = ? AND failures > 0`, key)
+	return wrap(err, "refund throttle attempt")
 }

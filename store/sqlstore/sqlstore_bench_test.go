@@ -118,11 +118,11 @@ func BenchmarkStore(b *testing.B) {
 		})
 		b.Run("AttemptAndReset", func(b *testing.B) {
 			for b.Loop() {
-				th, err := s.Attempt(ctx, "pwd:agent:"+u.EmailKey, 10, 15*time.Minute, time.Now())
+				th, err := s.Attempt(ctx, "pwd:"+u.EmailKey, store.Limit{Max: 10, Lock: 15 * time.Minute}, time.Now())
 				if err != nil || !th.Allowed {
 					b.Fatal(err, th)
 				}
-				if err := s.ResetThrottle(ctx, "pwd:agent:"+u.EmailKey); err != nil {
+				if err := s.ResetThrottle(ctx, "pwd:"+u.EmailKey); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -32,6 +32,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UserConcurrentCreate", testUserConcurrentCreate},
 		{"Audit", testAudit},
 		{"OAuth2DeleteSubjectTokens", testOAuth2DeleteSubjectTokens},
+		{"Throttle", testThrottle},
+		{"ThrottleParallel", testThrottleParallel},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},
