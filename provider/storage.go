@@ -21,8 +21,9 @@ import (
 // replica can redeem what another issued. Requests are kept as JSON with
 // the client by id and the session serialised.
 type fositeStore struct {
-	store store.Store
-	now   func() time.Time
+	store   store.Store
+	now     func() time.Time
+	clients clientCache
 }
 
 var (
@@ -53,6 +54,9 @@ type storedRequest struct {
 }
 
 func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	if c, ok := s.clients.get(id); ok {
+		return c, nil
+	}
 	c, err := s.store.GetClient(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
@@ -60,7 +64,9 @@ func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	if err != nil {
 		return nil, err
 	}
-	return newClient(c), nil
+	fc := newClient(c)
+	s.clients.put(fc)
+	return fc, nil
 }
 
 // ClientAssertionJWTValid refuses a private_key_jwt assertion id seen before.
