@@ -845,7 +845,7 @@ func (m *mod) checkSignatureByKid(raw string, header map[string]any) {
 		m.Errorf("ID token kid %q matches %d JWKS keys, want 1", kid, len(keys))
 		return
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512, jose.ES256, jose.ES384, jose.ES512, jose.EdDSA})
 	if err != nil {
 		m.Errorf("ID token: %v", err)
 		return

@@ -105,14 +105,6 @@ func (b *browser) text(sel string) string {
 	return s
 }
 
-func (b *browser) location() string {
-	loc, err := chromedp.Run(b.ctx, chromedp.Location())
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return loc
-}
-
 // shot saves a PNG of the whole page, numbered in visiting order.
 func (b *browser) shot(name string) {
 	b.shots++

@@ -40,7 +40,7 @@ func startRP(t *testing.T, env *providertest.Env) *relyingParty {
 		if conf == nil {
 			p, err := oidc.NewProvider(r.Context(), env.URL)
 			if err != nil {
-				http.Error(w, err.Error(), 502)
+				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
 			conf = &oauth2.Config{ClientID: id, ClientSecret: secret, Endpoint: p.Endpoint(),
@@ -53,18 +53,18 @@ func startRP(t *testing.T, env *providertest.Env) *relyingParty {
 	mux.HandleFunc("GET /callback", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("state") != state || q.Get("error") != "" {
-			http.Error(w, "sign-in failed: "+q.Get("error")+" "+q.Get("error_description"), 400)
+			http.Error(w, "sign-in failed: "+q.Get("error")+" "+q.Get("error_description"), http.StatusBadRequest)
 			return
 		}
 		tok, err := conf.Exchange(r.Context(), q.Get("code"), oauth2.VerifierOption(pkce))
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		raw, _ := tok.Extra("id_token").(string)
 		idt, err := verifier.Verify(r.Context(), raw)
 		if err != nil || idt.Nonce != nonce {
-			http.Error(w, "bad ID token", 502)
+			http.Error(w, "bad ID token", http.StatusBadGateway)
 			return
 		}
 		var claims map[string]any

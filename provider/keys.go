@@ -227,7 +227,7 @@ var ErrUnknownKey = errors.New("token signed by an unknown key")
 // Verify checks a compact JWS against our keys (any alg we offer, never
 // none) and returns its payload. Expiry is the caller's business.
 func (ks *KeySet) Verify(ctx context.Context, token string) ([]byte, error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		return nil, fmt.Errorf("parse token: %w", err)
 	}

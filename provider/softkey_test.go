@@ -64,8 +64,8 @@ func (k *softKey) authData(attested bool) []byte {
 		out = append(out, make([]byte, 16)...) // AAGUID
 		out = binary.BigEndian.AppendUint16(out, uint16(len(k.id)))
 		out = append(out, k.id...)
-		cose, _ := cbor.Marshal(map[int]any{1: 2, 3: -7, -1: 1,
-			-2: k.priv.PublicKey.X.FillBytes(make([]byte, 32)), -3: k.priv.PublicKey.Y.FillBytes(make([]byte, 32))})
+		point, _ := k.priv.PublicKey.Bytes() // 0x04 || X || Y
+		cose, _ := cbor.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: point[1:33], -3: point[33:65]})
 		out = append(out, cose...)
 	}
 	return out
