@@ -234,12 +234,18 @@ func (p *Provider) currentSession(r *http.Request) (store.Session, store.User, b
 	}
 	ctx := r.Context()
 	s, err := p.store.GetSession(ctx, sessionID(v))
-	if err != nil || !p.now().Before(s.ExpiresAt) {
+	now := p.now()
+	if err != nil || !now.Before(s.ExpiresAt) || now.Sub(s.LastSeen) > p.cfg.SessionIdle {
 		return store.Session{}, store.User{}, false
 	}
 	u, err := p.store.GetUser(ctx, s.UserID)
 	if err != nil || u.Disabled {
 		return store.Session{}, store.User{}, false
+	}
+	// Record the use, at most once a minute (a write per request would
+	// cost more than the idle timeout is worth).
+	if now.Sub(s.LastSeen) > time.Minute {
+		_ = p.store.TouchSession(ctx, s.ID, now)
 	}
 	return s, u, true
 }

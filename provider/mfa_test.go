@@ -952,3 +952,25 @@ func TestR25_PerAddress(t *testing.T) {
 	form.Set("password", password)
 	assert.Equal(t, http.StatusSeeOther, b.Post(e.URL+"/login", form).StatusCode, "open again after the lock")
 }
+
+// TestSessionIdleTimeout: an SSO session unused for SessionIdle ends;
+// used within it, it lives on (up to its absolute lifetime).
+func TestSessionIdleTimeout(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	b := providertest.NewBrowser(t)
+	e.rp.login(t, b, "ada@example.com")
+	silent := func() string {
+		p := b.Get(e.rp.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+		q := mustQuery(t, p.Location())
+		if q.Get("code") != "" {
+			return "code"
+		}
+		return q.Get("error")
+	}
+	for range 3 {
+		e.clock.Advance(20 * time.Minute) // used every 20 minutes: stays
+		assert.Equal(t, "code", silent())
+	}
+	e.clock.Advance(31 * time.Minute)
+	assert.Equal(t, "login_required", silent(), "idle for more than 30 minutes: signed out")
+}

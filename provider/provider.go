@@ -34,6 +34,8 @@ type Config struct {
 	RefreshTokenLifespan  time.Duration
 	LoginFlowLifespan     time.Duration
 	SessionLifespan       time.Duration
+	// SessionIdle ends a session unused for that long.
+	SessionIdle time.Duration
 	// IDTokenAlg is the default ID token algorithm: RS256 or ES256.
 	IDTokenAlg string
 	// NoPasswordless turns off "Sign in with a passkey".
@@ -56,6 +58,7 @@ func (c *Config) setDefaults() {
 	def(&c.RefreshTokenLifespan, 30*24*time.Hour)
 	def(&c.LoginFlowLifespan, 15*time.Minute)
 	def(&c.SessionLifespan, 12*time.Hour)
+	def(&c.SessionIdle, 30*time.Minute)
 	if c.IDTokenAlg == "" {
 		c.IDTokenAlg = RS256
 	}

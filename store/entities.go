@@ -109,6 +109,8 @@ type Session struct {
 	ACR       string    `db:"acr"`
 	AuthTime  time.Time `db:"auth_time"`
 	CreatedAt time.Time `db:"created_at"`
+	// LastSeen is when the session was last used (idle timeout).
+	LastSeen  time.Time `db:"last_seen"`
 	ExpiresAt time.Time `db:"expires_at"`
 }
 

@@ -143,6 +143,8 @@ type Store interface {
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, id string) (Session, error)
 	DeleteSession(ctx context.Context, id string) error
+	// TouchSession records that a session was used at t.
+	TouchSession(ctx context.Context, id string, t time.Time) error
 	DeleteUserSessions(ctx context.Context, userID string) error
 
 	CreateLoginFlow(ctx context.Context, f LoginFlow) error

@@ -57,6 +57,7 @@ type TokensConfig struct {
 	IDTokenLifespan       time.Duration `yaml:"id_token_lifespan"`
 	RefreshTokenLifespan  time.Duration `yaml:"refresh_token_lifespan"`
 	SessionLifespan       time.Duration `yaml:"session_lifespan"`
+	SessionIdle           time.Duration `yaml:"session_idle"`
 	IDTokenAlg            string        `yaml:"id_token_alg"`
 }
 
@@ -93,7 +94,7 @@ func DefaultConfig() Config {
 		Tokens: TokensConfig{
 			AuthorizeCodeLifespan: time.Minute, AccessTokenLifespan: 15 * time.Minute,
 			IDTokenLifespan: 15 * time.Minute, RefreshTokenLifespan: 30 * 24 * time.Hour,
-			SessionLifespan: 12 * time.Hour, IDTokenAlg: "RS256",
+			SessionLifespan: 12 * time.Hour, SessionIdle: 30 * time.Minute, IDTokenAlg: "RS256",
 		},
 	}
 }
@@ -310,6 +311,7 @@ func (c Config) Validate() []string {
 		{"tokens.id_token_lifespan", t.IDTokenLifespan, time.Second, 24 * time.Hour},
 		{"tokens.refresh_token_lifespan", t.RefreshTokenLifespan, time.Minute, 365 * 24 * time.Hour},
 		{"tokens.session_lifespan", t.SessionLifespan, time.Minute, 30 * 24 * time.Hour},
+		{"tokens.session_idle", t.SessionIdle, time.Minute, 30 * 24 * time.Hour},
 	} {
 		if d.v < d.min || d.v > d.max {
 			add(d.field, "%s must be from %s to %s", d.v, d.min, d.max)

@@ -196,6 +196,7 @@ func providerConfig(cfg Config) provider.Config {
 		IDTokenLifespan:       cfg.Tokens.IDTokenLifespan,
 		RefreshTokenLifespan:  cfg.Tokens.RefreshTokenLifespan,
 		SessionLifespan:       cfg.Tokens.SessionLifespan,
+		SessionIdle:           cfg.Tokens.SessionIdle,
 		IDTokenAlg:            cfg.Tokens.IDTokenAlg,
 		NoPasswordless:        !cfg.WebAuthn.Passwordless,
 		NoAddressThrottle:     !cfg.Throttle.PerAddress,

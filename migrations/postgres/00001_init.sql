@@ -97,6 +97,7 @@ CREATE TABLE sso_sessions (
     acr        TEXT NOT NULL DEFAULT '',
     auth_time  TIMESTAMPTZ NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
+    last_seen  TIMESTAMPTZ NOT NULL,          -- for the idle timeout
     expires_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX sso_sessions_user ON sso_sessions (user_id);

@@ -97,6 +97,7 @@ CREATE TABLE sso_sessions (
     acr        TEXT NOT NULL DEFAULT '',
     auth_time  DATETIME NOT NULL,
     created_at DATETIME NOT NULL,
+    last_seen  DATETIME NOT NULL,          -- for the idle timeout
     expires_at DATETIME NOT NULL
 );
 CREATE INDEX sso_sessions_user ON sso_sessions (user_id);

@@ -43,16 +43,25 @@ func utcPtr(t *time.Time) *time.Time {
 
 // CreateSession stores an SSO session.
 func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
-	_, err := s.exec(ctx, `INSERT INTO sso_sessions (id, user_id, amr, acr, auth_time, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		se.ID, se.UserID, se.AMR, se.ACR, se.AuthTime.UTC(), se.CreatedAt.UTC(), se.ExpiresAt.UTC())
+	if se.LastSeen.IsZero() {
+		se.LastSeen = se.CreatedAt
+	}
+	_, err := s.exec(ctx, `INSERT INTO sso_sessions (id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		se.ID, se.UserID, se.AMR, se.ACR, se.AuthTime.UTC(), se.CreatedAt.UTC(), se.LastSeen.UTC(), se.ExpiresAt.UTC())
 	return wrap(err, "create session")
 }
 
 // GetSession finds a session by id (expired ones too: callers check).
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
 	var se store.Session
-	err := s.get(ctx, &se, `SELECT id, user_id, amr, acr, auth_time, created_at, expires_at FROM sso_sessions WHERE id = ?`, id)
+	err := s.get(ctx, &se, `SELECT id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at FROM sso_sessions WHERE id = ?`, id)
 	return se, wrap(err, "get session")
+}
+
+// TouchSession records a use of the session.
+func (s *Store) TouchSession(ctx context.Context, id string, t time.Time) error {
+	_, err := s.exec(ctx, `UPDATE sso_sessions SET last_seen = ? WHERE id = ?`, t.UTC(), id)
+	return wrap(err, "touch session")
 }
 
 // DeleteSession ends one session; a missing one is not an error.

@@ -51,6 +51,12 @@ func testSessionCreateGet(t *testing.T, s store.Store) {
 	sameTime(t, se.AuthTime, got.AuthTime, "auth_time")
 	sameTime(t, se.CreatedAt, got.CreatedAt, "created_at")
 	sameTime(t, se.ExpiresAt, got.ExpiresAt, "expires_at")
+	sameTime(t, se.CreatedAt, got.LastSeen, "last_seen starts at created_at")
+
+	require.NoError(t, s.TouchSession(ctx, "hash-of-cookie", base.Add(time.Hour)))
+	got, err = s.GetSession(ctx, "hash-of-cookie")
+	require.NoError(t, err)
+	sameTime(t, base.Add(time.Hour), got.LastSeen, "touched")
 
 	// A session with no AMR reads back as an empty list.
 	bare := newSession("bare", "u1")
