@@ -103,16 +103,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			p.retryEnrol(w, r, user, page)
 			return
 		}
-		p.factorSucceeded(ctx, r, f, user)
-		// A factor made in this flow proves nothing yet (security.md
-		// §3.3): it is presented in its own step afterwards if needed.
-		from := f.State
-		f.State = store.FlowRecoveryCodes
-		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
-			p.expired(w, r)
-			return
-		}
-		p.showFlowCodes(w, r, f, user, "")
+		p.enrolled(w, r, f, user)
 	case "start-webauthn":
 		k, err := p.beginRegistration(ctx, user, keyName(r.PostForm.Get("name")))
 		if err != nil {
@@ -135,14 +126,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			p.render(w, r, http.StatusBadRequest, "enrol.html", page)
 			return
 		}
-		p.factorSucceeded(ctx, r, f, user)
-		from := f.State
-		f.State = store.FlowRecoveryCodes
-		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
-			p.expired(w, r)
-			return
-		}
-		p.showFlowCodes(w, r, f, user, "")
+		p.enrolled(w, r, f, user)
 	case "cancel":
 		// The user cannot set a factor up now: the client gets an honest
 		// error rather than a token that claims less than it required.
@@ -157,6 +141,21 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.expired(w, r)
 	}
+}
+
+// enrolled moves a flow on once its first factor is set up: recovery
+// codes next. A factor made in this flow proves nothing yet (security.md
+// §3.3), so f.Methods does not grow: it is presented in its own step
+// afterwards when the sign-in needs two factors.
+func (p *Provider) enrolled(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) {
+	p.factorSucceeded(r.Context(), r, f, user)
+	from := f.State
+	f.State = store.FlowRecoveryCodes
+	if err := p.store.UpdateLoginFlow(r.Context(), f, from); err != nil {
+		p.expired(w, r)
+		return
+	}
+	p.showFlowCodes(w, r, f, user, "")
 }
 
 // retryEnrol shows the pending secret again after a wrong code (this is

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,6 +124,43 @@ func sessionCount(t *testing.T, e *mfaEnv, b *providertest.Browser) int {
 		}
 	}
 	return n
+}
+
+// race brings n browsers to the second-factor step, then has them all
+// post at once: browser i posts method and code(i) to bases[i%len(bases)].
+// It returns how many answers had each status.
+func (e *mfaEnv) race(t *testing.T, n int, bases []string, method string, code func(i int) string) map[int]int {
+	t.Helper()
+	authURL, _ := e.authURL()
+	pages := make([]providertest.Page, n)
+	browsers := make([]*providertest.Browser, n)
+	for i := range n {
+		browsers[i] = providertest.NewBrowser(t)
+		pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
+	}
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			form := pages[i].Hidden()
+			form.Set("method", method)
+			form.Set("code", code(i))
+			resp, err := browsers[i].PostForm(bases[i%len(bases)]+"/login/2fa", form)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return statuses
 }
 
 // TestR01_NoTokenCodeOrSessionBeforeSecondFactor: after the password of a
@@ -349,35 +385,8 @@ func TestR07_RecoveryCodesSingleUse(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, e.submitCode(b2, page, "recovery", codes[0]).StatusCode, "used once only")
 
 			// 50 sign-ins race one code.
-			const n = 50
-			pages := make([]providertest.Page, n)
-			browsers := make([]*providertest.Browser, n)
-			for i := range n {
-				browsers[i] = providertest.NewBrowser(t)
-				pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
-			}
-			var wins atomic.Int32
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					form := pages[i].Hidden()
-					form.Set("method", "recovery")
-					form.Set("code", codes[1])
-					resp, err := browsers[i].PostForm(e.URL+"/login/2fa", form)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusSeeOther {
-						wins.Add(1)
-					}
-				}()
-			}
-			wg.Wait()
-			assert.EqualValues(t, 1, wins.Load(), "exactly one of 50 concurrent uses succeeds")
+			got := e.race(t, 50, []string{e.URL}, "recovery", func(int) string { return codes[1] })
+			assert.Equal(t, 1, got[http.StatusSeeOther], "exactly one of 50 concurrent uses succeeds: %v", got)
 			left, _ := e.Store.CountRecoveryCodes(context.Background(), e.user.ID)
 			assert.Equal(t, 13, left)
 		})
@@ -733,42 +742,11 @@ func TestTOTPReplayAcrossReplicas(t *testing.T) {
 	e := &mfaEnv{Env: a, clock: c, user: a.User(t, "ada@example.com", password, store.PopulationAgent)}
 	e.rp = newRP(t, a, clients.Spec{FirstParty: true})
 	secret := e.addTOTP(t, e.user.ID)
-	authURL, _ := e.authURL()
-	const n = 30
-	pages := make([]providertest.Page, n)
-	browsers := make([]*providertest.Browser, n)
-	for i := range n {
-		browsers[i] = providertest.NewBrowser(t)
-		pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
-	}
-	code := e.code(t, secret)
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			base := a.ServerURL()
-			if i%2 == 1 {
-				base = bEnv.ServerURL()
-				// The flow cookie was set for A's host; B shares it (same IP).
-			}
-			form := pages[i].Hidden()
-			form.Set("method", "totp")
-			form.Set("code", code)
-			resp, err := browsers[i].PostForm(base+"/login/2fa", form)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusSeeOther {
-				wins.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	assert.EqualValues(t, 1, wins.Load(), "a TOTP code is accepted once across replicas")
+	code, err := mfa.TOTPCode(secret, c.Now())
+	require.NoError(t, err)
+	// The flow cookie is for 127.0.0.1, so replica B gets it too.
+	got := e.race(t, 30, []string{a.ServerURL(), bEnv.ServerURL()}, "totp", func(int) string { return code })
+	assert.Equal(t, 1, got[http.StatusSeeOther], "a TOTP code is accepted once across replicas: %v", got)
 }
 
 // TestR25_ParallelGuessesAreBounded: 30 wrong codes sent at once, one per
@@ -780,35 +758,8 @@ func TestR25_ParallelGuessesAreBounded(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			e := newMFAEnv(t, dialect)
 			e.addTOTP(t, e.user.ID)
-			authURL, _ := e.authURL()
 			const n = 30
-			pages := make([]providertest.Page, n)
-			browsers := make([]*providertest.Browser, n)
-			for i := range n {
-				browsers[i] = providertest.NewBrowser(t)
-				pages[i] = e.toSecondStep(t, browsers[i], authURL, "ada@example.com")
-			}
-			var wg sync.WaitGroup
-			var throttled atomic.Int32
-			for i := range n {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					form := pages[i].Hidden()
-					form.Set("method", "totp")
-					form.Set("code", fmt.Sprintf("%06d", i))
-					resp, err := browsers[i].PostForm(e.URL+"/login/2fa", form)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusTooManyRequests {
-						throttled.Add(1)
-					}
-				}()
-			}
-			wg.Wait()
+			got := e.race(t, n, []string{e.URL}, "totp", func(i int) string { return fmt.Sprintf("%06d", i) })
 			events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{UserID: e.user.ID, Limit: 1000})
 			require.NoError(t, err)
 			evaluated := 0
@@ -818,7 +769,7 @@ func TestR25_ParallelGuessesAreBounded(t *testing.T) {
 				}
 			}
 			assert.LessOrEqual(t, evaluated, provider.AccountFactorLimit, "no more codes checked than the limit")
-			assert.GreaterOrEqual(t, int(throttled.Load()), n-provider.AccountFactorLimit)
+			assert.GreaterOrEqual(t, got[http.StatusTooManyRequests], n-provider.AccountFactorLimit)
 		})
 	}
 }
