@@ -6,7 +6,7 @@ package providertest
 
 import (
 	"context"
-	"encoding/pem"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -44,8 +44,8 @@ type Env struct {
 	// HTTPClient reaches the server: over TLS it trusts the test
 	// certificate; over plain http it is a default client.
 	HTTPClient *http.Client
-	// CACertPEM is the test certificate (it is its own CA) in PEM, for
-	// clients outside Go; nil without TLS.
+	// CACertPEM is the test CA's certificate in PEM, for clients outside
+	// Go; nil without TLS.
 	CACertPEM []byte
 }
 
@@ -63,10 +63,11 @@ type Options struct {
 	// Localhost names the issuer http://localhost:PORT instead of the
 	// IP: WebAuthn needs a domain as relying party id.
 	Localhost bool
-	// TLS serves over https on loopback with httptest's certificate
-	// (valid for 127.0.0.1), so the issuer is https://127.0.0.1:PORT and
-	// the provider's cookies are __Host- and Secure. Use Env.HTTPClient,
-	// NewBrowserFor, or Env.CAFile (for Node) to trust it.
+	// TLS serves over https on loopback with a certificate (for
+	// 127.0.0.1, ::1 and localhost) from a CA generated at test time, so
+	// the issuer is https://127.0.0.1:PORT and the provider's cookies are
+	// __Host- and Secure. Use Env.HTTPClient, NewBrowserFor, or
+	// Env.CAFile (for Node) to trust the CA.
 	TLS bool
 }
 
@@ -122,9 +123,12 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	env := &Env{URL: issuer, Store: s, Provider: p, Accounts: acc, Key: o.Key, DBURL: o.DatabaseURL, Server: ts,
 		Clients: &clients.Registry{Store: s, Hasher: hasher}}
 	if o.TLS {
+		// A CA generated for this test signs the server's certificate.
+		ca := newTestCA(t)
+		ts.TLS = &tls.Config{Certificates: []tls.Certificate{ca.server}, MinVersion: tls.VersionTLS12}
 		ts.StartTLS()
-		env.HTTPClient = ts.Client()
-		env.CACertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+		env.HTTPClient = ca.client()
+		env.CACertPEM = ca.pem
 	} else {
 		ts.Start()
 		env.HTTPClient = &http.Client{Timeout: 30 * time.Second}
