@@ -10,7 +10,7 @@ import (
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
 
-func TestRequireMFAAndAudit(t *testing.T) {
+func TestR15_R24_RequireMFAAndAudit(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
 			env := migratedDB(t, dialect)
