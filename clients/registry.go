@@ -34,6 +34,9 @@ type Spec struct {
 	JWKS       string
 	JWKSURI    string
 	IDTokenAlg string
+	// AccessTokenFormat is opaque (default) or jwt: RFC 9068 JWT access
+	// tokens, signed with IDTokenAlg by the keys published at /jwks.
+	AccessTokenFormat string
 }
 
 // Registry registers clients and manages their secrets. Its methods take
@@ -80,6 +83,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (store.Client, string,
 		JWKS:                    spec.JWKS,
 		JWKSURI:                 spec.JWKSURI,
 		IDTokenAlg:              spec.IDTokenAlg,
+		AccessTokenFormat:       spec.AccessTokenFormat,
 		CreatedAt:               now,
 		UpdatedAt:               now,
 	}

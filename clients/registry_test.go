@@ -41,6 +41,7 @@ func TestRegistryCreate(t *testing.T) {
 			assert.Equal(t, store.Strings{"https://app.example.com/"}, got.PostLogoutRedirectURIs)
 			assert.Equal(t, AuthClientSecretBasic, got.TokenEndpointAuthMethod)
 			assert.Equal(t, "RS256", got.IDTokenAlg)
+			assert.Equal(t, store.AccessTokenOpaque, got.AccessTokenFormat, "opaque by default")
 			assert.NotContains(t, string(got.SecretHash), secret, "the secret is not stored")
 			want, err := r.Hasher.Hash(ctx, []byte(secret))
 			require.NoError(t, err)
@@ -53,12 +54,24 @@ func TestRegistryCreate(t *testing.T) {
 			assert.Empty(t, secret, "public clients get no secret")
 			assert.Empty(t, pub.SecretHash)
 
-			_, _, err = r.Create(ctx, Spec{Name: "bad", RedirectURIs: []string{"myapp://cb"}})
-			var ve *ValidationError
-			require.ErrorAs(t, err, &ve)
+			svc, _, err := r.Create(ctx, Spec{Name: "API", GrantTypes: []string{GrantClientCredentials}, IDTokenAlg: "ES256", AccessTokenFormat: "jwt"})
+			require.NoError(t, err)
+			got, err = r.Get(ctx, svc.ID)
+			require.NoError(t, err)
+			assert.Equal(t, store.AccessTokenJWT, got.AccessTokenFormat)
+			assert.Equal(t, "ES256", got.IDTokenAlg)
+
+			for _, bad := range []Spec{
+				{Name: "bad", RedirectURIs: []string{"myapp://cb"}},
+				{Name: "bad format", GrantTypes: []string{GrantClientCredentials}, AccessTokenFormat: "jws"},
+			} {
+				_, _, err = r.Create(ctx, bad)
+				var ve *ValidationError
+				require.ErrorAs(t, err, &ve)
+			}
 			list, err := r.List(ctx)
 			require.NoError(t, err)
-			assert.Len(t, list, 2, "a refused registration writes nothing")
+			assert.Len(t, list, 3, "a refused registration writes nothing")
 		})
 	}
 }

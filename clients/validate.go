@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/twofold-idp/twofold/store"
 )
 
 // Grant types a client may register. The password and implicit grants are
@@ -54,6 +56,13 @@ func SupportedAuthMethods() []string {
 // SupportedIDTokenAlgs lists the algorithms an ID token may be signed with.
 func SupportedIDTokenAlgs() []string { return []string{"RS256", "ES256"} }
 
+// SupportedAccessTokenFormats lists the access token formats, default
+// first: opaque HMAC tokens, or RFC 9068 JWTs signed like the client's ID
+// tokens (same algorithm, same keys).
+func SupportedAccessTokenFormats() []string {
+	return []string{store.AccessTokenOpaque, store.AccessTokenJWT}
+}
+
 // ValidationError is a refused registration. Field uses the OpenID
 // Connect registration metadata names (redirect_uris, grant_types...) so
 // the message points at the value to fix whichever front end set it.
@@ -71,7 +80,8 @@ func invalid(field, format string, args ...any) error {
 // Validate checks a registration and returns it with Twofold's defaults
 // filled in: grant types authorization_code and refresh_token; scopes
 // openid, profile, email and offline_access; client_secret_basic (none
-// for a public client); ID tokens signed with RS256. The returned slices
+// for a public client); ID tokens signed with RS256; opaque access
+// tokens. The returned slices
 // are copies, never aliases of the caller's.
 func Validate(s Spec) (Spec, error) {
 	s.Name = strings.TrimSpace(s.Name)
@@ -115,6 +125,13 @@ func Validate(s Spec) (Spec, error) {
 	}
 	if !slices.Contains(SupportedIDTokenAlgs(), s.IDTokenAlg) {
 		return Spec{}, invalid("id_token_alg", "%q is not supported (want %s)", s.IDTokenAlg, strings.Join(SupportedIDTokenAlgs(), " or "))
+	}
+
+	if s.AccessTokenFormat == "" {
+		s.AccessTokenFormat = store.AccessTokenOpaque
+	}
+	if !slices.Contains(SupportedAccessTokenFormats(), s.AccessTokenFormat) {
+		return Spec{}, invalid("access_token_format", "%q is not supported (want %s)", s.AccessTokenFormat, strings.Join(SupportedAccessTokenFormats(), " or "))
 	}
 	return s, nil
 }

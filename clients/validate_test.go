@@ -66,6 +66,7 @@ func TestValidateDefaults(t *testing.T) {
 	assert.Equal(t, []string{"openid", "profile", "email", "offline_access"}, got.Scopes)
 	assert.Equal(t, AuthClientSecretBasic, got.TokenEndpointAuthMethod)
 	assert.Equal(t, "RS256", got.IDTokenAlg)
+	assert.Equal(t, "opaque", got.AccessTokenFormat)
 
 	got, err = Validate(Spec{Name: "SPA", Public: true, RedirectURIs: []string{"http://localhost:3000/cb"}})
 	require.NoError(t, err)
@@ -122,6 +123,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"jwks_uri relative", Spec{Name: "x", RedirectURIs: cb, TokenEndpointAuthMethod: AuthPrivateKeyJWT, JWKSURI: "/jwks"}, "jwks_uri", "https"},
 		{"id token alg", Spec{Name: "x", RedirectURIs: cb, IDTokenAlg: "HS256"}, "id_token_alg", `"HS256" is not supported`},
 		{"id token alg none", Spec{Name: "x", RedirectURIs: cb, IDTokenAlg: "none"}, "id_token_alg", "not supported"},
+		{"access token format", Spec{Name: "x", RedirectURIs: cb, AccessTokenFormat: "jws"}, "access_token_format", `"jws" is not supported (want opaque or jwt)`},
+		{"access token format upper case", Spec{Name: "x", RedirectURIs: cb, AccessTokenFormat: "JWT"}, "access_token_format", `"JWT" is not supported`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,6 +136,15 @@ func TestValidateRefuses(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Contains(t, err.Error(), tc.field+": ", "the message names the field")
 		})
+	}
+}
+
+func TestValidateAccessTokenFormat(t *testing.T) {
+	for _, format := range []string{"opaque", "jwt"} {
+		got, err := Validate(Spec{Name: "x", GrantTypes: []string{GrantClientCredentials}, IDTokenAlg: "ES256", AccessTokenFormat: format})
+		require.NoError(t, err)
+		assert.Equal(t, format, got.AccessTokenFormat)
+		assert.Equal(t, "ES256", got.IDTokenAlg, "a JWT access token is signed with the client's algorithm")
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
@@ -170,12 +171,13 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		MinParameterEntropy:            fosite.MinParameterEntropy,
 		JWKSFetcherStrategy:            fosite.NewDefaultJWKSFetcherStrategy(),
 		ClientAuthenticationStrategy:   nil,
+		JWTScopeClaimKey:               jwt.JWTScopeFieldString, // JWT access tokens: "scope" as a string (RFC 9068 §2.2.3), not a "scp" list
 	}
 	p.fosite = fc
 	fstore := &fositeStore{store: o.Store, now: o.Now}
 	signer := &tokenSigner{keys: keys, defaultAlg: o.Config.IDTokenAlg}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(fc),
+		CoreStrategy:               newAccessTokens(fc, signer, compose.NewOAuth2HMACStrategy(fc)),
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
 		Signer:                     signer,
 	}

@@ -7,8 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"time"
 
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 )
@@ -23,6 +26,58 @@ type Session struct {
 
 func newSession() *Session {
 	return &Session{DefaultSession: &openid.DefaultSession{Claims: &jwt.IDTokenClaims{}, Headers: &jwt.Headers{}}}
+}
+
+// Clone is a deep copy. fosite clones the session of a refresh token for
+// the tokens it issues; without this the embedded session's Clone would
+// return a bare *openid.DefaultSession and drop UserinfoClaims.
+func (s *Session) Clone() fosite.Session {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	if s.DefaultSession != nil {
+		c.DefaultSession = s.DefaultSession.Clone().(*openid.DefaultSession)
+	}
+	c.UserinfoClaims = slices.Clone(s.UserinfoClaims)
+	return &c
+}
+
+// jwtAccessSession is a Session as fosite's JWT strategy sees it while it
+// signs an access token: the token's claims and header beside the
+// session.
+type jwtAccessSession struct {
+	*Session
+	claims *jwt.JWTClaims
+	header *jwt.Headers
+}
+
+var _ oauth2.JWTSessionContainer = (*jwtAccessSession)(nil)
+
+func (s *jwtAccessSession) GetJWTClaims() jwt.JWTClaimsContainer { return s.claims }
+func (s *jwtAccessSession) GetJWTHeader() *jwt.Headers           { return s.header }
+
+// jwtAccess returns the session as a JWT access token issued at iat to c
+// (RFC 9068 §2): typ at+jwt, signed with the client's algorithm; iss,
+// iat, sub (the user, or the client itself for client_credentials),
+// client_id, and for a user's token how they signed in, as the ID token
+// says. fosite adds exp, aud, scope and jti. Claims are picked one by one
+// so nothing else of the session (rat, sid, the email, the claims
+// request) reaches a token the client and resource servers can read.
+func (s *Session) jwtAccess(issuer string, c *client, iat time.Time) *jwtAccessSession {
+	claims := &jwt.JWTClaims{Issuer: issuer, Subject: s.GetSubject(), IssuedAt: iat, Extra: map[string]any{"client_id": c.ID}}
+	id := s.IDTokenClaims()
+	if !id.AuthTime.IsZero() {
+		claims.Extra["auth_time"] = id.AuthTime.Unix()
+	}
+	if id.AuthenticationContextClassReference != "" {
+		claims.Extra["acr"] = id.AuthenticationContextClassReference
+	}
+	if len(id.AuthenticationMethodsReferences) > 0 {
+		claims.Extra["amr"] = slices.Clone(id.AuthenticationMethodsReferences)
+	}
+	header := &jwt.Headers{Extra: map[string]any{"typ": "at+jwt", algHeader: c.IDTokenAlg}}
+	return &jwtAccessSession{Session: s, claims: claims, header: header}
 }
 
 // Cookie names. Over https they carry the __Host- prefix: Secure, Path=/

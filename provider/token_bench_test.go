@@ -69,6 +69,41 @@ func BenchmarkClientCredentials(b *testing.B) {
 	}
 }
 
+// BenchmarkClientCredentialsJWT issues JWT access tokens (RFC 9068)
+// through the same handler: BenchmarkClientCredentials plus one signature
+// with the client's algorithm.
+func BenchmarkClientCredentialsJWT(b *testing.B) {
+	for _, dialect := range sqltest.Dialects() {
+		b.Run(dialect, func(b *testing.B) {
+			env, h := benchEnv(b, dialect)
+			form := url.Values{"grant_type": {"client_credentials"}}
+			for _, alg := range []string{"RS256", "ES256"} {
+				id, secret := env.Client(b, clients.Spec{Name: "bench service " + alg, GrantTypes: []string{clients.GrantClientCredentials},
+					IDTokenAlg: alg, AccessTokenFormat: "jwt"})
+				b.Run(alg, func(b *testing.B) {
+					for b.Loop() {
+						rec := postForm(h, "/token", id, secret, form)
+						if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), `"ory_at_`) {
+							b.Fatalf("%d %s", rec.Code, rec.Body)
+						}
+					}
+				})
+				b.Run(alg+"/parallel", func(b *testing.B) {
+					b.SetParallelism(8)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK {
+								b.Errorf("%d %s", rec.Code, rec.Body)
+								return
+							}
+						}
+					})
+				})
+			}
+		})
+	}
+}
+
 // BenchmarkIntrospect introspects one active token: a client
 // authentication and one read.
 func BenchmarkIntrospect(b *testing.B) {

@@ -65,9 +65,17 @@ type Client struct {
 	JWKS                    string    `db:"jwks"`
 	JWKSURI                 string    `db:"jwks_uri"`
 	IDTokenAlg              string    `db:"id_token_alg"`
+	AccessTokenFormat       string    `db:"access_token_format"` // AccessTokenOpaque or AccessTokenJWT; "" is stored as opaque
 	CreatedAt               time.Time `db:"created_at"`
 	UpdatedAt               time.Time `db:"updated_at"`
 }
+
+// Access token formats a client registers: opaque HMAC tokens, or
+// RFC 9068 JWTs signed with the client's ID token algorithm.
+const (
+	AccessTokenOpaque = "opaque"
+	AccessTokenJWT    = "jwt"
+)
 
 // OAuth2 request kinds: one row per code, token or session signature.
 const (

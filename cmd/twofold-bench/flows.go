@@ -145,6 +145,29 @@ func (t *target) clientCredentials(ctx context.Context) (string, error) {
 	return tr.AccessToken, err
 }
 
+// prepareJWT measures client_credentials for a client with JWT access
+// tokens; a fixture from before they existed is sent back to setup, and
+// an opaque answer is an error (the bench would measure the wrong thing).
+func prepareJWT(es256 bool) func(ctx context.Context, t *target, vus int, lim limits) (func(ctx context.Context, vu int) error, error) {
+	return func(_ context.Context, t *target, _ int, _ limits) (func(ctx context.Context, vu int) error, error) {
+		c := t.fx.ServiceJWTRS256
+		if es256 {
+			c = t.fx.ServiceJWTES256
+		}
+		if c.ID == "" {
+			return nil, fmt.Errorf("the fixture has no JWT access token clients: run setup again")
+		}
+		form := url.Values{"grant_type": {"client_credentials"}}
+		return func(ctx context.Context, _ int) error {
+			tr, err := t.token(ctx, c, form, false)
+			if err == nil && strings.Count(tr.AccessToken, ".") != 2 {
+				err = fmt.Errorf("client %s got an access token that is not a JWT: %.40s", c.ID, tr.AccessToken)
+			}
+			return err
+		}, nil
+	}
+}
+
 // hiddenInput matches the hosted pages' hidden fields (html/template output).
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 
@@ -326,6 +349,8 @@ const (
 	boundRS256    = "rs256"
 	boundES256    = "es256"
 	boundInsertCC = "insert+http"
+	boundCCRS256  = "rs256+insert+http"
+	boundCCES256  = "es256+insert+http"
 )
 
 // perVU runs fn once per virtual user, in parallel (preparation).
@@ -367,6 +392,8 @@ func allFlows() []flow {
 			prepare: func(_ context.Context, t *target, _ int, _ limits) (func(ctx context.Context, vu int) error, error) {
 				return func(ctx context.Context, _ int) error { _, err := t.clientCredentials(ctx); return err }, nil
 			}},
+		{name: "client_credentials_jwt_rs256", what: "POST /token client_credentials, JWT access token (RS256)", bound: boundCCRS256, prepare: prepareJWT(false)},
+		{name: "client_credentials_jwt_es256", what: "POST /token client_credentials, JWT access token (ES256)", bound: boundCCES256, prepare: prepareJWT(true)},
 		{name: "introspect", what: "POST /introspect of an active opaque token", bound: boundHTTP, prepare: prepareIntrospect},
 		{name: "revoke", what: "POST /revoke of a fresh opaque token (tokens issued before the clock starts)", bound: boundInsert, prepare: prepareRevoke},
 		{name: "refresh", what: "POST /token refresh_token (rotated) + RS256 ID token", bound: boundRS256, prepare: prepareRefresh(false)},

@@ -31,6 +31,10 @@ type Fixture struct {
 	RP          Client `json:"rp"`       // first-party, ID tokens RS256
 	RPES256     Client `json:"rp_es256"` // first-party, ID tokens ES256
 	Service     Client `json:"service"`  // client_credentials only
+	// ServiceJWTRS256 and ServiceJWTES256 are client_credentials clients
+	// with JWT access tokens signed with RS256 and ES256.
+	ServiceJWTRS256 Client `json:"service_jwt_rs256"`
+	ServiceJWTES256 Client `json:"service_jwt_es256"`
 	// Password is every bench user's password.
 	Password string                `json:"password"`
 	Users    []User                `json:"users"`      // password only
@@ -89,8 +93,8 @@ the PATH.key file 'twofold serve --dev' keeps beside the database.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "created clients %s (RS256), %s (ES256), %s (client_credentials); %d password users, %d TOTP users; fixture %s\n",
-				f.RP.ID, f.RPES256.ID, f.Service.ID, len(f.Users), len(f.TOTP), o.Out)
+			fmt.Fprintf(stdout, "created clients %s (RS256), %s (ES256), %s (client_credentials), %s and %s (client_credentials, JWT RS256 and ES256); %d password users, %d TOTP users; fixture %s\n",
+				f.RP.ID, f.RPES256.ID, f.Service.ID, f.ServiceJWTRS256.ID, f.ServiceJWTES256.ID, len(f.Users), len(f.TOTP), o.Out)
 			return nil
 		},
 	}
@@ -178,7 +182,17 @@ func setup(ctx context.Context, o setupOptions) (*Fixture, error) {
 	if f.RPES256, err = mk(rp); err != nil {
 		return nil, err
 	}
-	if f.Service, err = mk(clients.Spec{Name: "twofold-bench service " + o.Tag, GrantTypes: []string{clients.GrantClientCredentials}}); err != nil {
+	svc := clients.Spec{Name: "twofold-bench service " + o.Tag, GrantTypes: []string{clients.GrantClientCredentials}}
+	if f.Service, err = mk(svc); err != nil {
+		return nil, err
+	}
+	svc.AccessTokenFormat = store.AccessTokenJWT
+	svc.Name, svc.IDTokenAlg = "twofold-bench service JWT RS256 "+o.Tag, "RS256"
+	if f.ServiceJWTRS256, err = mk(svc); err != nil {
+		return nil, err
+	}
+	svc.Name, svc.IDTokenAlg = "twofold-bench service JWT ES256 "+o.Tag, "ES256"
+	if f.ServiceJWTES256, err = mk(svc); err != nil {
 		return nil, err
 	}
 

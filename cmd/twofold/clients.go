@@ -34,6 +34,7 @@ type clientJSON struct {
 	JWKS                    string    `json:"jwks,omitempty"`
 	JWKSURI                 string    `json:"jwks_uri,omitempty"`
 	IDTokenAlg              string    `json:"id_token_alg"`
+	AccessTokenFormat       string    `json:"access_token_format"`
 	CreatedAt               time.Time `json:"created_at"`
 	UpdatedAt               time.Time `json:"updated_at"`
 }
@@ -50,7 +51,8 @@ func clientToJSON(c store.Client) clientJSON {
 		HasSecret: len(c.SecretHash) > 0, RedirectURIs: nonNil(c.RedirectURIs),
 		PostLogoutRedirectURIs: nonNil(c.PostLogoutRedirectURIs), GrantTypes: nonNil(c.GrantTypes),
 		Scopes: nonNil(c.Scopes), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKS: c.JWKS,
-		JWKSURI: c.JWKSURI, IDTokenAlg: c.IDTokenAlg, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
+		JWKSURI: c.JWKSURI, IDTokenAlg: c.IDTokenAlg, AccessTokenFormat: c.AccessTokenFormat,
+		CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
 	}
 }
 
@@ -141,6 +143,7 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 	f.StringVar(&jwks, "jwks", "", "public JSON Web Key Set for private_key_jwt, as JSON or @file")
 	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "https URL of the JSON Web Key Set for private_key_jwt")
 	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "RS256 or ES256 (default RS256)")
+	f.StringVar(&spec.AccessTokenFormat, "access-token-format", "", "opaque or jwt (default opaque); a JWT access token is signed with --id-token-alg")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkOutput(*output); err != nil {
 			return err
@@ -162,6 +165,7 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 				}
 				return auditClient(ctx, s, "client.created", c.ID, map[string]any{
 					"name": c.Name, "grant_types": c.GrantTypes, "token_endpoint_auth_method": c.TokenEndpointAuthMethod,
+					"access_token_format": c.AccessTokenFormat,
 				})
 			})
 			if err != nil {
@@ -256,6 +260,7 @@ func (a *app) clientsShowCmd() *cobra.Command {
 				row("jwks", "(inline key set, see --output json)")
 			}
 			row("id token alg", j.IDTokenAlg)
+			row("access token format", j.AccessTokenFormat)
 			row("created", j.CreatedAt.Format(time.RFC3339))
 			row("updated", j.UpdatedAt.Format(time.RFC3339))
 			return tw.Flush()

@@ -102,6 +102,9 @@ func TestClientsCommands(t *testing.T) {
 				assert.True(t, c.FirstParty)
 				assert.Equal(t, []string{"authorization_code", "refresh_token"}, c.GrantTypes)
 				assert.Equal(t, "client_secret_basic", c.TokenEndpointAuthMethod)
+				assert.Equal(t, "opaque", c.AccessTokenFormat, "opaque access tokens by default")
+				r = twofold(t, env, "", "clients", "show", id)
+				assert.Regexp(t, `access token format\s+opaque`, r.stdout)
 			})
 
 			before := len(listJSON())
@@ -118,6 +121,7 @@ func TestClientsCommands(t *testing.T) {
 				{"unknown scope", []string{"--name", "x", "--redirect-uri", "https://app.example.com/cb", "--scope", "admin"}, exitFailed, "scopes"},
 				{"no redirect", []string{"--name", "x"}, exitFailed, "at least one redirect URI"},
 				{"private jwks file missing", []string{"--name", "x", "--token-endpoint-auth-method", "private_key_jwt", "--jwks", "@/nonexistent/jwks.json", "--redirect-uri", "https://app.example.com/cb"}, exitFailed, "read --jwks file"},
+				{"access token format", []string{"--name", "x", "--grant-type", "client_credentials", "--access-token-format", "jws"}, exitFailed, `access_token_format: "jws" is not supported (want opaque or jwt)`},
 				{"missing name", []string{"--redirect-uri", "https://app.example.com/cb"}, exitUsage, "--name is required"},
 				{"bad output", []string{"--name", "x", "--output", "yaml"}, exitUsage, "--output"},
 			}
@@ -150,6 +154,27 @@ func TestClientsCommands(t *testing.T) {
 				r := create("--name", "Batch", "--grant-type", "client_credentials", "--token-endpoint-auth-method", "private_key_jwt", "--jwks", "@"+path)
 				require.Equal(t, 0, r.code, r.stderr)
 				assert.NotContains(t, r.stdout, "client_secret")
+			})
+
+			t.Run("jwt access tokens", func(t *testing.T) {
+				r := create("--name", "API", "--grant-type", "client_credentials", "--id-token-alg", "ES256", "--access-token-format", "jwt")
+				require.Equal(t, 0, r.code, r.stderr)
+				var creds map[string]string
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+				r = twofold(t, env, "", "clients", "show", creds["client_id"], "--output", "json")
+				require.Equal(t, 0, r.code, r.stderr)
+				var c clientJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
+				assert.Equal(t, "jwt", c.AccessTokenFormat)
+				assert.Equal(t, "ES256", c.IDTokenAlg)
+				r = twofold(t, env, "", "clients", "show", creds["client_id"])
+				assert.Regexp(t, `access token format\s+jwt`, r.stdout)
+				stored, err := s.GetClient(context.Background(), creds["client_id"])
+				require.NoError(t, err)
+				assert.Equal(t, store.AccessTokenJWT, stored.AccessTokenFormat)
+				events, err := s.ListAudit(context.Background(), store.AuditFilter{})
+				require.NoError(t, err)
+				assert.Contains(t, events[0].Detail, `"access_token_format":"jwt"`)
 			})
 
 			t.Run("rotate-secret", func(t *testing.T) {

@@ -9,15 +9,24 @@ import (
 
 const clientColumns = `id, name, secret_hash, public, first_party, require_mfa, redirect_uris,
 	post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method, jwks, jwks_uri,
-	id_token_alg, created_at, updated_at`
+	id_token_alg, access_token_format, created_at, updated_at`
 
 // CreateClient inserts c; a taken id is ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, c.RequireMFA, c.RedirectURIs,
 		c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes, c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI,
-		c.IDTokenAlg, c.CreatedAt.UTC(), c.UpdatedAt.UTC())
+		c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.CreatedAt.UTC(), c.UpdatedAt.UTC())
 	return wrap(err, "create client")
+}
+
+// accessTokenFormat writes an unset format as the column's default, so a
+// caller that predates the column (a seeded client) still inserts.
+func accessTokenFormat(f string) string {
+	if f == "" {
+		return store.AccessTokenOpaque
+	}
+	return f
 }
 
 // GetClient finds a client by id.

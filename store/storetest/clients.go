@@ -19,6 +19,7 @@ func newClient(id, name string) store.Client {
 		Scopes:                  store.Strings{"openid"},
 		TokenEndpointAuthMethod: "client_secret_basic",
 		IDTokenAlg:              "RS256",
+		AccessTokenFormat:       store.AccessTokenOpaque,
 		CreatedAt:               base, UpdatedAt: base,
 	}
 }
@@ -45,6 +46,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 		JWKS:                    `{"keys":[{"kty":"EC","crv":"P-256","x":"a","y":"b"}]}`,
 		JWKSURI:                 "https://app.example.com/jwks.json",
 		IDTokenAlg:              "ES256",
+		AccessTokenFormat:       store.AccessTokenJWT,
 		CreatedAt:               base,
 		UpdatedAt:               base.Add(90 * time.Minute),
 	}
@@ -66,6 +68,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 	assert.Equal(t, c.JWKS, got.JWKS)
 	assert.Equal(t, c.JWKSURI, got.JWKSURI)
 	assert.Equal(t, "ES256", got.IDTokenAlg)
+	assert.Equal(t, store.AccessTokenJWT, got.AccessTokenFormat)
 	sameTime(t, c.CreatedAt, got.CreatedAt, "created_at")
 	sameTime(t, c.UpdatedAt, got.UpdatedAt, "updated_at")
 
@@ -91,9 +94,17 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 	assert.Empty(t, got.JWKS)
 	assert.Empty(t, got.JWKSURI)
 	assert.Equal(t, "RS256", got.IDTokenAlg)
+	assert.Equal(t, store.AccessTokenOpaque, got.AccessTokenFormat, "an unset format is stored as opaque")
 
 	_, err = s.GetClient(ctx, "missing")
 	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// The store keeps only the formats Twofold knows.
+	bad := newClient("bad", "Bad")
+	bad.AccessTokenFormat = "JWT"
+	require.Error(t, s.CreateClient(ctx, bad))
+	_, err = s.GetClient(ctx, "bad")
+	require.ErrorIs(t, err, store.ErrNotFound, "a refused client is not written")
 }
 
 func testClientDuplicate(t *testing.T, s store.Store) {
@@ -126,6 +137,7 @@ func testClientList(t *testing.T, s store.Store) {
 	require.Len(t, clients, 4)
 	assert.Equal(t, []string{"a", "c", "d", "b"}, clientIDs(clients))
 	assert.Equal(t, store.Strings{"https://app.example.com/callback"}, clients[0].RedirectURIs, "listed clients are complete")
+	assert.Equal(t, store.AccessTokenOpaque, clients[0].AccessTokenFormat)
 	assert.Equal(t, newClient("", "").SecretHash, clients[0].SecretHash)
 }
 
