@@ -34,6 +34,14 @@ type Config struct {
 	Tokens      TokensConfig   `yaml:"tokens"`
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
 	Throttle    ThrottleConfig `yaml:"throttle"`
+	Debug       DebugConfig    `yaml:"debug"`
+}
+
+// DebugConfig turns on diagnostics that must never face the internet.
+type DebugConfig struct {
+	// PprofListen serves Go's profiler (net/http/pprof) on its own
+	// address, such as 127.0.0.1:6060; empty turns it off.
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // ThrottleConfig sets brute-force limits beyond the per-account ones.
@@ -270,6 +278,13 @@ func (c Config) Validate() []string {
 		add("listen", "%q must be host:port, as in 127.0.0.1:8080 or :8080", c.Listen)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		add("listen", "port %q must be a number from 0 to 65535", port)
+	}
+	if c.Debug.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.Debug.PprofListen); err != nil {
+			add("debug.pprof_listen", "%q must be host:port, as in 127.0.0.1:6060", c.Debug.PprofListen)
+		} else if c.Debug.PprofListen == c.Listen {
+			add("debug.pprof_listen", "%q must differ from listen", c.Debug.PprofListen)
+		}
 	}
 	if c.DatabaseURL == "" {
 		add("database_url", "must be set, as in sqlite:twofold.db or postgres://user@host/db")

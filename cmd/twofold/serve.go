@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -109,6 +110,11 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	}
 	go prov.CleanExpired(ctx, 10*time.Minute)
 
+	if cfg.Debug.PprofListen != "" {
+		if err := servePprof(ctx, cfg.Debug.PprofListen, logger); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -232,4 +238,23 @@ func seedDemoClient(ctx context.Context, cfg Config, s store.Store) error {
 		return nil // another replica seeded it
 	}
 	return err
+}
+
+// servePprof serves Go's profiler on its own listener, apart from the
+// public mux, until ctx ends: profiles for BENCHMARKS.md come from a
+// running server (go tool pprof http://ADDR/debug/pprof/profile).
+func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug.pprof_listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Warn("serving the Go profiler: keep this address private", "pprof_listen", ln.Addr().String())
+	go func() { _ = server.Serve(ctx, ln, mux, logger, time.Second) }()
+	return nil
 }

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -57,21 +58,40 @@ func (s *Store) DeleteOAuth2Requests(ctx context.Context, kind, requestID string
 	return wrap(err, "delete "+kind+" family")
 }
 
-// DeleteExpired is the clean-up job's one call.
+// deleteBatch bounds each clean-up statement: after an outage or with
+// long-lived refresh tokens millions of rows may expire together, and one
+// DELETE of them all would hold a long write transaction (SQLite: the
+// only writer; PostgreSQL: a huge WAL burst) while sign-ins wait.
+var deleteBatch = 5000
+
+// DeleteExpired is the clean-up job's one call. It deletes in batches,
+// each its own short transaction, until a batch comes back short.
 func (s *Store) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
+	// rowid (SQLite) and ctid (PostgreSQL) address a row whatever the
+	// table's key.
+	row := "rowid"
+	if s.dialect == "postgres" {
+		row = "ctid"
+	}
 	var total int64
-	err := s.InTx(ctx, func(ctx context.Context) error {
-		for _, table := range []string{"oauth2_requests", "login_flows", "sso_sessions", "jwt_assertions", "webauthn_sessions"} {
-			res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE expires_at < ?`, t.UTC())
+	for _, table := range []string{"oauth2_requests", "login_flows", "sso_sessions", "jwt_assertions", "webauthn_sessions"} {
+		for {
+			res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE `+row+` IN (SELECT `+row+` FROM `+table+
+				` WHERE expires_at < ? LIMIT `+strconv.Itoa(deleteBatch)+`)`, t.UTC())
 			if err != nil {
-				return wrap(err, "delete expired "+table)
+				return total, wrap(err, "delete expired "+table)
 			}
 			n, _ := res.RowsAffected()
 			total += n
+			if n < int64(deleteBatch) {
+				break
+			}
+			if err := ctx.Err(); err != nil {
+				return total, err
+			}
 		}
-		return nil
-	})
-	return total, err
+	}
+	return total, nil
 }
 
 // UseJTI records a client assertion id; a live duplicate is ErrAlreadyExists.

@@ -2,8 +2,10 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -94,4 +96,47 @@ func TestOpenUnreachablePostgres(t *testing.T) {
 	_, err := sqlstore.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=2")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "connect to postgres database")
+}
+
+// TestDeleteExpiredInBatches: more expired rows than one batch are all
+// deleted, in several statements, and live rows stay.
+func TestDeleteExpiredInBatches(t *testing.T) {
+	defer sqlstore.SetDeleteBatch(7)()
+	ctx := context.Background()
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			s := sqltest.Open(t, dialect)
+			for i := range 26 {
+				exp := now.Add(-time.Minute)
+				if i%9 == 0 {
+					exp = now.Add(time.Minute) // 3 live rows: 0, 9, 18
+				}
+				require.NoError(t, s.CreateOAuth2Request(ctx, store.OAuth2Request{
+					Kind: store.KindAccessToken, Signature: fmt.Sprintf("sig-%02d", i), RequestID: fmt.Sprintf("req-%02d", i),
+					ClientID: "app", Active: true, RequestedAt: now.Add(-time.Hour), ExpiresAt: exp, Data: "{}",
+				}))
+			}
+			n, err := s.DeleteExpired(ctx, now)
+			require.NoError(t, err)
+			assert.EqualValues(t, 23, n, "three full batches of 7 and one of 2")
+			var left int
+			require.NoError(t, s.DB().GetContext(ctx, &left, "SELECT COUNT(*) FROM oauth2_requests"))
+			assert.Equal(t, 3, left)
+			n, err = s.DeleteExpired(ctx, now)
+			require.NoError(t, err)
+			assert.Zero(t, n)
+		})
+	}
+}
+
+func TestBinaryParameters(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"postgres://u@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?binary_parameters=yes&sslmode=disable"},
+		{"postgresql://u@h/db", "postgresql://u@h/db?binary_parameters=yes"},
+		{"postgres://u@h/db?binary_parameters=no", "postgres://u@h/db?binary_parameters=no"},
+		{"host=h dbname=db", "host=h dbname=db binary_parameters=yes"},
+	} {
+		assert.Equal(t, c.want, sqlstore.WithBinaryParameters(c.in), c.in)
+	}
 }
