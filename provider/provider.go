@@ -194,6 +194,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2TokenIntrospectionFactory,
 	)
+	skipQuickly(fc)
 	if p.discovery, err = p.buildDiscovery(); err != nil {
 		return nil, err
 	}
