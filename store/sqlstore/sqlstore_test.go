@@ -2,8 +2,10 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,5 +140,51 @@ func TestBinaryParameters(t *testing.T) {
 		{"host=h dbname=db", "host=h dbname=db binary_parameters=yes"},
 	} {
 		assert.Equal(t, c.want, sqlstore.WithBinaryParameters(c.in), c.in)
+	}
+}
+
+// TestPreparedStatementsInBusyTransactions: with more transactions open
+// than the pool has connections, a query seen for the first time inside
+// one must not wait for a free connection to be prepared (it would wait
+// forever: every connection is held by a transaction waiting the same way).
+//
+// PostgreSQL only: SQLite runs one (IMMEDIATE) transaction at a time, so
+// four can never be open together, and its pool is not bounded.
+func TestPreparedStatementsInBusyTransactions(t *testing.T) {
+	ctx := context.Background()
+	for _, dialect := range sqltest.Dialects() {
+		if dialect == "sqlite" {
+			continue
+		}
+		t.Run(dialect, func(t *testing.T) {
+			s := sqltest.Open(t, dialect)
+			s.DB().SetMaxOpenConns(4)
+			var ready, done sync.WaitGroup
+			ready.Add(4)
+			errs := make(chan error, 4)
+			for i := range 4 {
+				done.Add(1)
+				go func() {
+					defer done.Done()
+					errs <- s.InTx(ctx, func(ctx context.Context) error {
+						ready.Done()
+						ready.Wait() // all four connections are now held
+						_, err := s.GetUserByEmail(ctx, store.PopulationAgent, fmt.Sprintf("nobody-%d@example.com", i))
+						if errors.Is(err, store.ErrNotFound) {
+							err = nil
+						}
+						return err
+					})
+				}()
+			}
+			done.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+			// Outside a transaction the same query runs prepared.
+			_, err := s.GetUserByEmail(ctx, store.PopulationAgent, "nobody@example.com")
+			require.ErrorIs(t, err, store.ErrNotFound)
+		})
 	}
 }
