@@ -119,7 +119,7 @@ func bareHTTPRate(ctx context.Context, vus int, d time.Duration) (float64, error
 	}
 	defer stop()
 	t := newTarget(base, &Fixture{}, vus)
-	res := drive(ctx, vus, limits{Duration: d}, nil, func(ctx context.Context, _ int) error {
+	res := drive(ctx, vus, limits{Duration: d}, nil, nil, func(ctx context.Context, _ int) error {
 		_, err := t.get(ctx, "/", http.StatusOK)
 		return err
 	})
@@ -147,7 +147,7 @@ func insertRate(ctx context.Context, databaseURL string, vus int, d time.Duratio
 	defer func() { _, _ = db.ExecContext(context.Background(), `DROP TABLE `+table) }()
 	q := db.Rebind(`INSERT INTO ` + table + ` (id, at, data) VALUES (?, ?, ?)`)
 	data := strings.Repeat("d", 600) // about a stored token request
-	res := drive(ctx, vus, limits{Duration: d}, nil, func(ctx context.Context, _ int) error {
+	res := drive(ctx, vus, limits{Duration: d}, nil, nil, func(ctx context.Context, _ int) error {
 		_, err := db.ExecContext(ctx, q, randomHex(16), time.Now().UTC(), data)
 		return err
 	})

@@ -35,6 +35,8 @@ type result struct {
 	CPUTime time.Duration
 	PeakRSS int64 // bytes
 	HasProc bool
+	// The generator's own CPU and the database processes' (cpuMeter).
+	LoadCPU, DBCPU time.Duration
 }
 
 func (r *result) OpsPerSec() float64 {
@@ -53,18 +55,20 @@ func (r *result) Quantile(q float64) time.Duration {
 }
 
 // CPUPerOp is the server's CPU time (user+system) per operation.
-func (r *result) CPUPerOp() time.Duration {
+func (r *result) CPUPerOp() time.Duration { return r.perOp(r.CPUTime) }
+
+func (r *result) perOp(d time.Duration) time.Duration {
 	if r.Ops == 0 {
 		return 0
 	}
-	return r.CPUTime / time.Duration(r.Ops)
+	return d / time.Duration(r.Ops)
 }
 
 // drive runs vus virtual users, each calling op in a loop until the
 // limits are reached, and times each call. An operation in flight when
 // the time runs out is finished and counted (never cancelled: that would
 // be a client-made error), and the elapsed time includes it.
-func drive(ctx context.Context, vus int, lim limits, proc *procWatch, op func(ctx context.Context, vu int) error) *result {
+func drive(ctx context.Context, vus int, lim limits, proc *procWatch, meter *cpuMeter, op func(ctx context.Context, vu int) error) *result {
 	res := &result{}
 	var claimed atomic.Int64
 	var mu sync.Mutex
@@ -76,6 +80,9 @@ func drive(ctx context.Context, vus int, lim limits, proc *procWatch, op func(ct
 	}
 	if proc != nil {
 		proc.begin()
+	}
+	if meter != nil {
+		meter.begin()
 	}
 	var wg sync.WaitGroup
 	for vu := range vus {
@@ -111,6 +118,9 @@ func drive(ctx context.Context, vus int, lim limits, proc *procWatch, op func(ct
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
+	if meter != nil {
+		res.LoadCPU, res.DBCPU = meter.end()
+	}
 	if proc != nil {
 		res.CPUTime, res.PeakRSS, res.HasProc = proc.end()
 	}

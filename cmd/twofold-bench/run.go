@@ -105,18 +105,26 @@ type row struct {
 	P90ms       float64   `json:"p90_ms"`
 	P99ms       float64   `json:"p99_ms"`
 	CPUmsPerOp  float64   `json:"server_cpu_ms_per_op,omitempty"`
-	PeakRSSMiB  float64   `json:"server_peak_rss_mib,omitempty"`
-	BoundName   string    `json:"bound"`
-	Bound       float64   `json:"bound_per_sec"`
-	Ratio       float64   `json:"ratio"`
-	TOTPStalls  int64     `json:"totp_step_waits,omitempty"`
+	DBmsPerOp   float64   `json:"database_cpu_ms_per_op,omitempty"`
+	LoadmsPerOp float64   `json:"generator_cpu_ms_per_op"`
+	// Ceiling is cores / (server + database + generator CPU per op): what
+	// this machine could do if that work were all there was.
+	Ceiling    float64 `json:"machine_ceiling_per_sec,omitempty"`
+	PeakRSSMiB float64 `json:"server_peak_rss_mib,omitempty"`
+	BoundName  string  `json:"bound"`
+	Bound      float64 `json:"bound_per_sec"`
+	Ratio      float64 `json:"ratio"`
+	TOTPStalls int64   `json:"totp_step_waits,omitempty"`
 }
 
 type report struct {
-	When      time.Time             `json:"when"`
-	URL       string                `json:"url"`
-	Database  string                `json:"database"`
-	Machine   machineBounds         `json:"cpu_bounds"`
+	When     time.Time     `json:"when"`
+	URL      string        `json:"url"`
+	Database string        `json:"database"`
+	Machine  machineBounds `json:"cpu_bounds"`
+	// LevelCPU are the CPU bounds measured around each concurrency level
+	// (the mean of before and after), which the ratios use.
+	LevelCPU  map[int]machineBounds `json:"cpu_bounds_by_level"`
 	ConcBound map[int]concBounds    `json:"concurrency_bounds"`
 	Argon2    accounts.Argon2Params `json:"argon2"`
 	Rows      []row                 `json:"rows"`
@@ -186,7 +194,15 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		sqliteDir = filepath.Dir(dsn)
 	}
 
-	rep := &report{When: time.Now().UTC(), URL: o.URL, Database: dialect, ConcBound: map[int]concBounds{}, Argon2: o.Argon2}
+	rep := &report{When: time.Now().UTC(), URL: o.URL, Database: dialect, ConcBound: map[int]concBounds{},
+		LevelCPU: map[int]machineBounds{}, Argon2: o.Argon2}
+	var meter *cpuMeter
+	if proc != nil {
+		meter = &cpuMeter{}
+		if dialect == "postgres" {
+			meter.dbComm = "postgres"
+		}
+	}
 	fmt.Fprintf(out, "twofold-bench: %s (%s), flows %s, concurrency %v, %d reps of %s", o.URL, dialect, strings.Join(o.Flows, ","), o.Concurrency, o.Reps, o.Duration)
 	if o.Count > 0 {
 		fmt.Fprintf(out, " or %d ops", o.Count)
@@ -211,8 +227,8 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 	}
 
 	fmt.Fprintln(out)
-	fmt.Fprintln(out, "| flow | VUs | ops/s median (min–max) | p50 ms | p90 ms | p99 ms | errors | server CPU ms/op | server peak RSS MiB | bound | bound /s | ratio |")
-	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+	fmt.Fprintln(out, "| flow | VUs | ops/s median (min–max) | p50 ms | p90 ms | p99 ms | errors | server CPU ms/op | database CPU ms/op | generator CPU ms/op | machine ceiling /s | server peak RSS MiB | bound | bound /s | ratio |")
+	fmt.Fprintln(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
 	failed := false
 	for _, c := range o.Concurrency {
 		var cb concBounds
@@ -236,10 +252,13 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 			}
 			rep.ConcBound[c] = cb
 		}
+		// CPU bounds drift with what else the machine does: measure them
+		// again after this level's flows and use the mean.
+		var level []row
 		for _, f := range selected {
 			r := row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
 			var lat []time.Duration
-			var cpu []float64
+			var cpu, db, load []float64
 			stalls0 := t.stalls.Load()
 			lim := limits{Duration: o.Duration, Count: o.Count}
 			for range o.Reps {
@@ -247,12 +266,16 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 				if err != nil {
 					return fmt.Errorf("%s: prepare: %w", f.name, err)
 				}
-				res := drive(ctx, c, lim, proc, op)
+				res := drive(ctx, c, lim, proc, meter, op)
 				r.OpsPerSec = append(r.OpsPerSec, res.OpsPerSec())
 				r.Ops += res.Ops
 				r.Errors += res.Errors
 				r.FirstErrors = append(r.FirstErrors, res.FirstErrs...)
 				lat = append(lat, res.Latencies...)
+				load = append(load, ms(res.perOp(res.LoadCPU)))
+				if meter != nil && meter.dbComm != "" {
+					db = append(db, ms(res.perOp(res.DBCPU)))
+				}
 				if res.HasProc {
 					cpu = append(cpu, ms(res.CPUPerOp()))
 					r.PeakRSSMiB = max(r.PeakRSSMiB, float64(res.PeakRSS)/(1<<20))
@@ -269,35 +292,54 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 				return ms(lat[int(p*float64(len(lat)-1))])
 			}
 			r.P50ms, r.P90ms, r.P99ms = q(0.50), q(0.90), q(0.99)
-			r.CPUmsPerOp = median(cpu)
+			r.CPUmsPerOp, r.DBmsPerOp, r.LoadmsPerOp = median(cpu), median(db), median(load)
+			if r.CPUmsPerOp > 0 {
+				r.Ceiling = float64(cores()) * 1000 / (r.CPUmsPerOp + r.DBmsPerOp + r.LoadmsPerOp)
+			}
 			r.TOTPStalls = t.stalls.Load() - stalls0
-			r.Bound = boundFor(f.bound, dialect, rep.Machine, cb)
+			level = append(level, r)
+			if r.Errors > 0 {
+				failed = true
+			}
+		}
+		lb := rep.Machine
+		if !o.NoBounds {
+			after, err := measureCPUBounds(o.BoundsDuration, o.Argon2)
+			if err != nil {
+				return fmt.Errorf("bounds: %w", err)
+			}
+			lb = machineBounds{RS256: (lb.RS256 + after.RS256) / 2, ES256: (lb.ES256 + after.ES256) / 2, Argon2: (lb.Argon2 + after.Argon2) / 2}
+			rep.LevelCPU[c] = lb
+			// The next level starts from these.
+			rep.Machine = after
+		}
+		for _, r := range level {
+			r.Bound = boundFor(r.BoundName, dialect, lb, cb)
 			if r.Bound > 0 {
 				r.Ratio = median(r.OpsPerSec) / r.Bound
 			}
 			rep.Rows = append(rep.Rows, r)
 			printRow(out, r)
-			if r.Errors > 0 {
-				failed = true
-				for _, e := range r.FirstErrors[:min(3, len(r.FirstErrors))] {
-					fmt.Fprintf(out, "|   ↳ error | | %s |\n", strings.ReplaceAll(e, "|", "/"))
-				}
+			for _, e := range r.FirstErrors[:min(3, len(r.FirstErrors))] {
+				fmt.Fprintf(out, "|   ↳ error | | %s |\n", strings.ReplaceAll(e, "|", "/"))
 			}
 		}
 	}
 	fmt.Fprintln(out)
 	if !o.NoBounds {
-		fmt.Fprintln(out, "| VUs | bare net/http GET /s | SQLite inserts/s | PostgreSQL inserts/s |")
-		fmt.Fprintln(out, "|---:|---:|---:|---:|")
+		fmt.Fprintln(out, "| VUs | RS256 sign/s | ES256 sign/s | argon2id verify/s | bare net/http GET /s | SQLite inserts/s | PostgreSQL inserts/s |")
+		fmt.Fprintln(out, "|---:|---:|---:|---:|---:|---:|---:|")
 		for _, c := range o.Concurrency {
 			cb := rep.ConcBound[c]
 			pg := "—"
 			if cb.PostgresInsert > 0 {
 				pg = fmt.Sprintf("%.0f", cb.PostgresInsert)
 			}
-			fmt.Fprintf(out, "| %d | %.0f | %.0f | %s |\n", c, cb.HTTP, cb.SQLiteInsert, pg)
+			lb := rep.LevelCPU[c]
+			fmt.Fprintf(out, "| %d | %.0f | %.0f | %.1f | %.0f | %.0f | %s |\n", c, lb.RS256, lb.ES256, lb.Argon2, cb.HTTP, cb.SQLiteInsert, pg)
 		}
 		fmt.Fprintln(out)
+		fmt.Fprintln(out, "CPU bounds per level: the mean of one measurement before and one after the level's flows.")
 		fmt.Fprintln(out, "bounds: http = bare net/http handler, static JSON, this load generator; insert = committed single-row INSERTs of the server's database at the same concurrency;")
 		fmt.Fprintln(out, "client_credentials is bounded by min(http, insert), its JWT variants by min(signature, insert, http); refresh by the ID token signature; logins by one argon2id verification each.")
 	}
@@ -349,9 +391,13 @@ func insertHTTP(insert, httpRate float64) float64 {
 }
 
 func printRow(out io.Writer, r row) {
-	cpu, rss, bound, ratio := "—", "—", "—", "—"
+	cpu, dbc, ceil, rss, bound, ratio := "—", "—", "—", "—", "—", "—"
 	if r.CPUmsPerOp > 0 {
 		cpu = fmt.Sprintf("%.3f", r.CPUmsPerOp)
+		ceil = num(r.Ceiling)
+	}
+	if r.DBmsPerOp > 0 {
+		dbc = fmt.Sprintf("%.3f", r.DBmsPerOp)
 	}
 	if r.PeakRSSMiB > 0 {
 		rss = fmt.Sprintf("%.0f", r.PeakRSSMiB)
@@ -364,8 +410,8 @@ func printRow(out io.Writer, r row) {
 	if r.TOTPStalls > 0 {
 		name += fmt.Sprintf(" (%d waits for a TOTP step)", r.TOTPStalls)
 	}
-	fmt.Fprintf(out, "| %s | %d | %s (%s–%s) | %.2f | %.2f | %.2f | %d | %s | %s | %s | %s | %s |\n",
-		name, r.Concurrency, num(median(r.OpsPerSec)), num(lo), num(hi), r.P50ms, r.P90ms, r.P99ms, r.Errors, cpu, rss, r.BoundName, bound, ratio)
+	fmt.Fprintf(out, "| %s | %d | %s (%s–%s) | %.2f | %.2f | %.2f | %d | %s | %s | %.3f | %s | %s | %s | %s | %s |\n",
+		name, r.Concurrency, num(median(r.OpsPerSec)), num(lo), num(hi), r.P50ms, r.P90ms, r.P99ms, r.Errors, cpu, dbc, r.LoadmsPerOp, ceil, rss, r.BoundName, bound, ratio)
 }
 
 // num prints a rate with sensible precision.
