@@ -56,9 +56,14 @@ func TestRunEveryFlow(t *testing.T) {
 		bounds[r.Flow] = r.Bound
 	}
 	assert.Positive(t, rep.Machine.Argon2)
+	lb := rep.LevelCPU[2]
+	assert.Positive(t, lb.Argon2, "the level's CPU bounds are recorded")
+	for _, r := range rep.Rows {
+		assert.Positive(t, r.Ceiling, "%s: the machine ceiling needs the server's CPU per op", r.Flow)
+	}
 	// A JWT is bounded by its signature as well as by what bounds an
 	// opaque token.
-	for flow, sign := range map[string]float64{"client_credentials_jwt_rs256": rep.Machine.RS256, "client_credentials_jwt_es256": rep.Machine.ES256} {
+	for flow, sign := range map[string]float64{"client_credentials_jwt_rs256": lb.RS256, "client_credentials_jwt_es256": lb.ES256} {
 		assert.Equal(t, min(sign, bounds["client_credentials"]), bounds[flow], flow)
 	}
 	assert.NotContains(t, out.String(), "not measured")
