@@ -19,6 +19,8 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/felixge/httpsnoop"
@@ -97,14 +99,11 @@ func (s *Server) Registry() prometheus.Registerer { return s.registry }
 // Handle mounts h at a net/http pattern; the pattern is the route label
 // of the metrics and the access log.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	labels := prometheus.Labels{"route": pattern}
-	counted := promhttp.InstrumentHandlerDuration(s.duration.MustCurryWith(labels),
-		promhttp.InstrumentHandlerCounter(s.requests.MustCurryWith(labels), h))
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rt, ok := r.Context().Value(routeKey{}).(*string); ok {
 			*rt = pattern
 		}
-		counted.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	}))
 }
 
@@ -140,7 +139,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 	}
 
+	// One response-writer wrapper measures for both the metrics and the
+	// access log (promhttp's own would add two more per request).
 	m := httpsnoop.CaptureMetrics(s.mux, w, r)
+	if route != "unmatched" { // unmatched paths and methods are unbounded label values
+		method := strings.ToLower(r.Method)
+		s.requests.WithLabelValues(route, method, strconv.Itoa(m.Code)).Inc()
+		s.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
+	}
 	s.logger.LogAttrs(ctx, slog.LevelInfo, "request",
 		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 		slog.Int("status", m.Code), slog.Int64("bytes", m.Written),
