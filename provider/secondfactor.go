@@ -277,9 +277,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 
 func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User) {
 	_ = p.store.Refund(ctx, addressKey(r))
-	_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
-	_ = p.store.ResetThrottle(ctx, capKey(user.ID))
-	_ = p.store.ResetThrottle(ctx, flowKey(f.ID))
+	_ = p.store.ResetThrottle(ctx, factorKey(user.ID), capKey(user.ID), flowKey(f.ID))
 }
 
 var errWrongCode = errors.New("wrong code")

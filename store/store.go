@@ -197,7 +197,7 @@ type Store interface {
 	// cannot exceed it. ResetThrottle clears the key after a success;
 	// Refund takes one attempt back (a success on a shared key).
 	Attempt(ctx context.Context, key string, lim Limit, now time.Time) (Throttle, error)
-	ResetThrottle(ctx context.Context, key string) error
+	ResetThrottle(ctx context.Context, keys ...string) error
 	Refund(ctx context.Context, key string) error
 }
 

@@ -59,6 +59,27 @@ func testThrottle(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	assert.True(t, th.Allowed)
 	assert.Equal(t, 1, th.Failures)
+	// The new window starts at that attempt: within it the count goes on.
+	th, err = s.Attempt(ctx, "w", win, base.Add(2*time.Hour+30*time.Minute))
+	require.NoError(t, err)
+	assert.True(t, th.Allowed)
+	assert.Equal(t, 2, th.Failures)
+	th, err = s.Attempt(ctx, "w", win, base.Add(2*time.Hour+40*time.Minute))
+	require.NoError(t, err)
+	assert.False(t, th.Allowed, "the third attempt in the new window is refused")
+
+	// Several keys reset at once; others are kept.
+	for _, k := range []string{"a", "b", "c"} {
+		_, err := s.Attempt(ctx, k, lim, base)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.ResetThrottle(ctx, "a", "b"))
+	require.NoError(t, s.ResetThrottle(ctx))
+	for k, want := range map[string]int{"a": 1, "b": 1, "c": 2} {
+		th, err := s.Attempt(ctx, k, lim, base)
+		require.NoError(t, err)
+		assert.Equal(t, want, th.Failures, k)
+	}
 }
 
 // testThrottleParallel: 30 attempts at once on a key of limit 5 let at
