@@ -5,6 +5,7 @@
 //	twofold-bench run    --url http://localhost:8080 --fixture bench.json [--server-pid PID]
 //	twofold-bench bounds                                        only the machine's bounds
 //	twofold-bench grow   --database-url URL --users N --tokens M seed big tables (growth run)
+//	twofold-bench clean  --database-url URL --expire N        time the expiry clean-up on them
 //
 // It never sends a wrong password or a replayed TOTP code: Twofold locks an
 // account after 10 failures, and a benchmark must not trip it.
@@ -40,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.AddCommand(setupCmd(stdout), runCmd(stdout), boundsCmd(stdout), growCmd(stdout))
+	root.AddCommand(setupCmd(stdout), runCmd(stdout), boundsCmd(stdout), growCmd(stdout), cleanCmd(stdout))
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store/sqlstore"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
 
 // TestRunEveryFlow starts a provider on SQLite, creates the bench's users
@@ -77,4 +79,31 @@ func TestRunEveryFlow(t *testing.T) {
 	})
 	t.Log("\n" + out.String())
 	require.NoError(t, err)
+}
+
+// TestGrowAndClean seeds a small growth run on each database, marks part
+// of it expired, and checks that the clean-up deletes exactly those rows.
+func TestGrowAndClean(t *testing.T) {
+	ctx := context.Background()
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			url := sqltest.URL(t, dialect)
+			s, err := sqlstore.Open(ctx, url)
+			require.NoError(t, err)
+			defer s.Close()
+			_, err = s.Migrate(ctx)
+			require.NoError(t, err)
+
+			var out bytes.Buffer
+			require.NoError(t, grow(ctx, &out, url, 20, 50, "twofold-bench-growth"))
+			assert.Contains(t, out.String(), "now 20 users, 50 oauth2_requests rows")
+			out.Reset()
+			require.NoError(t, clean(ctx, &out, url, "twofold-bench-growth", 30))
+			assert.Contains(t, out.String(), "marked 30 rows expired")
+			assert.Contains(t, out.String(), "clean-up deleted 30 expired rows")
+			var left int
+			require.NoError(t, s.DB().GetContext(ctx, &left, "SELECT count(*) FROM oauth2_requests"))
+			assert.Equal(t, 20, left)
+		})
+	}
 }
