@@ -33,7 +33,7 @@ var _ oauth2.CoreStrategy = (*accessTokens)(nil)
 func newAccessTokens(fc *fosite.Config, signer *tokenSigner, hmac oauth2.CoreStrategy) *accessTokens {
 	return &accessTokens{
 		CoreStrategy: hmac,
-		jwt:          &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmac, Config: fc},
+		jwt:          &oauth2.DefaultJWTStrategy{Signer: &tokenSigner{keys: signer.keys, defaultAlg: signer.defaultAlg, accessTokens: true}, HMACSHAStrategy: hmac, Config: fc},
 		issuer:       fc.AccessTokenIssuer,
 		lifespan:     fc.AccessTokenLifespan,
 	}

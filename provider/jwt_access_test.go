@@ -215,9 +215,27 @@ func TestJWTAccessTokensCodeFlow(t *testing.T) {
 				refused(t, tc.token, tc.why)
 			}
 
+			// An access token never passes for an ID token (RFC 9068 §4):
+			// not as a logout hint, not as an authorization hint.
+			resp, body := do(t, newReq(t, "GET", env.URL+"/logout?"+url.Values{"id_token_hint": {tok.AccessToken}}.Encode(), nil, ""))
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "logout with an access token as hint: %s", body)
+			p := b.Get(r.conf.AuthCodeURL("st-at-hint-1", oauth2.SetAuthURLParam("prompt", "none"),
+				oauth2.SetAuthURLParam("id_token_hint", tok.AccessToken), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			aq := mustQuery(t, p.Location())
+			assert.Empty(t, aq.Get("code"), "no code for an access token as id_token_hint")
+			assert.NotEmpty(t, aq.Get("error"))
+			// …and the ID token still works as a hint (the session is live).
+			p = b.Get(r.conf.AuthCodeURL("st-id-hint-1", oauth2.SetAuthURLParam("prompt", "none"),
+				oauth2.SetAuthURLParam("id_token_hint", tok.Extra("id_token").(string)), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+			assert.NotEmpty(t, mustQuery(t, p.Location()).Get("code"), p.Location())
+			// Nor does an ID token pass for an access token.
+			resp, _ = do(t, newReq(t, "GET", env.URL+"/userinfo", nil, "Bearer "+tok.Extra("id_token").(string)))
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
 			// A key rotation does not end tokens signed before it.
 			require.NoError(t, env.Provider.Keys().Rotate(ctx, provider.ES256))
-			resp, _ := do(t, newReq(t, "GET", env.URL+"/userinfo", nil, "Bearer "+tok.AccessToken))
+			resp, _ = do(t, newReq(t, "GET", env.URL+"/userinfo", nil, "Bearer "+tok.AccessToken))
 			assert.Equal(t, http.StatusOK, resp.StatusCode, "signed by the retired key")
 
 			// Refresh: a new JWT (new key), the same user and sign-in; the
@@ -238,7 +256,7 @@ func TestJWTAccessTokensCodeFlow(t *testing.T) {
 
 			rev := newReq(t, "POST", env.URL+"/revoke", url.Values{"token": {tok2.AccessToken}}, "")
 			rev.SetBasicAuth(url.QueryEscape(r.conf.ClientID), url.QueryEscape(r.conf.ClientSecret))
-			resp, body := do(t, rev)
+			resp, body = do(t, rev)
 			require.Equal(t, http.StatusOK, resp.StatusCode, body)
 			refused(t, tok2.AccessToken, "revoked")
 		})

@@ -239,5 +239,8 @@ func (ks *KeySet) Verify(ctx context.Context, token string) ([]byte, error) {
 	if !ok || h.Algorithm != k.alg {
 		return nil, ErrUnknownKey
 	}
+	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); isAccessTokenType(typ) {
+		return nil, ErrWrongTokenType // an access token is no ID token
+	}
 	return jws.Verify(k.private.Public())
 }

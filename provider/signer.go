@@ -18,6 +18,11 @@ import (
 type tokenSigner struct {
 	keys       *KeySet
 	defaultAlg string
+	// accessTokens marks the signer of JWT access tokens: it decodes only
+	// tokens typed at+jwt, and every other signer refuses them, so an
+	// access token never passes for an ID token (an id_token_hint) nor an
+	// ID token for an access token (RFC 9068 §4).
+	accessTokens bool
 }
 
 var _ jwt.Signer = (*tokenSigner)(nil)
@@ -67,15 +72,29 @@ func (s *tokenSigner) keyFor(ctx context.Context, token string) (*signingKey, er
 	var h struct {
 		Kid string `json:"kid"`
 		Alg string `json:"alg"`
+		Typ string `json:"typ"`
 	}
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, errors.New("malformed token header")
+	}
+	if isAccessTokenType(h.Typ) != s.accessTokens {
+		return nil, ErrWrongTokenType
 	}
 	k, found := s.keys.Lookup(ctx, h.Kid)
 	if !found || k.alg != h.Alg {
 		return nil, ErrUnknownKey
 	}
 	return k, nil
+}
+
+// ErrWrongTokenType is an access token offered as an ID token, or the
+// other way round.
+var ErrWrongTokenType = errors.New("token of the wrong type")
+
+// isAccessTokenType tells an RFC 9068 access token by its typ header
+// (media type, case-insensitive, "application/" optional).
+func isAccessTokenType(typ string) bool {
+	return strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "at+jwt")
 }
 
 // Validate verifies a token's signature and claims' times.
