@@ -9,3 +9,12 @@ func SetDeleteBatch(n int) (restore func()) {
 }
 
 var WithBinaryParameters = withBinaryParameters
+
+var TakeStatementCache = takeStatementCache
+
+// Prepared reports how many statements the store keeps prepared.
+func (s *Store) Prepared() int {
+	s.stmts.mu.RLock()
+	defer s.stmts.mu.RUnlock()
+	return len(s.stmts.m)
+}

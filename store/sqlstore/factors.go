@@ -154,7 +154,9 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 		out.RetryAt = now.Add(lim.Lock)
 		// Concurrent attempts past the limit may each set it: any one
 		// of their (near-equal) times will do.
-		if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ? AND locked_until IS NULL`, out.RetryAt, key); err != nil {
+		// "failures > Max": a reset and a fresh count between the two
+		// statements must not be locked.
+		if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ? AND locked_until IS NULL AND failures > ?`, out.RetryAt, key, lim.Max); err != nil {
 			return store.Throttle{}, wrap(err, "throttle attempt")
 		}
 	default:

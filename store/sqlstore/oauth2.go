@@ -65,7 +65,8 @@ func (s *Store) DeleteOAuth2Requests(ctx context.Context, kind, requestID string
 var deleteBatch = 5000
 
 // DeleteExpired is the clean-up job's one call. It deletes in batches,
-// each its own short transaction, until a batch comes back short.
+// each its own short transaction, until a batch deletes nothing (a short
+// batch is no proof: rows may move or go under concurrent writers).
 func (s *Store) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
 	// rowid (SQLite) and ctid (PostgreSQL) address a row whatever the
 	// table's key.
@@ -83,7 +84,7 @@ func (s *Store) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
 			}
 			n, _ := res.RowsAffected()
 			total += n
-			if n < int64(deleteBatch) {
+			if n == 0 {
 				break
 			}
 			if err := ctx.Err(); err != nil {

@@ -38,6 +38,29 @@ func withBinaryParameters(dsn string) string {
 	return dsn + " binary_parameters=yes"
 }
 
+// takeStatementCache removes Twofold's own statement_cache parameter from
+// a PostgreSQL URL (lib/pq would pass it to the server as a setting) and
+// reports whether it turns prepared statements off: behind PgBouncer in
+// transaction mode before 1.21 (or without max_prepared_statements), a
+// statement prepared on one server connection is missing on the next.
+func takeStatementCache(dsn string) (string, bool, error) {
+	u, err := url.Parse(dsn)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return dsn, false, nil
+	}
+	q := u.Query()
+	if !q.Has("statement_cache") {
+		return dsn, false, nil
+	}
+	v := q.Get("statement_cache")
+	if v != "on" && v != "off" {
+		return "", false, fmt.Errorf("database_url: statement_cache=%q must be on or off", v)
+	}
+	q.Del("statement_cache")
+	u.RawQuery = q.Encode()
+	return u.String(), v == "off", nil
+}
+
 func isPostgresUnique(err error) bool {
 	var pe *pq.Error
 	return errors.As(err, &pe) && pe.Code == "23505"

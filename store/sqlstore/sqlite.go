@@ -25,6 +25,10 @@ func openSQLite(path string) (*sqlx.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	// Keep connections: database/sql's default of two idle ones makes
+	// concurrent requests open a new connection each (the pragmas above
+	// run again, and every statement is prepared again).
+	db.SetMaxIdleConns(32)
 	return db, nil
 }
 

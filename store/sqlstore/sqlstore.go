@@ -35,16 +35,21 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, err
 	}
 	var db *sqlx.DB
+	cacheOff := false
 	switch dialect {
 	case "sqlite":
 		db, err = openSQLite(dsn)
 	default:
+		if dsn, cacheOff, err = takeStatementCache(dsn); err != nil {
+			return nil, err
+		}
 		db, err = openPostgres(dsn)
 	}
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{db: db, dialect: dialect}
+	s.stmts.off = cacheOff
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
@@ -221,16 +226,19 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 	tx, inTx := ctx.Value(txKey{}).(*sqlx.Tx)
 	st := s.stmts.get(query)
 	if st == nil {
+		// Claim first: a full cache, a disabled one, or another caller
+		// already preparing it means this call runs unprepared.
+		if !s.stmts.claim(query) {
+			return nil
+		}
 		if inTx {
 			// Preparing takes a pool connection; with every connection
 			// held by a transaction waiting here, that would never come.
 			// Prepare in the background and run this one unprepared.
-			if s.stmts.claim(query) {
-				go s.prepare(query)
-			}
+			go s.prepare(context.Background(), query)
 			return nil
 		}
-		if st = s.prepare(query); st == nil {
+		if st = s.prepare(ctx, query); st == nil {
 			return nil
 		}
 	}
@@ -240,8 +248,8 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 	return st
 }
 
-func (s *Store) prepare(query string) *sqlx.Stmt {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (s *Store) prepare(ctx context.Context, query string) *sqlx.Stmt {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	st, err := s.db.PreparexContext(ctx, s.db.Rebind(query))
 	if err != nil {

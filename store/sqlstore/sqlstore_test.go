@@ -188,3 +188,45 @@ func TestPreparedStatementsInBusyTransactions(t *testing.T) {
 		})
 	}
 }
+
+func TestStatementCacheParameter(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		off      bool
+		err      bool
+	}{
+		{"postgres://u@h/db?sslmode=disable", "postgres://u@h/db?sslmode=disable", false, false},
+		{"postgres://u@h/db?statement_cache=off&sslmode=disable", "postgres://u@h/db?sslmode=disable", true, false},
+		{"postgres://u@h/db?statement_cache=on", "postgres://u@h/db", false, false},
+		{"postgres://u@h/db?statement_cache=no", "", false, true},
+	} {
+		got, off, err := sqlstore.TakeStatementCache(c.in)
+		if c.err {
+			assert.Error(t, err, c.in)
+			continue
+		}
+		require.NoError(t, err, c.in)
+		assert.Equal(t, c.want, got, c.in)
+		assert.Equal(t, c.off, off, c.in)
+	}
+}
+
+// TestStatementCacheOff: with statement_cache=off nothing is prepared and
+// every query still works.
+func TestStatementCacheOff(t *testing.T) {
+	ctx := context.Background()
+	url := sqltest.URL(t, "postgres")
+	for _, c := range []struct {
+		url      string
+		prepared bool
+	}{{url, true}, {url + "&statement_cache=off", false}} {
+		s, err := sqlstore.Open(ctx, c.url)
+		require.NoError(t, err)
+		_, err = s.Migrate(ctx)
+		require.NoError(t, err)
+		_, err = s.GetUserByEmail(ctx, store.PopulationAgent, "nobody@example.com")
+		require.ErrorIs(t, err, store.ErrNotFound)
+		assert.Equal(t, c.prepared, s.Prepared() > 0, c.url)
+		require.NoError(t, s.Close())
+	}
+}

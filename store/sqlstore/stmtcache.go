@@ -14,14 +14,15 @@ const stmtCacheMax = 256
 type stmtCache struct {
 	mu      sync.RWMutex
 	m       map[string]*sqlx.Stmt
-	pending map[string]bool // being prepared in the background
+	pending map[string]bool // being prepared
+	off     bool            // never prepare (statement_cache=off), or closed
 }
 
 // claim marks query as being prepared; false when it already is.
 func (c *stmtCache) claim(query string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.pending[query] || c.m[query] != nil || len(c.m) >= stmtCacheMax {
+	if c.off || c.pending[query] || c.m[query] != nil || len(c.m)+len(c.pending) >= stmtCacheMax {
 		return false
 	}
 	if c.pending == nil {
@@ -54,7 +55,7 @@ func (c *stmtCache) put(query string, st *sqlx.Stmt) *sqlx.Stmt {
 		st.Close()
 		return old
 	}
-	if len(c.m) >= stmtCacheMax {
+	if c.off || len(c.m) >= stmtCacheMax {
 		st.Close()
 		return nil
 	}
@@ -73,4 +74,5 @@ func (c *stmtCache) close() {
 		st.Close()
 	}
 	c.m = nil
+	c.off = true // a prepare still running closes what it made
 }
