@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -89,6 +90,10 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"database_url: malformed PostgreSQL URL"}},
 		{name: "database url of another kind", env: []string{"TWOFOLD_DATABASE_URL=mysql://localhost/db"},
 			want: []string{"database_url: database URL must start with"}},
+		{name: "pprof address", env: []string{good, "TWOFOLD_DEBUG_PPROF_LISTEN=6060"},
+			want: []string{`debug.pprof_listen: "6060" must be host:port`}},
+		{name: "pprof on the public address", env: []string{good, "TWOFOLD_LISTEN=127.0.0.1:9000", "TWOFOLD_DEBUG_PPROF_LISTEN=127.0.0.1:9000"},
+			want: []string{`debug.pprof_listen: "127.0.0.1:9000" must differ from listen`}},
 		{name: "every problem at once", env: []string{
 			"TWOFOLD_DATABASE_URL=sqlite:", "TWOFOLD_ISSUER=http://idp.example.com", "TWOFOLD_LISTEN=nope",
 			"TWOFOLD_LOG_LEVEL=loud", "TWOFOLD_LOG_FORMAT=xml", "TWOFOLD_SECRETS_KEY=short",
@@ -334,4 +339,21 @@ func ExampleEnvNames() {
 	// TWOFOLD_LISTEN
 	// TWOFOLD_DATABASE_URL
 	// TWOFOLD_SECRETS_KEY
+}
+
+// TestPprofListener: the profiler answers on its own address, and stops
+// with the server.
+func TestPprofListener(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, err := servePprof(ctx, "127.0.0.1:0", slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	cancel()
+	require.Eventually(t, func() bool {
+		_, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+		return err != nil
+	}, 5*time.Second, 20*time.Millisecond, "the listener closes with the server")
 }

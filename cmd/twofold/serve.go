@@ -111,7 +111,7 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	go prov.CleanExpired(ctx, 10*time.Minute)
 
 	if cfg.Debug.PprofListen != "" {
-		if err := servePprof(ctx, cfg.Debug.PprofListen, logger); err != nil {
+		if _, err := servePprof(ctx, cfg.Debug.PprofListen, logger); err != nil {
 			return err
 		}
 	}
@@ -241,12 +241,14 @@ func seedDemoClient(ctx context.Context, cfg Config, s store.Store) error {
 }
 
 // servePprof serves Go's profiler on its own listener, apart from the
-// public mux, until ctx ends: profiles for BENCHMARKS.md come from a
-// running server (go tool pprof http://ADDR/debug/pprof/profile).
-func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
+// public mux, until ctx ends, and returns its address: profiles for
+// BENCHMARKS.md come from a running server (go tool pprof
+// http://ADDR/debug/pprof/profile). No write timeout: a profile or trace
+// takes as long as asked.
+func servePprof(ctx context.Context, addr string, logger *slog.Logger) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("debug.pprof_listen %s: %w", addr, err)
+		return "", fmt.Errorf("debug.pprof_listen %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -254,7 +256,12 @@ func servePprof(ctx context.Context, addr string, logger *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	logger.Warn("serving the Go profiler: keep this address private", "pprof_listen", ln.Addr().String())
-	go func() { _ = server.Serve(ctx, ln, mux, logger, time.Second) }()
-	return nil
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return ln.Addr().String(), nil
 }
