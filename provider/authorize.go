@@ -253,7 +253,7 @@ func (p *Provider) currentSession(r *http.Request) (store.Session, store.User, b
 // consentNeeded: first-party clients never ask; third-party clients ask
 // on prompt=consent, and unless the user already granted every scope.
 func (p *Provider) consentNeeded(ctx context.Context, clientID, userID string, form url.Values) bool {
-	c, err := p.store.GetClient(ctx, clientID)
+	c, err := p.client(ctx, clientID)
 	if err != nil {
 		return true
 	}

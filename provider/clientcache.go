@@ -1,8 +1,14 @@
 package provider
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/twofold-idp/twofold/store"
 )
 
 // clientCacheTTL is how long a replica trusts a client it has read: the
@@ -50,4 +56,18 @@ func (cc *clientCache) clock() time.Time {
 		return cc.now()
 	}
 	return time.Now()
+}
+
+// client reads a registered client through the same short cache as the
+// token endpoint: the sign-in pages ask for it at almost every step (its
+// name, consent, its MFA requirement), and fosite has just read it.
+func (p *Provider) client(ctx context.Context, id string) (store.Client, error) {
+	c, err := p.fstore.GetClient(ctx, id)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return store.Client{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Client{}, err
+	}
+	return c.(*client).Client, nil
 }

@@ -31,7 +31,7 @@ func (p *Provider) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 	}
 	form, _ := url.ParseQuery(f.AuthorizeForm)
 	page := consentPage{Flow: f.ID, CSRF: p.csrfToken("consent", f.ID)}
-	if c, err := p.store.GetClient(r.Context(), f.ClientID); err == nil {
+	if c, err := p.client(r.Context(), f.ClientID); err == nil {
 		page.ClientName = c.Name
 	}
 	for _, s := range fosite.RemoveEmpty(strings.Split(form.Get("scope"), " ")) {

@@ -45,7 +45,7 @@ func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status in
 			page.Passkey = &k
 		}
 	}
-	if c, err := p.store.GetClient(r.Context(), f.ClientID); err == nil {
+	if c, err := p.client(r.Context(), f.ClientID); err == nil {
 		page.ClientName = c.Name
 	}
 	if err := p.pages.Render(w, status, "login.html", page); err != nil {

@@ -94,6 +94,7 @@ type Provider struct {
 	accounts *accounts.Service
 	keys     *KeySet
 	oauth    fosite.OAuth2Provider
+	fstore   *fositeStore
 	fosite   *fosite.Config
 	pages    *templates.Set
 	box      *secrets.Box
@@ -175,6 +176,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	}
 	p.fosite = fc
 	fstore := &fositeStore{store: o.Store, now: o.Now}
+	p.fstore = fstore
 	signer := &tokenSigner{keys: keys, defaultAlg: o.Config.IDTokenAlg}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               newAccessTokens(fc, signer, compose.NewOAuth2HMACStrategy(fc)),

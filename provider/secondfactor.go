@@ -433,7 +433,7 @@ func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.
 	if f.ClientID == "" {
 		return false
 	}
-	if c, err := p.store.GetClient(ctx, f.ClientID); err == nil && c.RequireMFA {
+	if c, err := p.client(ctx, f.ClientID); err == nil && c.RequireMFA {
 		return true
 	}
 	form, _ := url.ParseQuery(f.AuthorizeForm)
