@@ -249,7 +249,7 @@ func (s *Store) stmt(ctx context.Context, query string) *sqlx.Stmt {
 }
 
 func (s *Store) prepare(ctx context.Context, query string) *sqlx.Stmt {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := s.db.PreparexContext(ctx, s.db.Rebind(query))
 	if err != nil {

@@ -159,21 +159,36 @@ func TestPreparedStatementsInBusyTransactions(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			s := sqltest.Open(t, dialect)
 			s.DB().SetMaxOpenConns(4)
+			// Four queries none of the four transactions has seen: each
+			// would want a pool connection of its own to be prepared.
+			queries := []func(ctx context.Context) error{
+				func(ctx context.Context) error {
+					_, err := s.GetUserByEmail(ctx, store.PopulationAgent, "nobody@example.com")
+					return err
+				},
+				func(ctx context.Context) error { _, err := s.GetUser(ctx, "nobody"); return err },
+				func(ctx context.Context) error { _, err := s.GetClient(ctx, "nobody"); return err },
+				func(ctx context.Context) error { _, err := s.GetLoginFlow(ctx, "nobody"); return err },
+			}
 			var ready, done sync.WaitGroup
-			ready.Add(4)
-			errs := make(chan error, 4)
-			for i := range 4 {
+			ready.Add(len(queries))
+			errs := make(chan error, len(queries))
+			for _, query := range queries {
 				done.Add(1)
 				go func() {
 					defer done.Done()
+					// A generous bound that only a deadlock reaches: were the
+					// statements prepared here, on the pool, all four would
+					// wait for a connection until this deadline and fail.
+					ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
 					errs <- s.InTx(ctx, func(ctx context.Context) error {
 						ready.Done()
 						ready.Wait() // all four connections are now held
-						_, err := s.GetUserByEmail(ctx, store.PopulationAgent, fmt.Sprintf("nobody-%d@example.com", i))
-						if errors.Is(err, store.ErrNotFound) {
-							err = nil
+						if err := query(ctx); !errors.Is(err, store.ErrNotFound) {
+							return fmt.Errorf("want not found, got %v", err)
 						}
-						return err
+						return nil
 					})
 				}()
 			}
