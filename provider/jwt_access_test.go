@@ -161,11 +161,11 @@ func TestJWTAccessTokens(t *testing.T) {
 	}
 }
 
-// TestJWTAccessTokensCodeFlow: a JWT client's user token says who signed
+// TestR02_JWTAccessTokensCodeFlow: a JWT client's user token says who signed
 // in and how, as the ID token does; userinfo and introspection accept it;
 // a forged or altered one, or one revoked, is refused; refresh issues
 // another JWT.
-func TestJWTAccessTokensCodeFlow(t *testing.T) {
+func TestR02_JWTAccessTokensCodeFlow(t *testing.T) {
 	ctx := context.Background()
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {

@@ -46,27 +46,38 @@ func BenchmarkClientCredentials(b *testing.B) {
 		b.Run(dialect, func(b *testing.B) {
 			env, h := benchEnv(b, dialect)
 			id, secret := serviceClient(b, env)
-			form := url.Values{"grant_type": {"client_credentials"}}
-			b.Run("serial", func(b *testing.B) {
-				for b.Loop() {
-					if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK {
-						b.Fatalf("%d %s", rec.Code, rec.Body)
-					}
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				b.SetParallelism(8) // 8×GOMAXPROCS requests in flight
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK {
-							b.Errorf("%d %s", rec.Code, rec.Body)
-							return
-						}
-					}
-				})
-			})
+			benchTokens(b, "", h, id, secret, func(body string) bool { return strings.Contains(body, `"ory_at_`) })
 		})
 	}
+}
+
+// benchTokens runs client_credentials requests serially and with
+// 8×GOMAXPROCS in flight (sub-benchmarks "NAME" or "serial", and
+// "NAME/parallel"); ok checks the response body's token format.
+func benchTokens(b *testing.B, name string, h http.Handler, id, secret string, ok func(body string) bool) {
+	form := url.Values{"grant_type": {"client_credentials"}}
+	serial, parallel := "serial", "parallel"
+	if name != "" {
+		serial, parallel = name, name+"/parallel"
+	}
+	b.Run(serial, func(b *testing.B) {
+		for b.Loop() {
+			if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK || !ok(rec.Body.String()) {
+				b.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run(parallel, func(b *testing.B) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK || !ok(rec.Body.String()) {
+					b.Errorf("%d %s", rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkClientCredentialsJWT issues JWT access tokens (RFC 9068)
@@ -76,29 +87,10 @@ func BenchmarkClientCredentialsJWT(b *testing.B) {
 	for _, dialect := range sqltest.Dialects() {
 		b.Run(dialect, func(b *testing.B) {
 			env, h := benchEnv(b, dialect)
-			form := url.Values{"grant_type": {"client_credentials"}}
 			for _, alg := range []string{"RS256", "ES256"} {
 				id, secret := env.Client(b, clients.Spec{Name: "bench service " + alg, GrantTypes: []string{clients.GrantClientCredentials},
 					IDTokenAlg: alg, AccessTokenFormat: "jwt"})
-				b.Run(alg, func(b *testing.B) {
-					for b.Loop() {
-						rec := postForm(h, "/token", id, secret, form)
-						if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), `"ory_at_`) {
-							b.Fatalf("%d %s", rec.Code, rec.Body)
-						}
-					}
-				})
-				b.Run(alg+"/parallel", func(b *testing.B) {
-					b.SetParallelism(8)
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if rec := postForm(h, "/token", id, secret, form); rec.Code != http.StatusOK {
-								b.Errorf("%d %s", rec.Code, rec.Body)
-								return
-							}
-						}
-					})
-				})
+				benchTokens(b, alg, h, id, secret, func(body string) bool { return !strings.Contains(body, `"ory_at_`) })
 			}
 		})
 	}

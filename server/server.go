@@ -143,7 +143,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// access log (promhttp's own would add two more per request).
 	m := httpsnoop.CaptureMetrics(s.mux, w, r)
 	if route != "unmatched" { // unmatched paths and methods are unbounded label values
-		method := strings.ToLower(r.Method)
+		method := methodLabel(r.Method)
 		s.requests.WithLabelValues(route, method, strconv.Itoa(m.Code)).Inc()
 		s.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
 	}
@@ -151,6 +151,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 		slog.Int("status", m.Code), slog.Int64("bytes", m.Written),
 		slog.Duration("duration", m.Duration), slog.String("remote", r.RemoteAddr))
+}
+
+// methodLabel lower-cases a method for the metrics without allocating
+// for the ones the routes take.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet:
+		return "get"
+	case http.MethodPost:
+		return "post"
+	case http.MethodHead:
+		return "head"
+	}
+	return strings.ToLower(m)
 }
 
 // Serve serves h on ln until ctx is done, then shuts down gracefully:

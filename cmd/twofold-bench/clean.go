@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/twofold-idp/twofold/store/sqlstore"
 )
 
 // cleanCmd runs the server's expiry clean-up once, timed, after marking
@@ -33,14 +31,11 @@ func cleanCmd(stdout io.Writer) *cobra.Command {
 }
 
 func clean(ctx context.Context, out io.Writer, databaseURL, clientID string, expire int) error {
-	s, err := sqlstore.Open(ctx, databaseURL)
+	s, err := openMigrated(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.CheckSchema(ctx); err != nil {
-		return err
-	}
 	past := time.Now().Add(-time.Hour).UTC()
 	if expire > 0 {
 		row := "rowid"

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/twofold-idp/twofold/store/sqlstore"
 )
 
 // growCmd seeds the users and token tables by bulk INSERT … SELECT in
@@ -33,14 +31,11 @@ func growCmd(stdout io.Writer) *cobra.Command {
 }
 
 func grow(ctx context.Context, out io.Writer, databaseURL string, users, tokens int, clientID string) error {
-	s, err := sqlstore.Open(ctx, databaseURL)
+	s, err := openMigrated(ctx, databaseURL)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	if err := s.CheckSchema(ctx); err != nil {
-		return err
-	}
 	db := s.DB()
 	tag := randomHex(4)
 	const chunk = 200_000

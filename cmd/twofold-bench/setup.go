@@ -157,14 +157,11 @@ func setup(ctx context.Context, o setupOptions) (*Fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := sqlstore.Open(ctx, o.DatabaseURL)
+	s, err := openMigrated(ctx, o.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	if err := s.CheckSchema(ctx); err != nil {
-		return nil, fmt.Errorf("%w (start the server once, or run twofold migrate up)", err)
-	}
 	if o.Tag == "" {
 		o.Tag = randomHex(4)
 	}
@@ -249,4 +246,18 @@ func readFixture(path string) (*Fixture, error) {
 		return nil, fmt.Errorf("fixture %s: %w", path, err)
 	}
 	return &f, nil
+}
+
+// openMigrated opens the server's database and checks that its schema is
+// the one this tool was built with: setup, grow and clean write to it.
+func openMigrated(ctx context.Context, databaseURL string) (*sqlstore.Store, error) {
+	s, err := sqlstore.Open(ctx, databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckSchema(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%w (start the server once, or run twofold migrate up)", err)
+	}
+	return s, nil
 }
