@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -9,9 +10,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -96,24 +99,65 @@ func argon2Rate(d time.Duration, p accounts.Argon2Params) (float64, error) {
 	})
 }
 
-// bareServer is a plain net/http server on loopback answering a static
-// JSON document of discovery's size: the ceiling of any HTTP flow with
-// this load generator on this machine.
-func bareServer(body []byte) (string, func(), error) {
+// bareBody is the bare handler's answer: static JSON of discovery's size.
+var bareBody = []byte(`{"issuer":"http://localhost:8080","padding":"` + strings.Repeat("x", 1800) + `"}`)
+
+// bareEnv makes this binary (or the test binary) the bare server only:
+// it listens on loopback, prints its address and serves until its
+// standard input closes, i.e. until the parent is done with it or dies.
+const bareEnv = "TWOFOLD_BENCH_BARE_SERVER"
+
+// serveBare is the child's whole life when bareEnv is set.
+func serveBare() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		fmt.Fprintln(os.Stderr, "bare server:", err)
+		return 1
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
+		_, _ = w.Write(bareBody)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+	fmt.Println(ln.Addr().String())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// bareServer starts the bare handler in a process of its own, as the
+// server under test is: a handler inside the generator's process would
+// share its scheduler and skip the cross-process wake-ups every real
+// request pays, which at low concurrency is most of a round trip.
+func bareServer(ctx context.Context) (string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), bareEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("bare server: %w", err)
+	}
+	stop := func() { _ = stdin.Close(); _ = cmd.Wait() }
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("bare server: no address: %w", err)
+	}
+	return "http://" + strings.TrimSpace(addr), stop, nil
 }
 
 func bareHTTPRate(ctx context.Context, vus int, d time.Duration) (float64, error) {
-	base, stop, err := bareServer([]byte(`{"issuer":"http://localhost:8080","padding":"` + strings.Repeat("x", 1800) + `"}`))
+	base, stop, err := bareServer(ctx)
 	if err != nil {
 		return 0, err
 	}

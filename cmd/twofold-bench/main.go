@@ -24,6 +24,9 @@ import (
 )
 
 func main() {
+	if os.Getenv(bareEnv) != "" {
+		os.Exit(serveBare())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -19,6 +19,15 @@ import (
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
 
+// TestMain lets the test binary be the bare server, as the real binary
+// is when run re-executes itself for the HTTP bound.
+func TestMain(m *testing.M) {
+	if os.Getenv(bareEnv) != "" {
+		os.Exit(serveBare())
+	}
+	os.Exit(m.Run())
+}
+
 // TestRunEveryFlow starts a provider on SQLite, creates the bench's users
 // and clients with setup, and runs every flow with 2 virtual users for a
 // short while: no errors, and operations counted. No timing is asserted.
