@@ -18,3 +18,28 @@ func (s *Store) Prepared() int {
 	defer s.stmts.mu.RUnlock()
 	return len(s.stmts.m)
 }
+
+// HoldBatches takes every batch flusher's slot, so that rows created
+// meanwhile queue; the returned function gives the slots back and writes
+// what queued.
+func (s *Store) HoldBatches() (release func()) {
+	b := &s.batch
+	b.mu.Lock()
+	b.flushing += batchFlushers
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		b.flushing -= batchFlushers - 1 // keep one slot for this flush
+		b.mu.Unlock()
+		for b.flushOnce() {
+		}
+		b.release()
+	}
+}
+
+// BatchQueued reports how many rows wait for a batch.
+func (s *Store) BatchQueued() int {
+	s.batch.mu.Lock()
+	defer s.batch.mu.Unlock()
+	return len(s.batch.queue)
+}

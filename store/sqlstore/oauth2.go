@@ -6,13 +6,24 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/twofold-idp/twofold/store"
 )
 
 const oauth2Columns = `kind, signature, request_id, client_id, subject, active, requested_at, expires_at, data`
 
-// CreateOAuth2Request stores one code, token or session.
+// CreateOAuth2Request stores one code, token or session. On PostgreSQL,
+// outside a transaction, rows created at the same time are committed
+// together (batch.go).
 func (s *Store) CreateOAuth2Request(ctx context.Context, r store.OAuth2Request) error {
+	if _, inTx := ctx.Value(txKey{}).(*sqlx.Tx); s.dialect == "postgres" && !inTx {
+		return s.batch.add(ctx, r)
+	}
+	return s.insertOAuth2Request(ctx, r)
+}
+
+func (s *Store) insertOAuth2Request(ctx context.Context, r store.OAuth2Request) error {
 	_, err := s.exec(ctx, `INSERT INTO oauth2_requests (`+oauth2Columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.Kind, r.Signature, r.RequestID, r.ClientID, r.Subject, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(), r.Data)
 	return wrap(err, "create "+r.Kind)

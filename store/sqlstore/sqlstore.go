@@ -23,6 +23,7 @@ type Store struct {
 	db      *sqlx.DB
 	dialect string // "sqlite" or "postgres"
 	stmts   stmtCache
+	batch   rowBatcher
 }
 
 var _ store.Store = (*Store)(nil)
@@ -49,6 +50,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dialect: dialect}
+	s.batch.s = s
 	s.stmts.off = cacheOff
 	if err := s.Ping(ctx); err != nil {
 		db.Close()

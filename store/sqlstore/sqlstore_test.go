@@ -132,6 +132,63 @@ func TestDeleteExpiredInBatches(t *testing.T) {
 	}
 }
 
+// TestBatchedTokenRows: on PostgreSQL, token rows created while the
+// flushers are busy are committed together, in one transaction (one
+// xmin); a duplicate among them fails alone and the rest still land.
+func TestBatchedTokenRows(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.Open(t, "postgres")
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	row := func(sig string) store.OAuth2Request {
+		return store.OAuth2Request{Kind: store.KindAccessToken, Signature: sig, RequestID: "req-" + sig, ClientID: "app",
+			Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Hour), Data: "{}"}
+	}
+	require.NoError(t, s.CreateOAuth2Request(ctx, row("taken")))
+
+	create := func(sigs []string) []error {
+		release := s.HoldBatches()
+		errs := make([]error, len(sigs))
+		var wg sync.WaitGroup
+		for i, sig := range sigs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = s.CreateOAuth2Request(ctx, row(sig)) }()
+		}
+		require.Eventually(t, func() bool { return s.BatchQueued() == len(sigs) }, 10*time.Second, time.Millisecond)
+		release()
+		wg.Wait()
+		return errs
+	}
+	transactions := func(prefix string) (n int) {
+		require.NoError(t, s.DB().GetContext(ctx, &n,
+			`SELECT COUNT(DISTINCT xmin::text) FROM oauth2_requests WHERE signature LIKE $1`, prefix+"%"))
+		return n
+	}
+
+	var sigs []string
+	for i := range 20 {
+		sigs = append(sigs, fmt.Sprintf("a-%02d", i))
+	}
+	for i, err := range create(sigs) {
+		require.NoError(t, err, sigs[i])
+	}
+	assert.Equal(t, 1, transactions("a-"), "twenty rows, one transaction")
+
+	sigs = sigs[:0]
+	for i := range 10 {
+		sigs = append(sigs, fmt.Sprintf("b-%02d", i))
+	}
+	sigs = append(sigs, "taken")
+	errs := create(sigs)
+	for i, err := range errs[:10] {
+		require.NoError(t, err, sigs[i])
+	}
+	require.ErrorIs(t, errs[10], store.ErrAlreadyExists)
+	assert.Equal(t, 10, transactions("b-"), "after the batch failed, each row on its own")
+	got, err := s.GetOAuth2Request(ctx, store.KindAccessToken, "taken")
+	require.NoError(t, err)
+	assert.Equal(t, "req-taken", got.RequestID, "the duplicate changed nothing")
+}
+
 func TestBinaryParameters(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"postgres://u@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?binary_parameters=yes&sslmode=disable"},

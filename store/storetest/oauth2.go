@@ -56,6 +56,65 @@ func testOAuth2CreateGet(t *testing.T, s store.Store) {
 	require.ErrorIs(t, err, store.ErrNotFound, "a signature is looked up within its kind")
 }
 
+// testOAuth2ConcurrentCreate: rows created at once (a store may commit
+// them together) all land, each exactly as given, and a duplicate among
+// them fails alone.
+func testOAuth2ConcurrentCreate(t *testing.T, s store.Store) {
+	const n = 60
+	rows := make([]store.OAuth2Request, n)
+	for i := range rows {
+		rows[i] = newOAuth2Request(store.KindAccessToken, fmt.Sprintf("sig-%02d", i), fmt.Sprintf("req-%02d", i), "app")
+		rows[i].Subject = fmt.Sprintf("user-%d", i)
+		rows[i].Active = i%3 != 0
+		rows[i].RequestedAt = base.Add(time.Duration(i)*time.Second + 123456*time.Microsecond)
+		rows[i].ExpiresAt = rows[i].RequestedAt.Add(time.Duration(i+1) * time.Minute)
+		rows[i].Data = fmt.Sprintf(`{"n":%d,"quote":"\"a,b\" {c}"}`, i)
+	}
+	// The last ten are copies of row 0's key: exactly one of the eleven wins.
+	for i := n - 10; i < n; i++ {
+		rows[i].Signature, rows[i].RequestID = "sig-00", fmt.Sprintf("dup-%d", i)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range rows {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.CreateOAuth2Request(ctx, rows[i])
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		if i != 0 && i < n-10 {
+			require.NoError(t, err, "row %d", i)
+			continue
+		}
+		if err == nil {
+			require.Equal(t, -1, won, "two rows with one key were both stored")
+			won = i
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrAlreadyExists, "row %d", i)
+	}
+	require.NotEqual(t, -1, won, "one of the rows with the same key is stored")
+	for i, want := range rows {
+		if i == 0 || i >= n-10 {
+			if i != won {
+				continue
+			}
+		}
+		got, err := s.GetOAuth2Request(ctx, want.Kind, want.Signature)
+		require.NoError(t, err, "row %d", i)
+		assert.Equal(t, want.RequestID, got.RequestID)
+		assert.Equal(t, want.Subject, got.Subject)
+		assert.Equal(t, want.Active, got.Active, "row %d", i)
+		assert.True(t, want.RequestedAt.Equal(got.RequestedAt), "row %d: %v != %v", i, want.RequestedAt, got.RequestedAt)
+		assert.True(t, want.ExpiresAt.Equal(got.ExpiresAt), "row %d", i)
+		assert.Equal(t, want.Data, got.Data)
+	}
+}
+
 func testOAuth2Duplicate(t *testing.T, s store.Store) {
 	r := newOAuth2Request(store.KindAccessToken, "sig", "req-1", "app")
 	require.NoError(t, s.CreateOAuth2Request(ctx, r))

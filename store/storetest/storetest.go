@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClientDelete", testClientDelete},
 		{"OAuth2CreateGet", testOAuth2CreateGet},
 		{"OAuth2Duplicate", testOAuth2Duplicate},
+		{"OAuth2ConcurrentCreate", testOAuth2ConcurrentCreate},
 		{"OAuth2Deactivate", testOAuth2Deactivate},
 		{"OAuth2DeactivateRace", testOAuth2DeactivateRace},
 		{"OAuth2Families", testOAuth2Families},
