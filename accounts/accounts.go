@@ -139,7 +139,8 @@ func (s *Service) CreateUser(ctx context.Context, n NewUser) (store.User, error)
 
 // Authenticate checks an email and password. Unknown email, wrong password
 // and disabled account all return ErrBadCredentials after the same hashing
-// work. A correct password stored under old parameters is rehashed.
+// work. A correct password stored under old parameters is rehashed. An
+// empty population means the agent with that email, else the contact.
 func (s *Service) Authenticate(ctx context.Context, p store.Population, email, password string) (store.User, error) {
 	s.dummyOnce.Do(func() { s.dummy = s.Hasher.dummyHash() })
 	key, keyErr := NormalizeEmail(email)

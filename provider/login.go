@@ -113,8 +113,8 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.renderLogin(w, r, http.StatusUnauthorized, f, page)
 		return
 	}
-	_ = p.store.ResetThrottle(ctx, throttleKey)
-	_ = p.store.Refund(ctx, addressKey(r)) // only failures count against an address
+	// Only failures count against an address: this attempt is taken back.
+	_ = p.store.Success(ctx, p.refundKey(r), throttleKey)
 
 	now := p.now().UTC()
 	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now
@@ -205,15 +205,7 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 // looked up among agents, then contacts; either way exactly one password
 // hash is computed, so timing does not tell whether an account exists.
 func (p *Provider) authenticate(ctx context.Context, pop store.Population, email, password string) (store.User, error) {
-	if pop == "" {
-		pop = store.PopulationAgent
-		if key, err := accounts.NormalizeEmail(email); err == nil {
-			if _, err := p.store.GetUserByEmail(ctx, store.PopulationAgent, key); errors.Is(err, store.ErrNotFound) {
-				pop = store.PopulationContact
-			}
-		}
-	}
-	return p.accounts.Authenticate(ctx, pop, email, password)
+	return p.accounts.Authenticate(ctx, pop, email, password) // the store looks agents up first
 }
 
 // continueFlow sends the browser to the flow's next step, or completes

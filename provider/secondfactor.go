@@ -52,6 +52,15 @@ var (
 
 func addressKey(r *http.Request) string { return "ip:" + clientIP(r) }
 
+// refundKey is the address key a success takes its attempt back from, or
+// "" when the address limit is off.
+func (p *Provider) refundKey(r *http.Request) string {
+	if p.cfg.NoAddressThrottle {
+		return ""
+	}
+	return addressKey(r)
+}
+
 // addressAttempt counts a try against the client's address, unless the
 // address limit is off.
 func (p *Provider) addressAttempt(ctx context.Context, r *http.Request) (store.Throttle, error) {
@@ -276,8 +285,7 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 }
 
 func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User) {
-	_ = p.store.Refund(ctx, addressKey(r))
-	_ = p.store.ResetThrottle(ctx, factorKey(user.ID), capKey(user.ID), flowKey(f.ID))
+	_ = p.store.Success(ctx, p.refundKey(r), factorKey(user.ID), capKey(user.ID), flowKey(f.ID))
 }
 
 var errWrongCode = errors.New("wrong code")

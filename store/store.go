@@ -93,7 +93,9 @@ type Store interface {
 
 	CreateUser(ctx context.Context, u User) error
 	GetUser(ctx context.Context, id string) (User, error)
-	// GetUserByEmail looks a user up by the normalised email key.
+	// GetUserByEmail looks a user up by the normalised email key. With
+	// an empty population it finds the agent, else the contact, in one
+	// query.
 	GetUserByEmail(ctx context.Context, p Population, emailKey string) (User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]User, error)
 	CountUsers(ctx context.Context) (int, error)
@@ -194,11 +196,13 @@ type Store interface {
 	// Attempt reserves one attempt under key before a secret is checked:
 	// past lim.Max counted attempts the key locks for lim.Lock and the
 	// attempt is refused. The count is atomic, so parallel requests
-	// cannot exceed it. ResetThrottle clears the key after a success;
-	// Refund takes one attempt back (a success on a shared key).
+	// cannot exceed it. ResetThrottle clears keys (an admin's unlock).
+	// Success records a success: one attempt taken back from shared (a
+	// key many accounts count against, the client's address; "" for
+	// none) and keys cleared, in one statement where the database allows.
 	Attempt(ctx context.Context, key string, lim Limit, now time.Time) (Throttle, error)
 	ResetThrottle(ctx context.Context, keys ...string) error
-	Refund(ctx context.Context, key string) error
+	Success(ctx context.Context, shared string, keys ...string) error
 }
 
 // AuditEvent is one security-relevant event (R24).

@@ -214,8 +214,32 @@ func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) (store.WebAu
 	return w, wrap(err, "take webauthn session")
 }
 
-// Refund takes back one counted attempt.
-func (s *Store) Refund(ctx context.Context, key string) error {
-	_, err := s.exec(ctx, `UPDATE throttles SET failures = failures - 1 WHERE key = ? AND failures > 0`, key)
-	return wrap(err, "refund throttle attempt")
+// Success takes one attempt back from shared and clears keys. On
+// PostgreSQL that is one statement (a DELETE in a WITH); SQLite has no
+// data-modifying WITH, and its two statements share a transaction.
+func (s *Store) Success(ctx context.Context, shared string, keys ...string) error {
+	if shared == "" {
+		return s.ResetThrottle(ctx, keys...)
+	}
+	const refund = `UPDATE throttles SET failures = failures - 1 WHERE key = ? AND failures > 0`
+	if len(keys) == 0 {
+		_, err := s.exec(ctx, refund, shared)
+		return wrap(err, "refund throttle attempt")
+	}
+	args := make([]any, 0, len(keys)+1)
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	in := `(?` + strings.Repeat(", ?", len(keys)-1) + `)`
+	if s.dialect == "postgres" {
+		_, err := s.exec(ctx, `WITH cleared AS (DELETE FROM throttles WHERE key IN `+in+`) `+refund, append(args, shared)...)
+		return wrap(err, "throttle success")
+	}
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if err := s.ResetThrottle(ctx, keys...); err != nil {
+			return err
+		}
+		_, err := s.exec(ctx, refund, shared)
+		return wrap(err, "refund throttle attempt")
+	})
 }

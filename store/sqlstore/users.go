@@ -32,7 +32,15 @@ func (s *Store) GetUser(ctx context.Context, id string) (store.User, error) {
 // GetUserByEmail finds a user by population and normalised email.
 func (s *Store) GetUserByEmail(ctx context.Context, p store.Population, emailKey string) (store.User, error) {
 	var u store.User
-	err := s.get(ctx, &u, `SELECT `+userColumns+` FROM users WHERE population = ? AND email_key = ?`, p, emailKey)
+	var err error
+	if p == "" {
+		// Both populations in one probe of the (population, email_key)
+		// index: agents sort first.
+		err = s.get(ctx, &u, `SELECT `+userColumns+` FROM users WHERE population IN (?, ?) AND email_key = ?
+			ORDER BY population LIMIT 1`, store.PopulationAgent, store.PopulationContact, emailKey)
+	} else {
+		err = s.get(ctx, &u, `SELECT `+userColumns+` FROM users WHERE population = ? AND email_key = ?`, p, emailKey)
+	}
 	return u, wrap(err, "get user by email")
 }
 

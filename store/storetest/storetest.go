@@ -115,12 +115,22 @@ func testUserEmailUniquePerPopulation(t *testing.T, s store.Store) {
 
 	// The same address in the other population is another account.
 	require.NoError(t, s.CreateUser(ctx, newUser("u3", "bo@example.com", store.PopulationContact)))
+	// Without a population the agent is found first, else the contact.
+	found, err := s.GetUserByEmail(ctx, "", "bo@example.com")
+	require.NoError(t, err)
+	assert.Equal(t, "u1", found.ID)
+	require.NoError(t, s.CreateUser(ctx, newUser("u4", "cy@example.com", store.PopulationContact)))
+	found, err = s.GetUserByEmail(ctx, "", "cy@example.com")
+	require.NoError(t, err)
+	assert.Equal(t, "u4", found.ID)
+	_, err = s.GetUserByEmail(ctx, "", "nobody@example.com")
+	require.ErrorIs(t, err, store.ErrNotFound)
 	// A duplicate primary key is also ErrAlreadyExists.
 	require.ErrorIs(t, s.CreateUser(ctx, newUser("u1", "other@example.com", store.PopulationAgent)), store.ErrAlreadyExists)
 
 	n, err := s.CountUsers(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 2, n)
+	assert.Equal(t, 3, n)
 }
 
 func testUserNotFound(t *testing.T, s store.Store) {

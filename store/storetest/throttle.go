@@ -38,8 +38,8 @@ func testThrottle(t *testing.T, s store.Store) {
 	assert.True(t, th.Allowed, "an expired lock starts again")
 	assert.Equal(t, 1, th.Failures)
 
-	require.NoError(t, s.Refund(ctx, "k"))
-	require.NoError(t, s.Refund(ctx, "k")) // never below zero
+	require.NoError(t, s.Success(ctx, "k"))
+	require.NoError(t, s.Success(ctx, "k")) // never below zero
 	th, err = s.Attempt(ctx, "k", lim, base.Add(2*time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, 1, th.Failures, "a refund takes an attempt back")
@@ -48,6 +48,23 @@ func testThrottle(t *testing.T, s store.Store) {
 	th, err = s.Attempt(ctx, "k", lim, base.Add(2*time.Minute))
 	require.NoError(t, err)
 	assert.Equal(t, 1, th.Failures, "reset clears the count")
+
+	// A success takes one attempt back from the shared key and clears
+	// the others, and only those.
+	for _, k := range []string{"shared", "shared", "a", "b", "untouched"} {
+		_, err := s.Attempt(ctx, k, lim, base.Add(2*time.Minute))
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Success(ctx, "shared", "a", "b"))
+	for k, want := range map[string]int{"shared": 2, "a": 1, "b": 1, "untouched": 2} {
+		th, err := s.Attempt(ctx, k, lim, base.Add(2*time.Minute))
+		require.NoError(t, err)
+		assert.Equal(t, want, th.Failures, k)
+	}
+	require.NoError(t, s.Success(ctx, "", "untouched"))
+	th, err = s.Attempt(ctx, "untouched", lim, base.Add(2*time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, 1, th.Failures, "no shared key: only the reset")
 
 	// A window forgets old counts that never reached the lock.
 	win := store.Limit{Max: 2, Lock: time.Minute, Window: time.Hour}
