@@ -196,7 +196,7 @@ type Store interface {
 	// Attempt reserves one attempt under key before a secret is checked:
 	// past lim.Max counted attempts the key locks for lim.Lock and the
 	// attempt is refused. The count is atomic, so parallel requests
-	// cannot exceed it. ResetThrottle clears keys (an admin's unlock).
+	// cannot exceed it. ResetThrottle clears keys.
 	// Success records a success: one attempt taken back from shared (a
 	// key many accounts count against, the client's address; "" for
 	// none) and keys cleared, in one statement where the database allows.

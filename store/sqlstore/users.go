@@ -35,9 +35,10 @@ func (s *Store) GetUserByEmail(ctx context.Context, p store.Population, emailKey
 	var err error
 	if p == "" {
 		// Both populations in one probe of the (population, email_key)
-		// index: agents sort first.
+		// index, the agent first whatever the collation.
 		err = s.get(ctx, &u, `SELECT `+userColumns+` FROM users WHERE population IN (?, ?) AND email_key = ?
-			ORDER BY population LIMIT 1`, store.PopulationAgent, store.PopulationContact, emailKey)
+			ORDER BY CASE WHEN population = ? THEN 0 ELSE 1 END LIMIT 1`,
+			store.PopulationAgent, store.PopulationContact, emailKey, store.PopulationAgent)
 	} else {
 		err = s.get(ctx, &u, `SELECT `+userColumns+` FROM users WHERE population = ? AND email_key = ?`, p, emailKey)
 	}
