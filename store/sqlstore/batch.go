@@ -100,11 +100,14 @@ func (b *rowBatcher) release() {
 		b.flushing--
 		return
 	}
-	go func() {
-		for b.flushOnce() {
-		}
-		b.release()
-	}()
+	go b.drain()
+}
+
+// drain writes batches until none is queued, then releases its slot.
+func (b *rowBatcher) drain() {
+	for b.flushOnce() {
+	}
+	b.release()
 }
 
 // insertOAuth2Requests writes many rows in one statement: PostgreSQL's

@@ -31,9 +31,7 @@ func (s *Store) HoldBatches() (release func()) {
 		b.mu.Lock()
 		b.flushing -= batchFlushers - 1 // keep one slot for this flush
 		b.mu.Unlock()
-		for b.flushOnce() {
-		}
-		b.release()
+		b.drain()
 	}
 }
 
