@@ -128,7 +128,11 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !th.Allowed {
-			p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", lockedMessage(th.RetryAt))
+			msg := lockedMessage(th.RetryAt)
+			if th.Capped {
+				msg = cappedMessage
+			}
+			p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", msg)
 			return
 		}
 		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))

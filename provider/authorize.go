@@ -303,10 +303,25 @@ var errFlow = errors.New("this sign-in has expired or was already used")
 // loadFlow returns the flow a step names, only if the browser's flow
 // cookie names the same one, it has not expired, and it is in state.
 func (p *Provider) loadFlow(r *http.Request, id, state string) (store.LoginFlow, error) {
+	return p.boundFlow(r, id, state, func(ctx context.Context) (store.LoginFlow, error) {
+		return p.store.GetLoginFlow(ctx, id)
+	})
+}
+
+// attemptFlow is loadFlow for a step whose attempts are counted in the
+// flow (FlowFactorLimit): the load counts one, in the same statement.
+func (p *Provider) attemptFlow(r *http.Request, id, state string) (store.LoginFlow, error) {
+	return p.boundFlow(r, id, state, func(ctx context.Context) (store.LoginFlow, error) {
+		return p.store.AttemptLoginFlow(ctx, id, state)
+	})
+}
+
+// boundFlow gets the flow id with get and applies loadFlow's checks.
+func (p *Provider) boundFlow(r *http.Request, id, state string, get func(context.Context) (store.LoginFlow, error)) (store.LoginFlow, error) {
 	if id == "" || id != p.cookie(r, flowCookie) {
 		return store.LoginFlow{}, errFlow
 	}
-	f, err := p.store.GetLoginFlow(r.Context(), id)
+	f, err := get(r.Context())
 	if err != nil || f.State != state || !p.now().Before(f.ExpiresAt) {
 		return store.LoginFlow{}, errFlow
 	}
@@ -366,6 +381,7 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	}
 	s.UserinfoClaims = userinfoClaims
 
+	ar.SetID(newRequestID())
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, s)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)

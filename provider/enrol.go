@@ -83,6 +83,9 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		page.Secret, page.URI, page.QR = e.Secret, e.URI, template.URL(e.QRPNG)
 		p.render(w, r, http.StatusOK, "enrol.html", page)
 	case "confirm-totp":
+		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
+			return
+		}
 		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
 			if locked != "" {
 				page.Error = locked
@@ -112,6 +115,9 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.render(w, r, http.StatusOK, "webauthn_register.html", registerPage{Action: "/login/enrol", Key: k, Hidden: page.Hidden})
 	case "finish-webauthn":
+		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
+			return
+		}
 		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
 			if locked != "" {
 				page.Error = locked
@@ -148,9 +154,10 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 // §3.3), so f.Methods does not grow: it is presented in its own step
 // afterwards when the sign-in needs two factors.
 func (p *Provider) enrolled(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) {
-	p.factorSucceeded(r.Context(), r, f, user)
+	p.factorSucceeded(r.Context(), r, user)
 	from := f.State
-	f.State = store.FlowRecoveryCodes
+	// The tries spent setting the factor up are not the next step's.
+	f.State, f.Failures = store.FlowRecoveryCodes, 0
 	if err := p.store.UpdateLoginFlow(r.Context(), f, from); err != nil {
 		p.expired(w, r)
 		return

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -837,6 +838,110 @@ func TestFactorChangesSignOutElsewhere(t *testing.T) {
 
 func (e *mfaEnv) confirmed(t *testing.T) ([]store.Factor, error) {
 	return e.Store.ListFactors(context.Background(), e.user.ID)
+}
+
+// TestR25_EnrolmentThrottling: wrong codes while confirming a new app
+// during sign-in count in the flow like the second step's; starting the
+// setup again does not.
+func TestR25_EnrolmentThrottling(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			require.NoError(t, e.Store.SetUserMFARequired(context.Background(), e.user.ID, true, time.Now()))
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			var p providertest.Page
+			for range provider.FlowFactorLimit + 2 {
+				start := page.Hidden()
+				start.Set("action", "start-totp")
+				p = b.Post(e.URL+"/login/enrol", start)
+				require.Equal(t, http.StatusOK, p.StatusCode, "starting again is not an attempt")
+			}
+			secret := regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, secret, 2)
+			for i := range provider.FlowFactorLimit {
+				wrong := p.Hidden()
+				wrong.Set("code", "000000")
+				res := b.Post(e.URL+"/login/enrol", wrong)
+				require.NotEqual(t, http.StatusTooManyRequests, res.StatusCode, "try %d", i+1)
+				assert.NotContains(t, res.Body, "I have saved these codes")
+			}
+			right := p.Hidden()
+			right.Set("code", e.code(t, secret[1]))
+			res := b.Post(e.URL+"/login/enrol", right)
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the flow ends, even with the right code")
+			assert.Contains(t, res.Body, "enter your password again")
+			factors, err := e.Store.ListFactors(context.Background(), e.user.ID)
+			require.NoError(t, err)
+			assert.False(t, slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed }), "nothing was enrolled")
+
+			// The tries spent on the setup are not taken from the next
+			// step: a setup confirmed at the last try still leaves the
+			// new factor's step all of its own.
+			b2 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b2, authURL, "ada@example.com")
+			start := page.Hidden()
+			start.Set("action", "start-totp")
+			p = b2.Post(e.URL+"/login/enrol", start)
+			secret = regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, secret, 2)
+			for range provider.FlowFactorLimit - 1 {
+				wrong := p.Hidden()
+				wrong.Set("code", "000000")
+				b2.Post(e.URL+"/login/enrol", wrong)
+			}
+			right = p.Hidden()
+			right.Set("code", e.code(t, secret[1]))
+			p = b2.Post(e.URL+"/login/enrol", right)
+			require.Contains(t, p.Body, "I have saved these codes")
+			tick := p.Hidden()
+			tick.Set("saved", "yes")
+			next, _ := b2.Follow(b2.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			require.Contains(t, next.Request.URL.Path, "/login/2fa")
+			for i := range provider.FlowFactorLimit - 1 {
+				assert.Equal(t, http.StatusUnauthorized, e.submitCode(b2, next, "totp", "000000").StatusCode, "try %d", i+1)
+			}
+			e.clock.Advance(30 * time.Second) // the setup used this step's code
+			res = e.submitCode(b2, next, "totp", e.code(t, secret[1]))
+			assert.Equal(t, http.StatusSeeOther, res.StatusCode, "the fifth try of the new step is still allowed: %s", res.Body)
+		})
+	}
+}
+
+// TestR25_CapOnAccountPage: an account past the hard cap cannot confirm
+// a new app from the account page either, and is told that only an admin
+// unlocks it (no time is shown); the admin's unlock opens it.
+func TestR25_CapOnAccountPage(t *testing.T) {
+	ctx := context.Background()
+	e := newMFAEnv(t, "sqlite")
+	b := providertest.NewBrowser(t)
+	p := e.signInAccount(t, b, "")
+	csrf := accountCSRF(t, p)
+	var key string
+	for _, k := range provider.LockKeys(e.user) {
+		if strings.HasPrefix(k, "mfa:") {
+			key = k
+		}
+	}
+	require.NotEmpty(t, key)
+	for range provider.AccountFactorCap + 1 { // wrong codes elsewhere, across locks
+		_, err := e.Store.Attempt(ctx, key, store.Limit{Max: 1 << 20, Lock: time.Minute, Cap: provider.AccountFactorCap}, time.Now())
+		require.NoError(t, err)
+	}
+
+	p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-totp"}})
+	secret := regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(p.Body)
+	require.Len(t, secret, 2, p.Body)
+	p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-totp"}, "code": {e.code(t, secret[1])}})
+	assert.Equal(t, http.StatusTooManyRequests, p.StatusCode)
+	assert.Contains(t, p.Body, "Ask your administrator to unlock it")
+	assert.NotContains(t, p.Body, "Try again after")
+
+	require.NoError(t, e.Store.ResetThrottle(ctx, provider.LockKeys(e.user)...)) // `twofold users unlock`
+	p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-totp"}, "code": {e.code(t, secret[1])}})
+	assert.Equal(t, http.StatusOK, p.StatusCode, p.Body)
 }
 
 // TestR25_HardCap: past AccountFactorCap wrong codes in a row, waiting

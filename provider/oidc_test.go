@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
@@ -305,4 +306,51 @@ func requireOAuthError(t *testing.T, err error, code string) {
 	var re *oauth2.RetrieveError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, code, re.ErrorCode, string(re.Body))
+}
+
+// TestTokenFamiliesTimeOrdered: a family's request id is a UUIDv7, given
+// where the family starts (the authorization request, a client_credentials
+// request) and kept by every row that follows (code, PKCE, OIDC session,
+// access and refresh tokens, and the refresh's new pair), so that
+// revoking a family still finds them all.
+func TestTokenFamiliesTimeOrdered(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			env := providertest.Start(t, dialect, providertest.Options{})
+			env.User(t, "ada@example.com", password, store.PopulationAgent)
+			r := newRP(t, env, clients.Spec{FirstParty: true})
+			tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
+			_, err := r.conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+			require.NoError(t, err)
+			svcID, svcSecret := env.Client(t, clients.Spec{Name: "Service", GrantTypes: []string{"client_credentials"}})
+			cc := clientcredentials.Config{ClientID: svcID, ClientSecret: svcSecret, TokenURL: env.URL + "/token"}
+			for range 2 {
+				_, err := cc.Token(ctx)
+				require.NoError(t, err)
+			}
+
+			var rows []struct {
+				Kind      string `db:"kind"`
+				RequestID string `db:"request_id"`
+				ClientID  string `db:"client_id"`
+			}
+			require.NoError(t, env.Store.DB().SelectContext(ctx, &rows, `SELECT kind, request_id, client_id FROM oauth2_requests`))
+			families := map[string]map[string]int{} // client -> request id -> rows
+			for _, row := range rows {
+				id, err := uuid.Parse(row.RequestID)
+				require.NoError(t, err, row.RequestID)
+				assert.EqualValues(t, 7, id.Version(), "%s row %s", row.Kind, row.RequestID)
+				if families[row.ClientID] == nil {
+					families[row.ClientID] = map[string]int{}
+				}
+				families[row.ClientID][row.RequestID]++
+			}
+			assert.Len(t, families[r.conf.ClientID], 1, "one sign-in, one family, refresh included: %v", rows)
+			for _, n := range families[r.conf.ClientID] {
+				assert.GreaterOrEqual(t, n, 4, "the code, both refresh tokens and the new access token")
+			}
+			assert.Len(t, families[svcID], 2, "each client_credentials token is a family of its own")
+		})
+	}
 }

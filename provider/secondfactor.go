@@ -25,8 +25,9 @@ const (
 	// emails alike) lock password sign-in for PasswordLock.
 	PasswordLimit = 10
 	PasswordLock  = 15 * time.Minute
-	// FlowFactorLimit wrong second-factor codes end a sign-in: the
-	// password must be entered again.
+	// FlowFactorLimit tries at a second factor (or at confirming a new
+	// one) are all a sign-in gets, whatever refused them; the next ends
+	// it, and the password must be entered again.
 	FlowFactorLimit = 5
 	// AccountFactorLimit wrong codes in a row across sign-ins lock the
 	// second factor for AccountFactorLock.
@@ -45,9 +46,11 @@ const (
 
 var (
 	passwordRule = store.Limit{Max: PasswordLimit, Lock: PasswordLock}
-	factorRule   = store.Limit{Max: AccountFactorLimit, Lock: AccountFactorLock}
-	capRule      = store.Limit{Max: AccountFactorCap, Lock: 100 * 365 * 24 * time.Hour}
-	addressRule  = store.Limit{Max: AddressLimit, Lock: AddressLock, Window: time.Hour}
+	// The hard cap (security.md §3.1) counts wrong codes in a row across
+	// every lock period; past it only an admin unlocks
+	// (`twofold users unlock`).
+	factorRule  = store.Limit{Max: AccountFactorLimit, Lock: AccountFactorLock, Cap: AccountFactorCap}
+	addressRule = store.Limit{Max: AddressLimit, Lock: AddressLock, Window: time.Hour}
 )
 
 func addressKey(r *http.Request) string { return "ip:" + clientIP(r) }
@@ -70,16 +73,15 @@ func (p *Provider) addressAttempt(ctx context.Context, r *http.Request) (store.T
 	return p.store.Attempt(ctx, addressKey(r), addressRule, p.now())
 }
 
-// Throttle keys: the password counter per email address, the second
-// factor per account (with its hard cap) and per sign-in.
+// Throttle keys: the password counter per email address and the second
+// factor's counter per account (with its hard cap). A sign-in's own
+// count is in its flow (FlowFactorLimit).
 func passwordKey(emailKey string) string { return "pwd:" + emailKey }
 func factorKey(userID string) string     { return "mfa:user:" + userID }
-func capKey(userID string) string        { return "mfa:cap:" + userID }
-func flowKey(flowID string) string       { return "mfa:flow:" + flowID }
 
 // LockKeys are the keys an admin's unlock clears for a user.
 func LockKeys(u store.User) []string {
-	return []string{passwordKey(u.EmailKey), factorKey(u.ID), capKey(u.ID)}
+	return []string{passwordKey(u.EmailKey), factorKey(u.ID)}
 }
 
 // errUnmet is OIDC's answer when the requested authentication cannot be
@@ -96,20 +98,17 @@ type method struct{ ID, Label string }
 // methods lists what the user can present, safest first (R12): security
 // keys, the authenticator app, then recovery codes (R13).
 func (p *Provider) methods(ctx context.Context, userID string) ([]method, error) {
-	factors, err := p.confirmedFactors(ctx, userID)
+	all, n, err := p.store.ListFactorsAndCodes(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
+	factors := slices.DeleteFunc(all, func(f store.Factor) bool { return !f.Confirmed })
 	var out []method
 	if hasKeyFactor(factors) && p.webauthn != nil {
 		out = append(out, method{"webauthn", "Security key or passkey"})
 	}
 	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
 		out = append(out, method{"totp", "Authenticator app"})
-	}
-	n, err := p.store.CountRecoveryCodes(ctx, userID)
-	if err != nil {
-		return nil, err
 	}
 	if n > 0 {
 		out = append(out, method{"recovery", "A recovery code"})
@@ -179,6 +178,12 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 // to this browser), and its user, still enabled. On failure it has
 // written the answer.
 func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, state string) (store.LoginFlow, store.User, bool) {
+	return p.flowStepWith(w, r, purpose, state, p.loadFlow)
+}
+
+// flowStepWith is flowStep with the flow loaded by load.
+func (p *Provider) flowStepWith(w http.ResponseWriter, r *http.Request, purpose, state string,
+	load func(r *http.Request, id, state string) (store.LoginFlow, error)) (store.LoginFlow, store.User, bool) {
 	if err := r.ParseForm(); err != nil {
 		p.expired(w, r)
 		return store.LoginFlow{}, store.User{}, false
@@ -188,7 +193,7 @@ func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, sta
 		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
 		return store.LoginFlow{}, store.User{}, false
 	}
-	f, err := p.loadFlow(r, id, state)
+	f, err := load(r, id, state)
 	if err != nil {
 		p.expired(w, r)
 		return store.LoginFlow{}, store.User{}, false
@@ -208,8 +213,12 @@ func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 // handleSecondFactorSubmit checks a TOTP or recovery code (R11, R13).
 func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor)
+	// Loading the flow counts this attempt in it (FlowFactorLimit).
+	f, user, ok := p.flowStepWith(w, r, "2fa", store.FlowSecondFactor, p.attemptFlow)
 	if !ok {
+		return
+	}
+	if p.flowExhausted(w, r, f, user) {
 		return
 	}
 	chosen := r.PostForm.Get("method")
@@ -228,18 +237,49 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, msg)
 		return
 	}
-	p.factorSucceeded(ctx, r, f, user)
+	p.factorSucceeded(ctx, r, user)
 	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr...))
 }
+
+// cappedMessage answers a try past AccountFactorCap: no time opens it.
+const cappedMessage = "Too many wrong codes: this account's two-step verification is locked. Ask your administrator to unlock it."
 
 func lockedMessage(t time.Time) string {
 	return fmt.Sprintf("Too many wrong codes. Try again after %s UTC.", t.UTC().Format("15:04"))
 }
 
-// factorAttempt reserves one second-factor attempt on the account and on
-// the flow. When refused, ok is false and either locked says until when
-// (the caller shows it) or the response has been written (the flow was
-// ended, or the store failed).
+// flowExhausted ends the sign-in once its attempts are past
+// FlowFactorLimit: the password must be entered again. True when it did
+// (the answer is written).
+func (p *Provider) flowExhausted(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) bool {
+	if f.Failures <= FlowFactorLimit {
+		return false
+	}
+	ctx := r.Context()
+	_ = p.store.DeleteLoginFlow(ctx, f.ID)
+	p.clearCookie(w, flowCookie)
+	p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"flow"}`})
+	p.errorPage(w, r, http.StatusTooManyRequests, "Too many tries", "This sign-in has ended. Start again from the application, and enter your password again.", "")
+	return true
+}
+
+// attemptInFlow counts one attempt in the flow for a step that loads the
+// flow before it knows whether a code follows (enrolment). False when
+// the answer is written.
+func (p *Provider) attemptInFlow(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (store.LoginFlow, bool) {
+	got, err := p.store.AttemptLoginFlow(r.Context(), f.ID, f.State)
+	if err != nil {
+		p.expired(w, r)
+		return f, false
+	}
+	return got, !p.flowExhausted(w, r, got, user)
+}
+
+// factorAttempt reserves one second-factor attempt on the client's
+// address and on the account (the flow's own count is taken when it is
+// loaded). When refused, ok is false and either locked says until when
+// (the caller shows it) or the response has been written (the store
+// failed).
 func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (ok bool, locked string) {
 	ctx := r.Context()
 	th, err := p.addressAttempt(ctx, r)
@@ -256,36 +296,20 @@ func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
 	}
+	if th.Capped {
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
+		return false, cappedMessage
+	}
 	if !th.Allowed {
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID,
 			Detail: fmt.Sprintf(`{"scope":"account","retry_at":%q}`, th.RetryAt.UTC().Format(time.RFC3339))})
 		return false, lockedMessage(th.RetryAt)
 	}
-	// The hard cap (security.md §3.1): failures in a row across every
-	// lock period; past it only an admin unlocks (`twofold users unlock`).
-	th, err = p.store.Attempt(ctx, capKey(user.ID), capRule, p.now())
-	if err != nil {
-		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
-		return false, ""
-	}
-	if !th.Allowed {
-		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
-		return false, "Too many wrong codes: this account's two-step verification is locked. Ask your administrator to unlock it."
-	}
-	th, err = p.store.Attempt(ctx, flowKey(f.ID), store.Limit{Max: FlowFactorLimit, Lock: p.cfg.LoginFlowLifespan}, p.now())
-	if err != nil || !th.Allowed {
-		// Too many tries in this sign-in: it ends here.
-		_ = p.store.DeleteLoginFlow(ctx, f.ID)
-		p.clearCookie(w, flowCookie)
-		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"flow"}`})
-		p.errorPage(w, r, http.StatusTooManyRequests, "Too many wrong codes", "This sign-in has ended. Start again from the application, and enter your password again.", "")
-		return false, ""
-	}
 	return true, ""
 }
 
-func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, f store.LoginFlow, user store.User) {
-	_ = p.store.Success(ctx, p.refundKey(r), factorKey(user.ID), capKey(user.ID), flowKey(f.ID))
+func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, user store.User) {
+	_ = p.store.Success(ctx, p.refundKey(r), factorKey(user.ID))
 }
 
 var errWrongCode = errors.New("wrong code")
@@ -407,7 +431,8 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 // password was right but a second step remains).
 func (p *Provider) advance(w http.ResponseWriter, r *http.Request, f store.LoginFlow, next string) {
 	from := f.State
-	f.State = next
+	// A new step, a new count of tries (FlowFactorLimit).
+	f.State, f.Failures = next, 0
 	if err := p.store.UpdateLoginFlow(r.Context(), f, from); err != nil {
 		p.expired(w, r)
 		return

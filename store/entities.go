@@ -187,11 +187,14 @@ type Factor struct {
 }
 
 // Limit is a throttle's rule: at most Max attempts, then a lock of Lock.
-// With a Window, a count older than it starts again from zero.
+// With a Window, a count older than it starts again from zero. With a
+// Cap, at most Cap attempts are allowed in all, across lock periods,
+// until the key is reset: then it stays shut (Throttle.Capped).
 type Limit struct {
 	Max    int
 	Lock   time.Duration
 	Window time.Duration
+	Cap    int
 }
 
 // Throttle is the outcome of reserving an attempt.
@@ -201,6 +204,8 @@ type Throttle struct {
 	Failures int
 	// RetryAt is when a locked key opens again.
 	RetryAt time.Time
+	// Capped: the key is past its Limit.Cap; only a reset opens it.
+	Capped bool
 }
 
 // WebAuthnSession is a ceremony's server-side state (challenge), used once.

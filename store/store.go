@@ -154,6 +154,10 @@ type Store interface {
 	// UpdateLoginFlow writes f only if the stored flow is still in state
 	// from; otherwise ErrConflict (a replayed or concurrent step).
 	UpdateLoginFlow(ctx context.Context, f LoginFlow, from string) error
+	// AttemptLoginFlow counts one attempt in the flow (its Failures) and
+	// returns the flow, in one statement, only while it is in state;
+	// otherwise ErrNotFound. Parallel attempts are each counted.
+	AttemptLoginFlow(ctx context.Context, id, state string) (LoginFlow, error)
 	DeleteLoginFlow(ctx context.Context, id string) error
 
 	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)
@@ -163,6 +167,9 @@ type Store interface {
 	GetFactor(ctx context.Context, id string) (Factor, error)
 	// ListFactors returns a user's factors, oldest first.
 	ListFactors(ctx context.Context, userID string) ([]Factor, error)
+	// ListFactorsAndCodes is ListFactors with the count of unused
+	// recovery codes: what a sign-in can offer, in one query.
+	ListFactorsAndCodes(ctx context.Context, userID string) ([]Factor, int, error)
 	ConfirmFactor(ctx context.Context, id string, at time.Time) error
 	// DeleteFactor removes one of a user's factors.
 	DeleteFactor(ctx context.Context, userID, id string) error
@@ -195,8 +202,10 @@ type Store interface {
 
 	// Attempt reserves one attempt under key before a secret is checked:
 	// past lim.Max counted attempts the key locks for lim.Lock and the
-	// attempt is refused. The count is atomic, so parallel requests
-	// cannot exceed it. ResetThrottle clears keys.
+	// attempt is refused; past lim.Cap allowed attempts (across locks)
+	// it stays refused until reset (Throttle.Capped). The count is
+	// atomic, so parallel requests cannot exceed it. ResetThrottle
+	// clears keys, their cap count included.
 	// Success records a success: one attempt taken back from shared (a
 	// key many accounts count against, the client's address; "" for
 	// none) and keys cleared, in one statement where the database allows.

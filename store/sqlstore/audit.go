@@ -3,14 +3,25 @@ package sqlstore
 import (
 	"context"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/twofold-idp/twofold/store"
 )
 
 // AppendAudit records one event; Detail defaults to an empty JSON object.
+// On PostgreSQL, outside a transaction, events appended at the same time
+// are committed together (batch.go).
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) error {
 	if e.Detail == "" {
 		e.Detail = "{}"
 	}
+	if _, inTx := ctx.Value(txKey{}).(*sqlx.Tx); s.dialect == "postgres" && !inTx {
+		return s.audits.add(ctx, e)
+	}
+	return s.insertAuditEvent(ctx, e)
+}
+
+func (s *Store) insertAuditEvent(ctx context.Context, e store.AuditEvent) error {
 	_, err := s.exec(ctx, `INSERT INTO audit_events (at, type, user_id, actor_id, client_id, ip, user_agent, detail)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		e.Time.UTC(), e.Type, e.UserID, e.ActorID, e.ClientID, e.IP, e.UserAgent, e.Detail)

@@ -10,33 +10,37 @@ import (
 	"github.com/twofold-idp/twofold/store"
 )
 
-// Group commit for the rows that token requests create on their own,
-// outside any transaction (client_credentials above all): on PostgreSQL
-// every such INSERT is a round trip and a commit that flushes the WAL.
-// Rows that arrive while a batch is being written wait and go together
-// in the next one: one statement and one commit for many tokens, while
-// each caller still returns only once its own row is committed. Nothing
-// waits for company: a lone row is written at once, by its caller.
+// Group commit for the rows that requests create on their own, outside
+// any transaction (tokens for client_credentials above all, audit events):
+// on PostgreSQL every such INSERT is a round trip and a commit that
+// flushes the WAL. Rows that arrive while a batch is being written wait
+// and go together in the next one: one statement and one commit for
+// many rows, while each caller still returns only once its own row is
+// committed. Nothing waits for company: a lone row is written at once,
+// by its caller.
 const (
 	batchFlushers = 4   // batches in flight at once
 	batchMaxRows  = 128 // rows per statement
 )
 
-type pendingRow struct {
-	r    store.OAuth2Request
+type pendingRow[T any] struct {
+	r    T
 	done chan error // buffered: the flusher never blocks on a caller
 }
 
-type rowBatcher struct {
-	s        *Store
+// batcher groups the rows of one table: one writes a row alone, many
+// writes several in one statement.
+type batcher[T any] struct {
+	one      func(ctx context.Context, r T) error
+	many     func(ctx context.Context, rows []T) error
 	mu       sync.Mutex
-	queue    []*pendingRow
+	queue    []*pendingRow[T]
 	flushing int
 }
 
 // add writes r, alone or with others, and returns when it is committed.
-func (b *rowBatcher) add(ctx context.Context, r store.OAuth2Request) error {
-	p := &pendingRow{r: r, done: make(chan error, 1)}
+func (b *batcher[T]) add(ctx context.Context, r T) error {
+	p := &pendingRow[T]{r: r, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	lead := b.flushing < batchFlushers
@@ -60,11 +64,14 @@ func (b *rowBatcher) add(ctx context.Context, r store.OAuth2Request) error {
 }
 
 // flushOnce writes up to batchMaxRows queued rows; false when none was.
-func (b *rowBatcher) flushOnce() bool {
+func (b *batcher[T]) flushOnce() bool {
 	b.mu.Lock()
 	n := min(len(b.queue), batchMaxRows)
 	batch := b.queue[:n:n]
 	b.queue = b.queue[n:]
+	if len(b.queue) == 0 {
+		b.queue = nil // let the written rows go
+	}
 	b.mu.Unlock()
 	if n == 0 {
 		return false
@@ -74,14 +81,18 @@ func (b *rowBatcher) flushOnce() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if n == 1 {
-		batch[0].done <- b.s.insertOAuth2Request(ctx, batch[0].r)
+		batch[0].done <- b.one(ctx, batch[0].r)
 		return true
 	}
-	if err := b.s.insertOAuth2Requests(ctx, batch); err != nil {
+	rows := make([]T, n)
+	for i, p := range batch {
+		rows[i] = p.r
+	}
+	if err := b.many(ctx, rows); err != nil {
 		// One bad row must not fail the others: each on its own, so
 		// every caller gets its own answer.
 		for _, p := range batch {
-			p.done <- b.s.insertOAuth2Request(ctx, p.r)
+			p.done <- b.one(ctx, p.r)
 		}
 		return true
 	}
@@ -93,7 +104,7 @@ func (b *rowBatcher) flushOnce() bool {
 
 // release gives up a flusher's slot, or keeps it in a goroutine while
 // rows wait, so none is left behind when arrivals stop.
-func (b *rowBatcher) release() {
+func (b *batcher[T]) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.queue) == 0 {
@@ -104,7 +115,7 @@ func (b *rowBatcher) release() {
 }
 
 // drain writes batches until none is queued, then releases its slot.
-func (b *rowBatcher) drain() {
+func (b *batcher[T]) drain() {
 	for b.flushOnce() {
 	}
 	b.release()
@@ -113,15 +124,14 @@ func (b *rowBatcher) drain() {
 // insertOAuth2Requests writes many rows in one statement: PostgreSQL's
 // unnest over one array per column, so the query text (and its prepared
 // statement) is the same whatever the count.
-func (s *Store) insertOAuth2Requests(ctx context.Context, batch []*pendingRow) error {
+func (s *Store) insertOAuth2Requests(ctx context.Context, batch []store.OAuth2Request) error {
 	n := len(batch)
 	var (
 		kind, sig, reqID, client, subject, data = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		active                                  = make([]bool, n)
 		requested, expires                      = make([]string, n), make([]string, n)
 	)
-	for i, p := range batch {
-		r := p.r
+	for i, r := range batch {
 		kind[i], sig[i], reqID[i], client[i], subject[i], data[i] = r.Kind, r.Signature, r.RequestID, r.ClientID, r.Subject, r.Data
 		active[i] = r.Active
 		requested[i], expires[i] = r.RequestedAt.UTC().Format(time.RFC3339Nano), r.ExpiresAt.UTC().Format(time.RFC3339Nano)
@@ -131,4 +141,21 @@ SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::b
 		pq.Array(kind), pq.Array(sig), pq.Array(reqID), pq.Array(client), pq.Array(subject),
 		pq.Array(active), pq.Array(requested), pq.Array(expires), pq.Array(data))
 	return wrap(err, "create tokens")
+}
+
+// insertAuditEvents writes many events in one statement, in order.
+func (s *Store) insertAuditEvents(ctx context.Context, batch []store.AuditEvent) error {
+	n := len(batch)
+	at := make([]string, n)
+	typ, user, actor, client, ip, agent, detail := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, e := range batch {
+		at[i] = e.Time.UTC().Format(time.RFC3339Nano)
+		typ[i], user[i], actor[i], client[i], ip[i], agent[i], detail[i] = e.Type, e.UserID, e.ActorID, e.ClientID, e.IP, e.UserAgent, e.Detail
+	}
+	// WITH ORDINALITY: ids follow the order the events were queued in.
+	_, err := s.exec(ctx, `INSERT INTO audit_events (at, type, user_id, actor_id, client_id, ip, user_agent, detail)
+SELECT at, type, user_id, actor_id, client_id, ip, user_agent, detail FROM unnest(?::timestamptz[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+	WITH ORDINALITY AS e(at, type, user_id, actor_id, client_id, ip, user_agent, detail, n) ORDER BY n`,
+		pq.Array(at), pq.Array(typ), pq.Array(user), pq.Array(actor), pq.Array(client), pq.Array(ip), pq.Array(agent), pq.Array(detail))
+	return wrap(err, "append audit events")
 }

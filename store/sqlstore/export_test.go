@@ -1,5 +1,7 @@
 package sqlstore
 
+import "github.com/pressly/goose/v3"
+
 // SetDeleteBatch shrinks the clean-up batch for a test; the returned
 // function restores it.
 func SetDeleteBatch(n int) (restore func()) {
@@ -19,11 +21,13 @@ func (s *Store) Prepared() int {
 	return len(s.stmts.m)
 }
 
-// HoldBatches takes every batch flusher's slot, so that rows created
-// meanwhile queue; the returned function gives the slots back and writes
-// what queued.
-func (s *Store) HoldBatches() (release func()) {
-	b := &s.batch
+// HoldBatches takes every token batch flusher's slot, so that rows
+// created meanwhile queue; the returned function gives the slots back and
+// writes what queued. HoldAuditBatches does the same for audit events.
+func (s *Store) HoldBatches() (release func())      { return hold(&s.batch) }
+func (s *Store) HoldAuditBatches() (release func()) { return hold(&s.audits) }
+
+func hold[T any](b *batcher[T]) func() {
 	b.mu.Lock()
 	b.flushing += batchFlushers
 	b.mu.Unlock()
@@ -35,9 +39,16 @@ func (s *Store) HoldBatches() (release func()) {
 	}
 }
 
-// BatchQueued reports how many rows wait for a batch.
-func (s *Store) BatchQueued() int {
-	s.batch.mu.Lock()
-	defer s.batch.mu.Unlock()
-	return len(s.batch.queue)
+// BatchQueued and AuditQueued report how many rows wait for a batch.
+func (s *Store) BatchQueued() int { return queued(&s.batch) }
+func (s *Store) AuditQueued() int { return queued(&s.audits) }
+
+func queued[T any](b *batcher[T]) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
 }
+
+// Migrator is the store's own goose provider, for tests that migrate to
+// a given version.
+func (s *Store) Migrator() (*goose.Provider, error) { return s.migrator() }

@@ -42,6 +42,30 @@ func (s *Store) ListFactors(ctx context.Context, userID string) ([]store.Factor,
 	return fs, wrap(err, "list factors")
 }
 
+// ListFactorsAndCodes counts the codes in a column of the factors' query;
+// only a user without factors needs a second statement.
+func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store.Factor, int, error) {
+	var rows []struct {
+		store.Factor
+		Codes int `db:"codes"`
+	}
+	err := s.sel(ctx, &rows, `SELECT `+factorColumns+`,
+		(SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL) AS codes
+		FROM mfa_factors WHERE user_id = ? ORDER BY created_at, id`, userID, userID)
+	if err != nil {
+		return nil, 0, wrap(err, "list factors and codes")
+	}
+	if len(rows) == 0 {
+		n, err := s.CountRecoveryCodes(ctx, userID)
+		return []store.Factor{}, n, err
+	}
+	fs := make([]store.Factor, len(rows))
+	for i, r := range rows {
+		fs[i] = r.Factor
+	}
+	return fs, rows[0].Codes, nil
+}
+
 // ConfirmFactor marks a factor confirmed.
 func (s *Store) ConfirmFactor(ctx context.Context, id string, at time.Time) error {
 	res, err := s.exec(ctx, `UPDATE mfa_factors SET confirmed = ?, last_used_at = ? WHERE id = ?`, true, at.UTC(), id)
@@ -120,9 +144,11 @@ func (s *Store) DeleteRecoveryCodes(ctx context.Context, userID string) error {
 // Attempt counts one attempt in a single UPSERT (no transaction: the row
 // lock of INSERT … ON CONFLICT makes concurrent counts exact). A count
 // whose lock has expired, or an unlocked count older than the window,
-// starts again at 1. Issue 7: the former delete-then-upsert transaction
-// cost four statements and a commit per attempt, and a sign-in with a
-// second factor makes five attempts.
+// starts again at 1. Under a cap, the streak counts the allowed attempts
+// since the last reset, across lock periods; the first attempt past the cap sets
+// it to cap+1, which keeps the key shut. Issue 7: the former
+// delete-then-upsert transaction cost four statements and a commit per
+// attempt, and the cap a key (and a statement) of its own.
 func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now time.Time) (store.Throttle, error) {
 	now = now.UTC()
 	// With no window, a cutoff that no row can be at or before.
@@ -132,22 +158,33 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 	}
 	const fresh = `((throttles.locked_until IS NOT NULL AND throttles.locked_until <= ?)
 		OR (throttles.locked_until IS NULL AND throttles.window_start <= ?))`
+	// capped: the streak has reached the cap. refused: locked now, or
+	// this attempt goes past Max.
+	const capped = `(? > 0 AND throttles.streak >= ?)`
+	const refused = `((throttles.locked_until IS NOT NULL AND throttles.locked_until > ?)
+		OR (NOT ` + fresh + ` AND throttles.failures + 1 > ?))`
 	var row struct {
 		Failures    int        `db:"failures"`
 		LockedUntil *time.Time `db:"locked_until"`
+		Streak      int        `db:"streak"`
 	}
-	err := s.get(ctx, &row, `INSERT INTO throttles (key, failures, window_start) VALUES (?, 1, ?)
+	err := s.get(ctx, &row, `INSERT INTO throttles (key, failures, window_start, streak) VALUES (?, 1, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET
 			failures = CASE WHEN `+fresh+` THEN 1 ELSE throttles.failures + 1 END,
 			window_start = CASE WHEN `+fresh+` THEN excluded.window_start ELSE throttles.window_start END,
-			locked_until = CASE WHEN `+fresh+` THEN NULL ELSE throttles.locked_until END
-		RETURNING failures, locked_until`,
-		key, now, now, cutoff, now, cutoff, now, cutoff)
+			locked_until = CASE WHEN `+fresh+` THEN NULL ELSE throttles.locked_until END,
+			streak = CASE WHEN ? = 0 THEN 0 WHEN `+capped+` THEN ? + 1 WHEN `+refused+` THEN throttles.streak ELSE throttles.streak + 1 END
+		RETURNING failures, locked_until, streak`,
+		key, now, firstStreak(lim),
+		now, cutoff, now, cutoff, now, cutoff,
+		lim.Cap, lim.Cap, lim.Cap, lim.Cap, now, now, cutoff, lim.Max)
 	if err != nil {
 		return store.Throttle{}, wrap(err, "throttle attempt")
 	}
 	out := store.Throttle{Failures: row.Failures}
 	switch {
+	case lim.Cap > 0 && row.Streak > lim.Cap:
+		out.Capped = true
 	case row.LockedUntil != nil:
 		out.RetryAt = *row.LockedUntil
 	case row.Failures > lim.Max:
@@ -163,6 +200,15 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 		out.Allowed = true
 	}
 	return out, nil
+}
+
+// firstStreak is a new key's streak: 1 when it has a cap and its first
+// attempt is allowed.
+func firstStreak(lim store.Limit) int {
+	if lim.Cap == 0 || lim.Max < 1 {
+		return 0
+	}
+	return 1
 }
 
 // ResetThrottle clears keys after a success, in one statement.

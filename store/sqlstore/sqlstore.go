@@ -23,7 +23,8 @@ type Store struct {
 	db      *sqlx.DB
 	dialect string // "sqlite" or "postgres"
 	stmts   stmtCache
-	batch   rowBatcher
+	batch   batcher[store.OAuth2Request] // token rows (batch.go)
+	audits  batcher[store.AuditEvent]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -50,7 +51,8 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dialect: dialect}
-	s.batch.s = s
+	s.batch.one, s.batch.many = s.insertOAuth2Request, s.insertOAuth2Requests
+	s.audits.one, s.audits.many = s.insertAuditEvent, s.insertAuditEvents
 	s.stmts.off = cacheOff
 	if err := s.Ping(ctx); err != nil {
 		db.Close()

@@ -189,6 +189,56 @@ func TestBatchedTokenRows(t *testing.T) {
 	assert.Equal(t, "req-taken", got.RequestID, "the duplicate changed nothing")
 }
 
+// TestBatchedAuditEvents (PostgreSQL): events appended while the
+// flushers are busy land in one transaction, whole and in the order they
+// were queued.
+func TestBatchedAuditEvents(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.Open(t, "postgres")
+	now := time.Date(2026, 11, 23, 12, 0, 0, 123456000, time.UTC)
+	const n = 20
+	release := s.HoldAuditBatches()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		require.Eventually(t, func() bool { return s.AuditQueued() == i }, 10*time.Second, time.Millisecond)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.AppendAudit(ctx, store.AuditEvent{Time: now.Add(time.Duration(i) * time.Microsecond), Type: "factor.failure",
+				UserID: fmt.Sprintf("u%02d", i), ActorID: "admin", ClientID: "app", IP: "192.0.2.1", UserAgent: `Mozilla/5.0 "quoted", {braced} ünïcode`,
+				Detail: fmt.Sprintf(`{"i":%d,"s":"a,b{c}"}`, i)})
+		}()
+	}
+	require.Eventually(t, func() bool { return s.AuditQueued() == n }, 10*time.Second, time.Millisecond)
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, i)
+	}
+	var txs int
+	require.NoError(t, s.DB().GetContext(ctx, &txs, `SELECT COUNT(DISTINCT xmin::text) FROM audit_events`))
+	assert.Equal(t, 1, txs, "twenty events, one transaction")
+
+	events, err := s.ListAudit(ctx, store.AuditFilter{})
+	require.NoError(t, err)
+	require.Len(t, events, n)
+	for j, e := range events { // newest first
+		i := n - 1 - j
+		assert.Equal(t, fmt.Sprintf("u%02d", i), e.UserID)
+		assert.True(t, now.Add(time.Duration(i)*time.Microsecond).Equal(e.Time), "%v", e.Time)
+		assert.Equal(t, "factor.failure", e.Type)
+		assert.Equal(t, "admin", e.ActorID)
+		assert.Equal(t, "app", e.ClientID)
+		assert.Equal(t, "192.0.2.1", e.IP)
+		assert.Equal(t, `Mozilla/5.0 "quoted", {braced} ünïcode`, e.UserAgent)
+		assert.JSONEq(t, fmt.Sprintf(`{"i":%d,"s":"a,b{c}"}`, i), e.Detail)
+		if j > 0 {
+			assert.Less(t, e.ID, events[j-1].ID, "ids follow the queue's order")
+		}
+	}
+}
+
 func TestBinaryParameters(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"postgres://u@h:5432/db?sslmode=disable", "postgres://u@h:5432/db?binary_parameters=yes&sslmode=disable"},

@@ -298,3 +298,48 @@ func testConsent(t *testing.T, s store.Store) {
 	_, err = s.GetConsent(ctx, "u1", "app")
 	require.NoError(t, err)
 }
+
+// testLoginFlowAttempt: each attempt is counted in the flow, parallel
+// ones too, and only while the flow is in the named state.
+func testLoginFlowAttempt(t *testing.T, s store.Store) {
+	f := newLoginFlow("f1")
+	f.State, f.UserID, f.Methods = store.FlowSecondFactor, "u1", store.Strings{"pwd"}
+	require.NoError(t, s.CreateLoginFlow(ctx, f))
+	for i := 1; i <= 2; i++ {
+		got, err := s.AttemptLoginFlow(ctx, "f1", store.FlowSecondFactor)
+		require.NoError(t, err)
+		assert.Equal(t, i, got.Failures)
+		assert.Equal(t, "u1", got.UserID, "the flow comes back whole")
+		assert.Equal(t, store.Strings{"pwd"}, got.Methods)
+		assert.Equal(t, "client_id=app&response_type=code&scope=openid", got.AuthorizeForm)
+		sameTime(t, f.ExpiresAt, got.ExpiresAt, "expires_at")
+	}
+
+	_, err := s.AttemptLoginFlow(ctx, "f1", store.FlowPassword)
+	require.ErrorIs(t, err, store.ErrNotFound, "another state")
+	_, err = s.AttemptLoginFlow(ctx, "missing", store.FlowSecondFactor)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	got, err := s.GetLoginFlow(ctx, "f1")
+	require.NoError(t, err)
+	assert.Equal(t, 2, got.Failures, "a refused attempt counts nothing")
+
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.AttemptLoginFlow(ctx, "f1", store.FlowSecondFactor)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got, err = s.GetLoginFlow(ctx, "f1")
+	require.NoError(t, err)
+	assert.Equal(t, 2+n, got.Failures, "every parallel attempt is counted")
+}

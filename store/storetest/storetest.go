@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OAuth2DeleteSubjectTokens", testOAuth2DeleteSubjectTokens},
 		{"Throttle", testThrottle},
 		{"ThrottleParallel", testThrottleParallel},
+		{"ThrottleCap", testThrottleCap},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},
@@ -56,7 +57,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LoginFlowCreateGet", testLoginFlowCreateGet},
 		{"LoginFlowUpdate", testLoginFlowUpdate},
 		{"LoginFlowUpdateRace", testLoginFlowUpdateRace},
+		{"LoginFlowAttempt", testLoginFlowAttempt},
 		{"Consent", testConsent},
+		{"FactorsAndCodes", testFactorsAndCodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -102,13 +103,19 @@ func testThrottle(t *testing.T, s store.Store) {
 // testThrottleParallel: 30 attempts at once on a key of limit 5 let at
 // most 5 through (the count is decided by the database).
 func testThrottleParallel(t *testing.T, s store.Store) {
+	assert.EqualValues(t, 5, allowedInParallel(t, s, "p", store.Limit{Max: 5, Lock: time.Minute}, 30))
+}
+
+// allowedInParallel makes n attempts on key at once and counts those
+// allowed.
+func allowedInParallel(t *testing.T, s store.Store, key string, lim store.Limit, n int) int32 {
 	var allowed atomic.Int32
 	var wg sync.WaitGroup
-	for range 30 {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			th, err := s.Attempt(ctx, "p", store.Limit{Max: 5, Lock: time.Minute}, base)
+			th, err := s.Attempt(ctx, key, lim, base)
 			if err != nil {
 				t.Error(err)
 				return
@@ -119,5 +126,70 @@ func testThrottleParallel(t *testing.T, s store.Store) {
 		}()
 	}
 	wg.Wait()
-	assert.EqualValues(t, 5, allowed.Load())
+	return allowed.Load()
+}
+
+// testThrottleCap: a cap counts allowed attempts across lock periods;
+// past it the key stays shut, whatever the time, until it is reset.
+// Attempts refused by a lock do not bring the cap nearer.
+func testThrottleCap(t *testing.T, s store.Store) {
+	lim := store.Limit{Max: 2, Lock: time.Minute, Cap: 5}
+	at := base
+	try := func(wantAllowed bool, msg string) store.Throttle {
+		t.Helper()
+		th, err := s.Attempt(ctx, "c", lim, at)
+		require.NoError(t, err)
+		require.Equal(t, wantAllowed, th.Allowed, msg)
+		return th
+	}
+	try(true, "1 of 5")
+	try(true, "2 of 5")
+	th := try(false, "past Max: locked")
+	assert.False(t, th.Capped)
+	for range 10 {
+		th = try(false, "still locked; not counted towards the cap")
+		assert.False(t, th.Capped)
+	}
+	at = at.Add(2 * time.Minute)
+	try(true, "3 of 5, a new lock period")
+	try(true, "4 of 5")
+	try(false, "locked again")
+	at = at.Add(2 * time.Minute)
+	try(true, "5 of 5")
+	th = try(false, "the cap")
+	assert.True(t, th.Capped)
+	assert.True(t, th.RetryAt.IsZero(), "no time opens it")
+	at = at.Add(365 * 24 * time.Hour)
+	th = try(false, "a year later, still capped")
+	assert.True(t, th.Capped)
+
+	require.NoError(t, s.ResetThrottle(ctx, "c"))
+	th = try(true, "a reset opens it")
+	assert.Equal(t, 1, th.Failures)
+
+	// A success clears the streak too: after it, all five again.
+	try(true, "2 of 5")
+	try(false, "locked")
+	at = at.Add(2 * time.Minute)
+	try(true, "3 of 5")
+	try(true, "4 of 5")
+	require.NoError(t, s.Success(ctx, "", "c"))
+	for i := range lim.Cap {
+		if i > 0 && i%lim.Max == 0 {
+			try(false, "locked")
+			at = at.Add(2 * time.Minute)
+		}
+		try(true, fmt.Sprintf("after a success, %d of 5", i+1))
+	}
+
+	// A key without a cap is never capped.
+	for range 20 {
+		th, err := s.Attempt(ctx, "nocap", store.Limit{Max: 1, Lock: time.Second}, at)
+		require.NoError(t, err)
+		assert.False(t, th.Capped)
+		at = at.Add(2 * time.Second)
+	}
+
+	// Parallel attempts cannot pass the cap.
+	assert.EqualValues(t, 7, allowedInParallel(t, s, "pc", store.Limit{Max: 100, Lock: time.Minute, Cap: 7}, 30))
 }
