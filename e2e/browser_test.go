@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // chromiumPath finds Debian's Chromium.
@@ -57,6 +59,27 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := chromiumPath(t)
+	dir := artifactsDir(t)
+	// Headless Chromium now and then never answers its first command (a
+	// known Chromium launch hang, not ours): such a launch is killed and
+	// tried once more. Anything after the launch gets no second chance.
+	for try := 1; ; try++ {
+		ctx, err := launch(t, path, startTimeout)
+		if err == nil {
+			return &browser{t: t, ctx: ctx, dir: dir}
+		}
+		if try == 2 {
+			t.Fatalf("start chromium: %v", err)
+		}
+		t.Logf("start chromium (try %d): %v; trying again", try, err)
+	}
+}
+
+// launch starts one headless Chromium with one tab, bounded by
+// limit. The start cannot run under a timeout context of its own
+// (the browser lives as long as that context), so it is bounded from
+// outside.
+func launch(t *testing.T, path string, limit time.Duration) (context.Context, error) {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(t.TempDir()),
@@ -73,31 +96,54 @@ func newBrowser(t *testing.T) *browser {
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	b := &browser{t: t, ctx: ctx, dir: artifactsDir(t)}
-	if err := chromedp.Do(ctx); err != nil { // start the browser now
-		t.Fatalf("start chromium: %v", err)
+	stop := func() { cancel(); cancelAlloc() }
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		t.Cleanup(stop)
+		return ctx, nil
+	case <-time.After(limit):
+		stop()
+		return nil, fmt.Errorf("no answer within %v", limit)
 	}
-	return b
+}
+
+// Every call into the browser is bounded, so a wedged browser or page
+// fails its test with a screenshot instead of hanging the package until
+// go test's own timeout.
+const (
+	startTimeout = 45 * time.Second
+	stepTimeout  = 20 * time.Second
+	shotTimeout  = 10 * time.Second
+)
+
+// run runs one action on the tab for at most d.
+func run[T any](b *browser, d time.Duration, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, d)
+	defer cancel()
+	return chromedp.Run(ctx, a)
 }
 
 // do runs steps with a time limit, and on failure saves a screenshot.
 func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		b.shot("failure")
-		loc, _ := chromedp.Run(b.ctx, chromedp.Location())
+		loc, _ := run(b, shotTimeout, chromedp.Location())
 		b.t.Fatalf("browser at %s: %v", loc, err)
 	}
 }
 
 func (b *browser) text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	s, err := run(b, stepTimeout, chromedp.Text(chromedp.CSS(sel)))
 	if err != nil {
 		b.shot("failure")
 		b.t.Fatalf("read %s: %v", sel, err)
@@ -108,7 +154,7 @@ func (b *browser) text(sel string) string {
 // shot saves a PNG of the whole page, numbered in visiting order.
 func (b *browser) shot(name string) {
 	b.shots++
-	buf, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	buf, err := run(b, shotTimeout, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -174,4 +220,15 @@ func amrOf(claims string) string {
 		return ""
 	}
 	return strings.Join(strings.Fields(strings.ReplaceAll(m[1], `"`, "")), "")
+}
+
+// A browser that never answers its first command fails the launch at
+// its time limit instead of hanging the test (were it unbounded, this
+// test would hang until go test's timeout).
+func TestLaunchHangIsBounded(t *testing.T) {
+	mute := filepath.Join(t.TempDir(), "mute-chromium")
+	require.NoError(t, os.WriteFile(mute, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755))
+	_, err := launch(t, mute, 2*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no answer within 2s")
 }

@@ -90,6 +90,15 @@ for want in 'TestStore/sqlite' 'TestStore/postgres'; do
   grep -qE -- "--- PASS: $want " "$out" || { echo "test.sh: the store suite did not pass on ${want#TestStore/}" >&2; status=1; }
 done
 echo "store suite: $(grep -cE -- '--- PASS: TestStore/sqlite/' "$out") tests passed on SQLite, $(grep -cE -- '--- PASS: TestStore/postgres/' "$out") on PostgreSQL"
+if [ "$status" != 0 ]; then
+  # The filter above hides what explains a failure: the server's log
+  # lines and, on a timeout, the goroutines. Show them, and keep the
+  # whole log in artifacts/.
+  mkdir -p artifacts && cp "$out" artifacts/test.log
+  echo "==> what the failing tests printed (all of it: artifacts/test.log)"
+  grep -E -B 40 -- '^\s*--- FAIL' "$out" | grep -vE '^=== (RUN|PAUSE|CONT)' | tail -n 200 || true
+  grep -E -A 150 '^panic: ' "$out" | head -n 300 || true
+fi
 rm -f "$out"
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"
