@@ -280,10 +280,14 @@ func (c Config) Validate() []string {
 		add("listen", "port %q must be a number from 0 to 65535", port)
 	}
 	if c.Debug.PprofListen != "" {
-		if _, _, err := net.SplitHostPort(c.Debug.PprofListen); err != nil {
+		if host, _, err := net.SplitHostPort(c.Debug.PprofListen); err != nil {
 			add("debug.pprof_listen", "%q must be host:port, as in 127.0.0.1:6060", c.Debug.PprofListen)
 		} else if c.Debug.PprofListen == c.Listen {
 			add("debug.pprof_listen", "%q must differ from listen", c.Debug.PprofListen)
+		} else if !loopback(host) {
+			// The profiler has no authentication and shows the command
+			// line, goroutines and heap: it is for this machine only.
+			add("debug.pprof_listen", "%q must be a loopback address (127.0.0.1, ::1 or localhost): the profiler has no authentication", c.Debug.PprofListen)
 		}
 	}
 	if c.DatabaseURL == "" {
@@ -343,5 +347,15 @@ func isLoopbackHost(h string) bool {
 		return true
 	}
 	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopback reports whether host names this machine only: localhost or a
+// loopback IP. An empty host (all interfaces) is not.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }

@@ -94,6 +94,10 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{`debug.pprof_listen: "6060" must be host:port`}},
 		{name: "pprof on the public address", env: []string{good, "TWOFOLD_LISTEN=127.0.0.1:9000", "TWOFOLD_DEBUG_PPROF_LISTEN=127.0.0.1:9000"},
 			want: []string{`debug.pprof_listen: "127.0.0.1:9000" must differ from listen`}},
+		{name: "pprof on every interface", env: []string{good, "TWOFOLD_DEBUG_PPROF_LISTEN=:6060"},
+			want: []string{`debug.pprof_listen: ":6060" must be a loopback address`}},
+		{name: "pprof on a public address", env: []string{good, "TWOFOLD_DEBUG_PPROF_LISTEN=192.0.2.7:6060"},
+			want: []string{`debug.pprof_listen: "192.0.2.7:6060" must be a loopback address`}},
 		{name: "every problem at once", env: []string{
 			"TWOFOLD_DATABASE_URL=sqlite:", "TWOFOLD_ISSUER=http://idp.example.com", "TWOFOLD_LISTEN=nope",
 			"TWOFOLD_LOG_LEVEL=loud", "TWOFOLD_LOG_FORMAT=xml", "TWOFOLD_SECRETS_KEY=short",
