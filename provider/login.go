@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/realclientip/realclientip-go"
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
@@ -237,7 +240,7 @@ func (p *Provider) continueFlow(w http.ResponseWriter, r *http.Request, f store.
 // audit records an event with the request's address and user agent.
 func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEvent) {
 	e.Time = p.now()
-	e.IP = clientIP(r)
+	e.IP = p.clientIP(r)
 	e.UserAgent = r.UserAgent()
 	if len(e.UserAgent) > 512 {
 		e.UserAgent = e.UserAgent[:512]
@@ -247,12 +250,33 @@ func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEven
 	}
 }
 
-// clientIP is the peer address; X-Forwarded-For is not trusted until a
-// trusted-proxy list exists.
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+// clientIP is the address a request came from: the TCP peer, or, when
+// the peer is one of the trusted proxies, the rightmost X-Forwarded-For
+// address that is not a trusted proxy. A client can put anything in the
+// header it sends; only what the trusted proxies appended counts.
+func (p *Provider) clientIP(r *http.Request) string {
+	peer := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
+	if peer == "" { // not host:port (a test request, say)
+		peer = strings.Trim(r.RemoteAddr, "[]")
 	}
-	return strings.Trim(host, "[]")
+	if len(p.cfg.TrustedProxies) == 0 || !inRanges(peer, p.cfg.TrustedProxies) {
+		return peer
+	}
+	if ip := p.forwarded.ClientIP(r.Header, r.RemoteAddr); ip != "" {
+		return ip
+	}
+	return peer // no address, or a malformed one, past the proxies
+}
+
+func inRanges(addr string, ranges []net.IPNet) bool {
+	ip, err := realclientip.ParseIPAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, n := range ranges {
+		if n.Contains(ip.IP) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,7 +3,10 @@ package provider_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"slices"
@@ -51,12 +54,15 @@ type mfaEnv struct {
 	user  store.User
 }
 
-func newMFAEnv(t *testing.T, dialect string) *mfaEnv {
+func newMFAEnv(t *testing.T, dialect string) *mfaEnv { return newMFAEnvWith(t, dialect, nil) }
+
+// newMFAEnvWith is newMFAEnv with the provider's configuration changed.
+func newMFAEnvWith(t *testing.T, dialect string, config func(*provider.Config)) *mfaEnv {
 	// The clock starts three hours back and only moves forward toward
 	// real time: fosite checks auth_time against the real clock, and
 	// each TOTP code in a test needs a new time step.
 	c := &clock{off: -3 * time.Hour}
-	env := providertest.Start(t, dialect, providertest.Options{Now: c.Now})
+	env := providertest.Start(t, dialect, providertest.Options{Now: c.Now, Config: config})
 	u := env.User(t, "ada@example.com", password, store.PopulationAgent)
 	return &mfaEnv{Env: env, clock: c, rp: newRP(t, env, clients.Spec{FirstParty: true}), user: u}
 }
@@ -1007,6 +1013,86 @@ func TestR25_PerAddress(t *testing.T) {
 	form.Set("email", "ada@example.com")
 	form.Set("password", password)
 	assert.Equal(t, http.StatusSeeOther, b.Post(e.URL+"/login", form).StatusCode, "open again after the lock")
+}
+
+// TestR25_PerAddressBehindProxy: behind a trusted reverse proxy (a real
+// httputil.ReverseProxy that appends to X-Forwarded-For, as nginx's
+// $proxy_add_x_forwarded_for does) the address limit counts each
+// client's own address, not the proxy's; what a client writes into the
+// header itself changes nothing, through the proxy or around it. The
+// audit log records the client's address too. Each client connects from
+// an address of its own on loopback (127.0.0.7, 127.0.0.8).
+func TestR25_PerAddressBehindProxy(t *testing.T) {
+	e := newMFAEnvWith(t, "sqlite", func(c *provider.Config) {
+		c.TrustedProxies = []net.IPNet{{IP: net.IPv4(127, 0, 0, 1).To4(), Mask: net.CIDRMask(32, 32)}}
+	})
+	target, err := url.Parse(e.URL)
+	require.NoError(t, err)
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Header["X-Forwarded-For"] = r.In.Header["X-Forwarded-For"]
+		r.SetXForwarded() // appends the client's address
+	}})
+	t.Cleanup(proxy.Close)
+
+	from := func(ip string) *providertest.Browser {
+		b := providertest.NewBrowser(t)
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		b.Transport = &http.Transport{DialContext: dialer.DialContext}
+		return b
+	}
+	start := func(b *providertest.Browser) url.Values {
+		authURL, _ := e.authURL()
+		page, _ := b.Follow(b.Get(authURL), redirectURI)
+		return page.Hidden()
+	}
+	post := func(b *providertest.Browser, base string, form url.Values, forged string) int {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+"/login", strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if forged != "" {
+			req.Header.Set("X-Forwarded-For", forged)
+		}
+		res, err := b.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+
+	// Client A sprays wrong passwords through the proxy.
+	a := from("127.0.0.7")
+	form := start(a)
+	form.Set("password", "not the password")
+	for i := range provider.AddressLimit {
+		form.Set("email", fmt.Sprintf("user%d@example.com", i))
+		require.Equal(t, http.StatusUnauthorized, post(a, proxy.URL, form, ""), "try %d", i+1)
+	}
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	assert.Equal(t, http.StatusTooManyRequests, post(a, proxy.URL, form, ""), "A's address is locked")
+	assert.Equal(t, http.StatusTooManyRequests, post(a, proxy.URL, form, "198.51.100.23"),
+		"an address A prepends itself is not A's address")
+	assert.Equal(t, http.StatusTooManyRequests, post(a, e.URL, form, "127.0.0.8"),
+		"around the proxy, A's header is not trusted at all")
+
+	// Client B, through the same proxy, is not locked out.
+	b := from("127.0.0.8")
+	form = start(b)
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	assert.Equal(t, http.StatusSeeOther, post(b, proxy.URL, form, ""), "B has an address of its own")
+
+	events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{Limit: 2 * provider.AddressLimit})
+	require.NoError(t, err)
+	byIP := map[string]int{}
+	for _, ev := range events {
+		byIP[ev.IP]++
+	}
+	assert.GreaterOrEqual(t, byIP["127.0.0.7"], provider.AddressLimit, "A's failures carry A's address: %v", byIP)
+	assert.Positive(t, byIP["127.0.0.8"], "B's sign-in carries B's address: %v", byIP)
+	assert.Zero(t, byIP["127.0.0.1"], "no event carries the proxy's address: %v", byIP)
+	assert.Zero(t, byIP["198.51.100.23"], "no event carries a forged address: %v", byIP)
 }
 
 // TestSessionIdleTimeout: an SSO session unused for SessionIdle ends;

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
+	"github.com/realclientip/realclientip-go"
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
@@ -41,10 +43,12 @@ type Config struct {
 	IDTokenAlg string
 	// NoPasswordless turns off "Sign in with a passkey".
 	NoPasswordless bool
-	// NoAddressThrottle turns off the per-client-address limit: behind a
-	// reverse proxy every client has the proxy's address (X-Forwarded-For
-	// is not trusted yet).
+	// NoAddressThrottle turns off the per-client-address limit.
 	NoAddressThrottle bool
+	// TrustedProxies are the reverse proxies in front of Twofold: from a
+	// peer in these ranges the client's address is read from
+	// X-Forwarded-For (for the address limit and the audit log).
+	TrustedProxies []net.IPNet
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +107,8 @@ type Provider struct {
 	csrfKey  []byte
 	logger   *slog.Logger
 	now      func() time.Time
+	// forwarded reads the client's address past the trusted proxies.
+	forwarded realclientip.RightmostTrustedRangeStrategy
 
 	discovery []byte
 }
@@ -150,6 +156,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
 		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
+	}
+	if p.forwarded, err = realclientip.NewRightmostTrustedRangeStrategy("X-Forwarded-For", o.Config.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
 
 	fc := &fosite.Config{

@@ -53,7 +53,7 @@ var (
 	addressRule = store.Limit{Max: AddressLimit, Lock: AddressLock, Window: time.Hour}
 )
 
-func addressKey(r *http.Request) string { return "ip:" + clientIP(r) }
+func (p *Provider) addressKey(r *http.Request) string { return "ip:" + p.clientIP(r) }
 
 // refundKey is the address key a success takes its attempt back from, or
 // "" when the address limit is off.
@@ -61,7 +61,7 @@ func (p *Provider) refundKey(r *http.Request) string {
 	if p.cfg.NoAddressThrottle {
 		return ""
 	}
-	return addressKey(r)
+	return p.addressKey(r)
 }
 
 // addressAttempt counts a try against the client's address, unless the
@@ -70,7 +70,7 @@ func (p *Provider) addressAttempt(ctx context.Context, r *http.Request) (store.T
 	if p.cfg.NoAddressThrottle {
 		return store.Throttle{Allowed: true}, nil
 	}
-	return p.store.Attempt(ctx, addressKey(r), addressRule, p.now())
+	return p.store.Attempt(ctx, p.addressKey(r), addressRule, p.now())
 }
 
 // Throttle keys: the password counter per email address and the second

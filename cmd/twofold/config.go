@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/realclientip/realclientip-go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/twofold-idp/twofold/secrets"
@@ -35,6 +36,10 @@ type Config struct {
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
 	Throttle    ThrottleConfig `yaml:"throttle"`
 	Debug       DebugConfig    `yaml:"debug"`
+	// TrustedProxies are the reverse proxies in front of Twofold, as IP
+	// addresses or CIDR ranges (in the environment, comma-separated):
+	// from them the client's address is read from X-Forwarded-For.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // DebugConfig turns on diagnostics that must never face the internet.
@@ -46,8 +51,9 @@ type DebugConfig struct {
 
 // ThrottleConfig sets brute-force limits beyond the per-account ones.
 type ThrottleConfig struct {
-	// PerAddress limits failed sign-ins per client address. Turn it off
-	// behind a reverse proxy, where every client has the proxy's address.
+	// PerAddress limits failed sign-ins per client address. Behind a
+	// reverse proxy, list it in trusted_proxies (or every client has the
+	// proxy's address) or turn this off.
 	PerAddress bool `yaml:"per_address"`
 }
 
@@ -227,6 +233,14 @@ func applyEnv(cfg *Config, environ []string) []string {
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(val)
+		case reflect.Slice: // []string: comma-separated
+			var list []string
+			for item := range strings.SplitSeq(val, ",") {
+				if item = strings.TrimSpace(item); item != "" {
+					list = append(list, item)
+				}
+			}
+			v.Set(reflect.ValueOf(list))
 		case reflect.Bool:
 			b, err := strconv.ParseBool(val)
 			if err != nil {
@@ -288,6 +302,11 @@ func (c Config) Validate() []string {
 			// The profiler has no authentication and shows the command
 			// line, goroutines and heap: it is for this machine only.
 			add("debug.pprof_listen", "%q must be a loopback address (127.0.0.1, ::1 or localhost): the profiler has no authentication", c.Debug.PprofListen)
+		}
+	}
+	for _, proxy := range c.TrustedProxies {
+		if _, err := realclientip.AddressesAndRangesToIPNets(proxy); err != nil {
+			add("trusted_proxies", "%q is not an IP address or a CIDR range such as 10.0.0.0/8", proxy)
 		}
 	}
 	if c.DatabaseURL == "" {

@@ -98,6 +98,8 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{`debug.pprof_listen: ":6060" must be a loopback address`}},
 		{name: "pprof on a public address", env: []string{good, "TWOFOLD_DEBUG_PPROF_LISTEN=192.0.2.7:6060"},
 			want: []string{`debug.pprof_listen: "192.0.2.7:6060" must be a loopback address`}},
+		{name: "trusted proxy that is not an address", env: []string{good, "TWOFOLD_TRUSTED_PROXIES=10.0.0.0/8, proxy.internal"},
+			want: []string{`trusted_proxies: "proxy.internal" is not an IP address or a CIDR range`}},
 		{name: "every problem at once", env: []string{
 			"TWOFOLD_DATABASE_URL=sqlite:", "TWOFOLD_ISSUER=http://idp.example.com", "TWOFOLD_LISTEN=nope",
 			"TWOFOLD_LOG_LEVEL=loud", "TWOFOLD_LOG_FORMAT=xml", "TWOFOLD_SECRETS_KEY=short",
@@ -153,6 +155,26 @@ func TestConfigFileAndEnvironment(t *testing.T) {
 	assert.Equal(t, 14, cfg.Password.MinLength)
 	assert.Equal(t, uint32(19*1024), cfg.Password.Argon2MemoryKiB, "defaults stay")
 	assert.Contains(t, EnvNames(), "TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB")
+}
+
+func TestConfigTrustedProxies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "twofold.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("trusted_proxies:\n  - 10.0.0.0/8\n  - 2001:db8::1\n"), 0o600))
+	cfg, err := LoadConfig(path, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"10.0.0.0/8", "2001:db8::1"}, cfg.TrustedProxies, "from the file")
+	pc := providerConfig(cfg)
+	require.Len(t, pc.TrustedProxies, 2)
+	assert.Equal(t, "10.0.0.0/8", pc.TrustedProxies[0].String())
+	assert.Equal(t, "2001:db8::1/128", pc.TrustedProxies[1].String())
+
+	cfg, err = LoadConfig(path, []string{"TWOFOLD_TRUSTED_PROXIES= 192.0.2.10 ,,172.16.0.0/12"})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"192.0.2.10", "172.16.0.0/12"}, cfg.TrustedProxies, "the environment wins, comma-separated")
+
+	cfg, err = LoadConfig("", nil)
+	require.NoError(t, err)
+	assert.Empty(t, providerConfig(cfg).TrustedProxies, "no proxy is trusted by default")
 }
 
 func TestServeDev(t *testing.T) {

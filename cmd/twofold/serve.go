@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/realclientip/realclientip-go"
 	"github.com/spf13/cobra"
 
 	"github.com/twofold-idp/twofold/accounts"
@@ -195,6 +196,7 @@ func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, log
 }
 
 func providerConfig(cfg Config) provider.Config {
+	proxies, _ := realclientip.AddressesAndRangesToIPNets(cfg.TrustedProxies...) // checked by Validate
 	return provider.Config{
 		Issuer:                cfg.Issuer,
 		AuthorizeCodeLifespan: cfg.Tokens.AuthorizeCodeLifespan,
@@ -206,6 +208,7 @@ func providerConfig(cfg Config) provider.Config {
 		IDTokenAlg:            cfg.Tokens.IDTokenAlg,
 		NoPasswordless:        !cfg.WebAuthn.Passwordless,
 		NoAddressThrottle:     !cfg.Throttle.PerAddress,
+		TrustedProxies:        proxies,
 	}
 }
 
