@@ -115,11 +115,17 @@ type Store interface {
 
 	// OAuth 2.0 state, keyed by (kind, signature).
 	CreateOAuth2Request(ctx context.Context, r OAuth2Request) error
+	// CreateOAuth2Requests writes several rows in one statement, all or
+	// none (an authorization code with its PKCE and OpenID Connect rows).
+	CreateOAuth2Requests(ctx context.Context, rows []OAuth2Request) error
 	GetOAuth2Request(ctx context.Context, kind, signature string) (OAuth2Request, error)
 	// DeactivateOAuth2Request marks one active row inactive; a row that
 	// is already inactive is ErrConflict, so of two racing uses one wins.
 	DeactivateOAuth2Request(ctx context.Context, kind, signature string) error
 	DeleteOAuth2Request(ctx context.Context, kind, signature string) error
+	// DeleteOAuth2RequestKinds removes the rows of several kinds under
+	// one signature in one statement; missing rows are not an error.
+	DeleteOAuth2RequestKinds(ctx context.Context, signature string, kinds []string) error
 	// DeactivateOAuth2Requests and DeleteOAuth2Requests act on every row
 	// of one kind sharing a request id (a token family).
 	DeactivateOAuth2Requests(ctx context.Context, kind, requestID string) error

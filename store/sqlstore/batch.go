@@ -23,8 +23,9 @@ const (
 	batchMaxRows  = 128 // rows per statement
 )
 
-type pendingRow[T any] struct {
-	r    T
+// pending is one caller's rows: written together or not at all.
+type pending[T any] struct {
+	rows []T
 	done chan error // buffered: the flusher never blocks on a caller
 }
 
@@ -34,13 +35,14 @@ type batcher[T any] struct {
 	one      func(ctx context.Context, r T) error
 	many     func(ctx context.Context, rows []T) error
 	mu       sync.Mutex
-	queue    []*pendingRow[T]
+	queue    []*pending[T]
 	flushing int
 }
 
-// add writes r, alone or with others, and returns when it is committed.
-func (b *batcher[T]) add(ctx context.Context, r T) error {
-	p := &pendingRow[T]{r: r, done: make(chan error, 1)}
+// add writes rows (one caller's, all or none), alone or with other
+// callers' rows, and returns when they are committed.
+func (b *batcher[T]) add(ctx context.Context, rows ...T) error {
+	p := &pending[T]{rows: rows, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	lead := b.flushing < batchFlushers
@@ -49,7 +51,7 @@ func (b *batcher[T]) add(ctx context.Context, r T) error {
 	}
 	b.mu.Unlock()
 	if lead {
-		// The caller writes what is queued, its own row included, then
+		// The caller writes what is queued, its own rows included, then
 		// hands anything that arrived meanwhile to a goroutine.
 		b.flushOnce()
 		b.release()
@@ -58,15 +60,20 @@ func (b *batcher[T]) add(ctx context.Context, r T) error {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		// Like any statement cancelled in flight, the row may still land.
+		// Like any statement cancelled in flight, the rows may still land.
 		return ctx.Err()
 	}
 }
 
-// flushOnce writes up to batchMaxRows queued rows; false when none was.
+// flushOnce writes the queued callers' rows, up to about batchMaxRows
+// (a caller's rows are never split); false when none was queued.
 func (b *batcher[T]) flushOnce() bool {
 	b.mu.Lock()
-	n := min(len(b.queue), batchMaxRows)
+	n, rowCount := 0, 0
+	for n < len(b.queue) && (n == 0 || rowCount+len(b.queue[n].rows) <= batchMaxRows) {
+		rowCount += len(b.queue[n].rows)
+		n++
+	}
 	batch := b.queue[:n:n]
 	b.queue = b.queue[n:]
 	if len(b.queue) == 0 {
@@ -81,18 +88,18 @@ func (b *batcher[T]) flushOnce() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if n == 1 {
-		batch[0].done <- b.one(ctx, batch[0].r)
+		batch[0].done <- b.write(ctx, batch[0].rows)
 		return true
 	}
-	rows := make([]T, n)
-	for i, p := range batch {
-		rows[i] = p.r
+	rows := make([]T, 0, rowCount)
+	for _, p := range batch {
+		rows = append(rows, p.rows...)
 	}
 	if err := b.many(ctx, rows); err != nil {
-		// One bad row must not fail the others: each on its own, so
+		// One bad caller must not fail the others: each on its own, so
 		// every caller gets its own answer.
 		for _, p := range batch {
-			p.done <- b.one(ctx, p.r)
+			p.done <- b.write(ctx, p.rows)
 		}
 		return true
 	}
@@ -100,6 +107,14 @@ func (b *batcher[T]) flushOnce() bool {
 		p.done <- nil
 	}
 	return true
+}
+
+// write writes one caller's rows in one statement.
+func (b *batcher[T]) write(ctx context.Context, rows []T) error {
+	if len(rows) == 1 {
+		return b.one(ctx, rows[0])
+	}
+	return b.many(ctx, rows)
 }
 
 // release gives up a flusher's slot, or keeps it in a goroutine while

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -21,6 +22,38 @@ func (s *Store) CreateOAuth2Request(ctx context.Context, r store.OAuth2Request) 
 		return s.batch.add(ctx, r)
 	}
 	return s.insertOAuth2Request(ctx, r)
+}
+
+// CreateOAuth2Requests writes rows in one statement, so all land or none
+// do. On PostgreSQL, outside a transaction, they may share their commit
+// with other requests' rows, never split from each other.
+func (s *Store) CreateOAuth2Requests(ctx context.Context, rows []store.OAuth2Request) error {
+	switch len(rows) {
+	case 0:
+		return nil
+	case 1:
+		return s.CreateOAuth2Request(ctx, rows[0])
+	}
+	_, inTx := ctx.Value(txKey{}).(*sqlx.Tx)
+	switch {
+	case s.dialect == "postgres" && !inTx:
+		return s.batch.add(ctx, rows...)
+	case s.dialect == "postgres":
+		return s.insertOAuth2Requests(ctx, rows)
+	}
+	// SQLite: one INSERT with a VALUES row each.
+	var q strings.Builder
+	q.WriteString(`INSERT INTO oauth2_requests (` + oauth2Columns + `) VALUES `)
+	args := make([]any, 0, 9*len(rows))
+	for i, r := range rows {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, r.Kind, r.Signature, r.RequestID, r.ClientID, r.Subject, r.Active, r.RequestedAt.UTC(), r.ExpiresAt.UTC(), r.Data)
+	}
+	_, err := s.exec(ctx, q.String(), args...)
+	return wrap(err, "create "+rows[0].Kind+" rows")
 }
 
 func (s *Store) insertOAuth2Request(ctx context.Context, r store.OAuth2Request) error {
@@ -55,6 +88,21 @@ func (s *Store) DeactivateOAuth2Request(ctx context.Context, kind, signature str
 func (s *Store) DeleteOAuth2Request(ctx context.Context, kind, signature string) error {
 	_, err := s.exec(ctx, `DELETE FROM oauth2_requests WHERE kind = ? AND signature = ?`, kind, signature)
 	return wrap(err, "delete "+kind)
+}
+
+// DeleteOAuth2RequestKinds removes one signature's rows of several kinds
+// in one statement.
+func (s *Store) DeleteOAuth2RequestKinds(ctx context.Context, signature string, kinds []string) error {
+	if len(kinds) == 0 {
+		return nil
+	}
+	q := `DELETE FROM oauth2_requests WHERE signature = ? AND kind IN (?` + strings.Repeat(", ?", len(kinds)-1) + `)`
+	args := []any{signature}
+	for _, k := range kinds {
+		args = append(args, k)
+	}
+	_, err := s.exec(ctx, q, args...)
+	return wrap(err, "delete "+strings.Join(kinds, ", "))
 }
 
 // DeactivateOAuth2Requests marks a whole family inactive.

@@ -189,6 +189,71 @@ func TestBatchedTokenRows(t *testing.T) {
 	assert.Equal(t, "req-taken", got.RequestID, "the duplicate changed nothing")
 }
 
+// TestBatchedCodeGroups (PostgreSQL): one caller's rows (a code with its
+// PKCE and OpenID Connect rows) share a batch with other callers' and
+// are never split: when the batch fails, each group is retried whole, in
+// a transaction of its own, and the group with the bad row leaves none.
+func TestBatchedCodeGroups(t *testing.T) {
+	ctx := context.Background()
+	s := sqltest.Open(t, "postgres")
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	group := func(sig string) []store.OAuth2Request {
+		var rows []store.OAuth2Request
+		for _, kind := range []string{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC} {
+			rows = append(rows, store.OAuth2Request{Kind: kind, Signature: sig, RequestID: "req-" + sig, ClientID: "app",
+				Active: true, RequestedAt: now, ExpiresAt: now.Add(time.Minute), Data: "{}"})
+		}
+		return rows
+	}
+	require.NoError(t, s.CreateOAuth2Request(ctx, group("taken")[2]))
+	transactions := func(sig string) (n int) {
+		require.NoError(t, s.DB().GetContext(ctx, &n,
+			`SELECT COUNT(DISTINCT xmin::text) FROM oauth2_requests WHERE signature = $1`, sig))
+		return n
+	}
+	rowsOf := func(sig string) (n int) {
+		require.NoError(t, s.DB().GetContext(ctx, &n, `SELECT COUNT(*) FROM oauth2_requests WHERE signature = $1`, sig))
+		return n
+	}
+
+	create := func(sigs []string) []error {
+		release := s.HoldBatches()
+		errs := make([]error, len(sigs))
+		var wg sync.WaitGroup
+		for i, sig := range sigs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = s.CreateOAuth2Requests(ctx, group(sig)) }()
+		}
+		require.Eventually(t, func() bool { return s.BatchQueued() == len(sigs) }, 10*time.Second, time.Millisecond)
+		release()
+		wg.Wait()
+		return errs
+	}
+
+	for i, err := range create([]string{"a-0", "a-1", "a-2"}) {
+		require.NoError(t, err, i)
+	}
+	var one int
+	require.NoError(t, s.DB().GetContext(ctx, &one,
+		`SELECT COUNT(DISTINCT xmin::text) FROM oauth2_requests WHERE signature LIKE 'a-%'`))
+	assert.Equal(t, 1, one, "three groups, nine rows, one transaction")
+
+	sigs := []string{"c-0", "c-1", "c-2", "taken"}
+	errs := create(sigs)
+	for i, sig := range sigs[:3] {
+		require.NoError(t, errs[i], sig)
+		assert.Equal(t, 3, rowsOf(sig), sig)
+		assert.Equal(t, 1, transactions(sig), "%s: a group is written in one transaction", sig)
+	}
+	require.ErrorIs(t, errs[3], store.ErrAlreadyExists)
+	assert.Equal(t, 1, rowsOf("taken"), "the group with the bad row left none of its rows")
+
+	var all int
+	require.NoError(t, s.DB().GetContext(ctx, &all,
+		`SELECT COUNT(DISTINCT xmin::text) FROM oauth2_requests WHERE signature LIKE 'c-%'`))
+	assert.Equal(t, 3, all, "after the batch failed, each group on its own")
+}
+
 // TestBatchedAuditEvents (PostgreSQL): events appended while the
 // flushers are busy land in one transaction, whole and in the order they
 // were queued.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -113,6 +114,111 @@ func testOAuth2ConcurrentCreate(t *testing.T, s store.Store) {
 		assert.True(t, want.ExpiresAt.Equal(got.ExpiresAt), "row %d", i)
 		assert.Equal(t, want.Data, got.Data)
 	}
+}
+
+// testOAuth2CreateMany: a code's rows are written all or none, whether
+// alone, together with other callers' rows (a store may commit them in
+// one batch), or in a transaction.
+func testOAuth2CreateMany(t *testing.T, s store.Store) {
+	group := func(sig string) []store.OAuth2Request {
+		rows := []store.OAuth2Request{
+			newOAuth2Request(store.KindAuthorizeCode, sig, "req-"+sig, "app"),
+			newOAuth2Request(store.KindPKCE, sig, "req-"+sig, "app"),
+			newOAuth2Request(store.KindOIDC, sig, "req-"+sig, "app"),
+		}
+		for i := range rows {
+			rows[i].Data = fmt.Sprintf(`{"kind":%q,"sig":%q}`, rows[i].Kind, sig)
+		}
+		return rows
+	}
+	exists := func(kind, sig string) bool {
+		_, err := s.GetOAuth2Request(ctx, kind, sig)
+		if errors.Is(err, store.ErrNotFound) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+	require.NoError(t, s.CreateOAuth2Requests(ctx, nil), "nothing to write")
+	require.NoError(t, s.CreateOAuth2Requests(ctx, group("alone")))
+	for _, want := range group("alone") {
+		got, err := s.GetOAuth2Request(ctx, want.Kind, want.Signature)
+		require.NoError(t, err, want.Kind)
+		assert.Equal(t, want.Data, got.Data)
+		assert.Equal(t, want.RequestID, got.RequestID)
+		assert.True(t, want.ExpiresAt.Equal(got.ExpiresAt))
+	}
+
+	// 20 callers at once; one of them repeats a row that exists, so its
+	// whole group fails and the others all land.
+	const n = 20
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows := group(fmt.Sprintf("g%02d", i))
+			if i == 7 {
+				rows[1].Signature = "alone" // the PKCE row of "alone" exists
+			}
+			errs[i] = s.CreateOAuth2Requests(ctx, rows)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		sig := fmt.Sprintf("g%02d", i)
+		if i == 7 {
+			require.ErrorIs(t, err, store.ErrAlreadyExists)
+			assert.False(t, exists(store.KindAuthorizeCode, sig), "a failed group leaves no row")
+			assert.False(t, exists(store.KindOIDC, sig), "a failed group leaves no row")
+			continue
+		}
+		require.NoError(t, err, "group %d", i)
+		for _, kind := range []string{store.KindAuthorizeCode, store.KindPKCE, store.KindOIDC} {
+			assert.True(t, exists(kind, sig), "group %d, %s", i, kind)
+		}
+	}
+	got, err := s.GetOAuth2Request(ctx, store.KindPKCE, "alone")
+	require.NoError(t, err)
+	assert.Equal(t, "req-alone", got.RequestID, "the existing row is unchanged")
+
+	// In a transaction the rows go with it.
+	boom := errors.New("boom")
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		require.NoError(t, s.CreateOAuth2Requests(ctx, group("tx")))
+		_, err := s.GetOAuth2Request(ctx, store.KindOIDC, "tx")
+		assert.NoError(t, err, "the transaction sees its rows")
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	assert.False(t, exists(store.KindAuthorizeCode, "tx"), "rolled back")
+}
+
+// testOAuth2DeleteKinds: one statement removes the named kinds under one
+// signature and nothing else.
+func testOAuth2DeleteKinds(t *testing.T, s store.Store) {
+	for _, r := range []store.OAuth2Request{
+		newOAuth2Request(store.KindAuthorizeCode, "sig", "req-1", "app"),
+		newOAuth2Request(store.KindPKCE, "sig", "req-1", "app"),
+		newOAuth2Request(store.KindOIDC, "sig", "req-1", "app"),
+		newOAuth2Request(store.KindPKCE, "other", "req-2", "app"),
+	} {
+		require.NoError(t, s.CreateOAuth2Request(ctx, r))
+	}
+	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", []string{store.KindPKCE, store.KindOIDC}))
+	for kind, want := range map[string]error{store.KindPKCE: store.ErrNotFound, store.KindOIDC: store.ErrNotFound, store.KindAuthorizeCode: nil} {
+		_, err := s.GetOAuth2Request(ctx, kind, "sig")
+		if want == nil {
+			require.NoError(t, err, "the code row stays")
+		} else {
+			require.ErrorIs(t, err, want, kind)
+		}
+	}
+	_, err := s.GetOAuth2Request(ctx, store.KindPKCE, "other")
+	require.NoError(t, err, "another signature's row stays")
+	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", []string{store.KindPKCE}), "deleting twice is not an error")
+	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", nil))
 }
 
 func testOAuth2Duplicate(t *testing.T, s store.Store) {

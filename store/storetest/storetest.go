@@ -49,6 +49,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OAuth2DeactivateRace", testOAuth2DeactivateRace},
 		{"OAuth2Families", testOAuth2Families},
 		{"OAuth2Delete", testOAuth2Delete},
+		{"OAuth2CreateMany", testOAuth2CreateMany},
+		{"OAuth2DeleteKinds", testOAuth2DeleteKinds},
 		{"DeleteExpired", testDeleteExpired},
 		{"UseJTI", testUseJTI},
 		{"SigningKeys", testSigningKeys},
