@@ -382,7 +382,13 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	s.UserinfoClaims = userinfoClaims
 
 	ar.SetID(newRequestID())
+	// The code, PKCE and OpenID Connect rows fosite creates go to the
+	// store together, in one statement, once the response is built.
+	ctx, h := holdWrites(ctx)
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, s)
+	if err == nil {
+		err = p.fstore.flush(ctx, h)
+	}
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return

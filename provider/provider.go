@@ -184,11 +184,12 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		JWTScopeClaimKey:               jwt.JWTScopeFieldString, // JWT access tokens: "scope" as a string (RFC 9068 §2.2.3), not a "scp" list
 	}
 	p.fosite = fc
-	fstore := &fositeStore{store: o.Store, now: o.Now}
+	hmacs := compose.NewOAuth2HMACStrategy(fc)
+	fstore := &fositeStore{store: o.Store, now: o.Now, codeSignature: hmacs.AuthorizeCodeSignature}
 	p.fstore = fstore
 	signer := &tokenSigner{keys: keys, defaultAlg: o.Config.IDTokenAlg}
 	strategy := &compose.CommonStrategy{
-		CoreStrategy:               newAccessTokens(fc, signer, compose.NewOAuth2HMACStrategy(fc)),
+		CoreStrategy:               newAccessTokens(fc, signer, hmacs),
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
 		Signer:                     signer,
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -24,6 +25,75 @@ type fositeStore struct {
 	store   store.Store
 	now     func() time.Time
 	clients clientCache
+	// codeSignature is the HMAC strategy's: fosite keys the OpenID
+	// Connect session by the raw authorization code, which must never be
+	// stored; the row is kept under the code's signature instead.
+	codeSignature func(ctx context.Context, code string) string
+}
+
+// held gathers the rows one request creates or deletes, so that they go
+// to the store in one statement each when the request is done: the
+// authorization endpoint's code with its PKCE and OpenID Connect rows
+// (three rows, one INSERT), and the token endpoint's deletion of the
+// PKCE and OpenID Connect rows of the code it redeemed (one DELETE).
+type held struct {
+	mu      sync.Mutex
+	creates []store.OAuth2Request
+	deletes map[string][]string // signature → kinds
+}
+
+type heldKey struct{}
+
+// holdWrites returns a context under which the code's rows are held
+// until flush.
+func holdWrites(ctx context.Context) (context.Context, *held) {
+	h := &held{}
+	return context.WithValue(ctx, heldKey{}, h), h
+}
+
+func heldFrom(ctx context.Context) *held {
+	h, _ := ctx.Value(heldKey{}).(*held)
+	return h
+}
+
+// flush writes what h holds. Rows held for a request that failed are
+// dropped by not calling it for creates; deletes must always be flushed.
+func (s *fositeStore) flush(ctx context.Context, h *held) error {
+	h.mu.Lock()
+	creates, deletes := h.creates, h.deletes
+	h.creates, h.deletes = nil, nil
+	h.mu.Unlock()
+	var errs []error
+	if err := s.store.CreateOAuth2Requests(ctx, creates); err != nil {
+		errs = append(errs, err)
+	}
+	for sig, kinds := range deletes {
+		if err := s.store.DeleteOAuth2RequestKinds(ctx, sig, kinds); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// heldKinds are the rows that live only between the authorization and
+// the token endpoints.
+func heldKind(kind string) bool {
+	return kind == store.KindAuthorizeCode || kind == store.KindPKCE || kind == store.KindOIDC
+}
+
+// deleteHeld deletes a row at once, or at flush when the request holds
+// its writes.
+func (s *fositeStore) deleteHeld(ctx context.Context, kind, signature string) error {
+	if h := heldFrom(ctx); h != nil {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.deletes == nil {
+			h.deletes = map[string][]string{}
+		}
+		h.deletes[signature] = append(h.deletes[signature], kind)
+		return nil
+	}
+	return s.store.DeleteOAuth2Request(ctx, kind, signature)
 }
 
 var (
@@ -115,10 +185,17 @@ func (s *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 	if r.GetSession() != nil {
 		subject = r.GetSession().GetSubject()
 	}
-	return s.store.CreateOAuth2Request(ctx, store.OAuth2Request{
+	row := store.OAuth2Request{
 		Kind: kind, Signature: signature, RequestID: r.GetID(), ClientID: r.GetClient().GetID(),
 		Subject: subject, Active: true, RequestedAt: r.GetRequestedAt(), ExpiresAt: exp, Data: string(data),
-	})
+	}
+	if h := heldFrom(ctx); h != nil && heldKind(kind) {
+		h.mu.Lock()
+		h.creates = append(h.creates, row)
+		h.mu.Unlock()
+		return nil
+	}
+	return s.store.CreateOAuth2Request(ctx, row)
 }
 
 // get loads a row and rebuilds the request into session. It returns the
@@ -221,12 +298,22 @@ func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) e
 	return s.store.DeleteOAuth2Requests(ctx, store.KindAccessToken, requestID)
 }
 
+// The OpenID Connect session arrives keyed by the raw code; it is
+// stored under the code's signature, like the code and PKCE rows.
 func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
-	return s.create(ctx, store.KindOIDC, code, r, fosite.AuthorizeCode)
+	return s.create(ctx, store.KindOIDC, s.codeSignature(ctx, code), r, fosite.AuthorizeCode)
 }
 
 func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
-	req, err := s.get(ctx, store.KindOIDC, code, r.GetSession())
+	req, err := s.get(ctx, store.KindOIDC, s.codeSignature(ctx, code), r.GetSession())
+	if errors.Is(err, fosite.ErrNotFound) {
+		// Earlier builds kept the session under the raw code: a code one
+		// of them issued just before an upgrade is found there, and that
+		// row goes at once. (A code lives a minute: drop this later.)
+		if req, err = s.get(ctx, store.KindOIDC, code, r.GetSession()); err == nil {
+			err = s.store.DeleteOAuth2Request(ctx, store.KindOIDC, code)
+		}
+	}
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil, openid.ErrNoSessionFound
 	}
@@ -234,7 +321,7 @@ func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, 
 }
 
 func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.store.DeleteOAuth2Request(ctx, store.KindOIDC, code)
+	return s.deleteHeld(ctx, store.KindOIDC, s.codeSignature(ctx, code))
 }
 
 func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
@@ -246,7 +333,7 @@ func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, ses
 }
 
 func (s *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.store.DeleteOAuth2Request(ctx, store.KindPKCE, sig)
+	return s.deleteHeld(ctx, store.KindPKCE, sig)
 }
 
 func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -16,32 +17,46 @@ import (
 // refresh_token (rotated; reuse revokes the family) and
 // client_credentials. The password grant is not composed.
 func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	s := newSession()
 	if err := r.ParseForm(); err == nil {
 		if gt := r.PostForm.Get("grant_type"); gt != "" && !slices.Contains(grantTypes, gt) {
 			p.accessError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type %q is not supported.", gt))
 			return
 		}
 	}
-	ar, err := p.oauth.NewAccessRequest(ctx, r, s)
+	// A redeemed code's PKCE and OpenID Connect rows are deleted in one
+	// statement before the answer goes out, whether the exchange
+	// succeeded or not: a wrong code_verifier still uses up the PKCE
+	// row, as fosite intends.
+	ctx, h := holdWrites(r.Context())
+	ar, resp, err := p.exchange(ctx, r)
+	if ferr := p.fstore.flush(ctx, h); ferr != nil {
+		p.logger.ErrorContext(ctx, "delete a redeemed code's rows", "err", ferr)
+	}
 	if err != nil {
 		p.accessError(w, r, ar, err)
 		return
 	}
+	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// exchange runs one token request through fosite.
+func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
+	s := newSession()
+	ar, err := p.oauth.NewAccessRequest(ctx, r, s)
+	if err != nil {
+		return ar, nil, err
+	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		// A disabled account's tokens stop at once, refresh included.
 		if u, err := p.store.GetUser(ctx, s.Subject); err != nil || u.Disabled {
-			p.accessError(w, r, ar, fosite.ErrInvalidGrant.WithHint("The user of this refresh token cannot sign in any more."))
-			return
+			return ar, nil, fosite.ErrInvalidGrant.WithHint("The user of this refresh token cannot sign in any more.")
 		}
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		// A client acting for itself: its own scopes, never OIDC ones.
 		for _, scope := range ar.GetRequestedScopes() {
 			if scope == "openid" || scope == "offline_access" {
-				p.accessError(w, r, ar, fosite.ErrInvalidScope.WithHintf("Scope %q is for end users, not client_credentials.", scope))
-				return
+				return ar, nil, fosite.ErrInvalidScope.WithHintf("Scope %q is for end users, not client_credentials.", scope)
 			}
 			ar.GrantScope(scope)
 		}
@@ -49,11 +64,7 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		ar.SetID(newRequestID())
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
-	if err != nil {
-		p.accessError(w, r, ar, err)
-		return
-	}
-	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+	return ar, resp, err
 }
 
 // newRequestID names a new token family. fosite's are random (UUIDv4);
