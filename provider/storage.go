@@ -40,6 +40,10 @@ type held struct {
 	mu      sync.Mutex
 	creates []store.OAuth2Request
 	deletes map[string][]string // signature → kinds
+	// code is the authorization code row as first read: fosite reads it
+	// again, inside its transaction, before the conditional update that
+	// decides between racing exchanges, so a second read adds nothing.
+	code *store.OAuth2Request
 }
 
 type heldKey struct{}
@@ -73,6 +77,25 @@ func (s *fositeStore) flush(ctx context.Context, h *held) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// getRow reads a row; an authorization code is read once per request
+// that holds its writes.
+func (s *fositeStore) getRow(ctx context.Context, kind, signature string) (store.OAuth2Request, error) {
+	h := heldFrom(ctx)
+	if h == nil || kind != store.KindAuthorizeCode {
+		return s.store.GetOAuth2Request(ctx, kind, signature)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.code != nil && h.code.Signature == signature {
+		return *h.code, nil
+	}
+	row, err := s.store.GetOAuth2Request(ctx, kind, signature)
+	if err == nil {
+		h.code = &row
+	}
+	return row, err
 }
 
 // heldKinds are the rows that live only between the authorization and
@@ -202,7 +225,7 @@ func (s *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 // request with fosite.ErrInactiveToken (or ErrInvalidatedAuthorizeCode
 // for codes) when the row is inactive, as fosite's reuse detection needs.
 func (s *fositeStore) get(ctx context.Context, kind, signature string, session fosite.Session) (fosite.Requester, error) {
-	row, err := s.store.GetOAuth2Request(ctx, kind, signature)
+	row, err := s.getRow(ctx, kind, signature)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fosite.ErrNotFound
 	}
