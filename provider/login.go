@@ -44,7 +44,7 @@ func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status in
 	page.Flow = f.ID
 	page.CSRF = p.csrfToken("login", f.ID)
 	if !p.cfg.NoPasswordless && p.webauthn != nil {
-		if k, err := p.beginPasskey(r.Context()); err == nil {
+		if k, err := p.beginPasskey(f.ID); err == nil {
 			page.Passkey = &k
 		}
 	}

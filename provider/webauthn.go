@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 // Security keys and passkeys (R06, R12), with go-webauthn. Ceremony state
 // (the challenge) is kept server-side in the store, bound to its purpose
 // and user, and taken (deleted) when answered: a challenge works once.
+// The login page's passkey ceremony is sealed instead (beginPasskey).
 
 const ceremonyLifespan = 5 * time.Minute
 
@@ -27,7 +29,6 @@ const ceremonyLifespan = 5 * time.Minute
 const (
 	purposeRegister = "register"
 	purposeLogin    = "login"
-	purposePasskey  = "passkey"
 )
 
 type ceremony struct {
@@ -252,12 +253,51 @@ func keyName(s string) string {
 // beginPasskey starts a sign-in with a discoverable credential: the user
 // is not known yet, and user verification is required so that the key
 // alone is two factors.
-func (p *Provider) beginPasskey(ctx context.Context) (keyOptions, error) {
+//
+// Unlike the other ceremonies this one is sealed into the page, not
+// stored: the login page is shown on every sign-in, and a row written
+// per view (most never answered) cost a write per sign-in. The sealed
+// ceremony carries its expiry and is bound to its sign-in (the flow id
+// is the sealing's additional data); a passkey that signs in moves that
+// flow on with a conditional update, so an answer works once, in that
+// sign-in only.
+func (p *Provider) beginPasskey(flowID string) (keyOptions, error) {
 	assertion, sess, err := p.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
 		return keyOptions{}, err
 	}
-	return p.keyOptions(ctx, "", ceremony{Purpose: purposePasskey, Session: *sess}, assertion)
+	data, err := json.Marshal(sealedPasskey{Session: *sess, Expires: p.now().Add(ceremonyLifespan)})
+	if err != nil {
+		return keyOptions{}, err
+	}
+	options, err := json.Marshal(assertion)
+	return keyOptions{Ceremony: base64.RawURLEncoding.EncodeToString(p.box.Seal(data, passkeySealing+flowID)),
+		Options: string(options)}, err
+}
+
+// sealedPasskey is a passkey ceremony as the login page carries it.
+type sealedPasskey struct {
+	Session webauthn.SessionData `json:"session"`
+	Expires time.Time            `json:"expires"`
+}
+
+const passkeySealing = "passkey-ceremony:"
+
+// openPasskey returns the ceremony sealed for this flow, if unexpired.
+func (p *Provider) openPasskey(flowID, sealed string) (webauthn.SessionData, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil {
+		return webauthn.SessionData{}, errCeremony
+	}
+	data, err := p.box.Open(raw, passkeySealing+flowID)
+	if err != nil {
+		return webauthn.SessionData{}, errCeremony
+	}
+	var c sealedPasskey
+	if json.Unmarshal(data, &c) != nil || !p.now().Before(c.Expires) {
+		return webauthn.SessionData{}, errCeremony
+	}
+	return c.Session, nil
 }
 
 // handlePasskeySubmit signs in with a passkey (R06, passwordless).
@@ -286,7 +326,7 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		p.audit(ctx, r, store.AuditEvent{Type: "login.failure", ClientID: f.ClientID, Detail: `{"step":"passkey"}`})
 		p.renderLogin(w, r, http.StatusUnauthorized, f, loginPage{Error: "That passkey could not sign you in. Try again or use your password."})
 	}
-	c, err := p.takeCeremony(ctx, r.PostForm.Get("ceremony"), purposePasskey, "")
+	session, err := p.openPasskey(f.ID, r.PostForm.Get("ceremony"))
 	if err != nil {
 		fail(err)
 		return
@@ -305,7 +345,7 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		user = u
 		return p.keyUser(ctx, u)
 	}
-	_, cred, err := p.webauthn.ValidatePasskeyLogin(handler, c.Session, parsed)
+	_, cred, err := p.webauthn.ValidatePasskeyLogin(handler, session, parsed)
 	if err != nil {
 		fail(err)
 		return

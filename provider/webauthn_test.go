@@ -215,6 +215,64 @@ func TestPasskeySignIn(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, br.Post(off.URL+"/login/passkey", page.Hidden()).StatusCode)
 }
 
+// TestPasskeyCeremonySealed: the login page's passkey ceremony is sealed
+// into the page, not stored (no row per view); an answer works once, in
+// its own sign-in, before the ceremony expires; a ceremony altered in
+// one byte is refused.
+func TestPasskeyCeremonySealed(t *testing.T) {
+	e := newKeyEnv(t, "sqlite", nil)
+	passkey := e.softKey(t)
+	passkey.be = true
+	b := providertest.NewBrowser(t)
+	require.Equal(t, http.StatusOK, e.registerKey(t, b, e.signInAccount(t, b, ""), passkey, "Phone").StatusCode)
+	authURL, _ := e.authURL()
+	start := func() (*providertest.Browser, providertest.Page, keyPage) {
+		br := providertest.NewBrowser(t)
+		page, _ := br.Follow(br.Get(authURL), redirectURI)
+		require.Contains(t, page.Body, "Sign in with a passkey")
+		return br, page, parseKeyPage(t, page.Body)
+	}
+	stored := func() (n int) {
+		require.NoError(t, e.Store.DB().GetContext(context.Background(), &n, `SELECT COUNT(*) FROM webauthn_sessions`))
+		return n
+	}
+	before := stored()
+	for range 3 {
+		start()
+	}
+	assert.Equal(t, before, stored(), "showing the login page writes no ceremony row")
+
+	// Once, in its own sign-in.
+	br, page, kp := start()
+	answer := passkey.get(t, kp)
+	res := e.passkeyPost(br, page, kp.Ceremony, answer)
+	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+	require.True(t, strings.HasPrefix(res.Location(), redirectURI), res.Location())
+	again := e.passkeyPost(br, page, kp.Ceremony, answer)
+	assert.False(t, strings.HasPrefix(again.Location(), redirectURI), "the same answer again: the sign-in has moved on")
+	assert.NotEqual(t, http.StatusSeeOther, again.StatusCode)
+
+	// A fresh answer to that ceremony's challenge, in another sign-in.
+	br2, page2, _ := start()
+	assert.Equal(t, http.StatusUnauthorized, e.passkeyPost(br2, page2, kp.Ceremony, passkey.get(t, kp)).StatusCode,
+		"a ceremony works only in the sign-in it was made for")
+
+	// Altered in one byte.
+	br3, page3, kp3 := start()
+	c := []byte(kp3.Ceremony)
+	c[len(c)/2] ^= 1
+	if c[len(c)/2] == '-' || c[len(c)/2] == '_' { // keep it base64url
+		c[len(c)/2] = 'A'
+	}
+	assert.Equal(t, http.StatusUnauthorized, e.passkeyPost(br3, page3, string(c), passkey.get(t, kp3)).StatusCode, "an altered ceremony")
+	assert.Equal(t, http.StatusSeeOther, e.passkeyPost(br3, page3, kp3.Ceremony, passkey.get(t, kp3)).StatusCode, "the unaltered one still works")
+
+	// Expired.
+	br4, page4, kp4 := start()
+	e.clock.Advance(5*time.Minute + time.Second)
+	assert.Equal(t, http.StatusUnauthorized, e.passkeyPost(br4, page4, kp4.Ceremony, passkey.get(t, kp4)).StatusCode, "an expired ceremony")
+}
+
 func (e *mfaEnv) passkeyPost(b *providertest.Browser, page providertest.Page, ceremony, credential string) providertest.Page {
 	form := url.Values{"flow": {page.Hidden().Get("flow")}, "csrf": {page.Hidden().Get("csrf")},
 		"ceremony": {ceremony}, "credential": {credential}}
