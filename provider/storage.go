@@ -31,25 +31,22 @@ type fositeStore struct {
 	codeSignature func(ctx context.Context, code string) string
 }
 
-// held gathers the rows one request creates or deletes, so that they go
-// to the store in one statement each when the request is done: the
-// authorization endpoint's code with its PKCE and OpenID Connect rows
-// (three rows, one INSERT), and the token endpoint's deletion of the
-// PKCE and OpenID Connect rows of the code it redeemed (one DELETE).
+// held gathers what one request does to a code's rows. At the
+// authorization endpoint it holds the rows fosite creates (the code,
+// its PKCE challenge, its OpenID Connect session) so that they go to
+// the store in one statement once the response is built; at the token
+// endpoint it keeps the code's row as first read, for fosite reads it
+// twice; the conditional update that marks the code used, in fosite's
+// transaction, still decides between racing exchanges.
 type held struct {
 	mu      sync.Mutex
 	creates []store.OAuth2Request
-	deletes map[string][]string // signature → kinds
-	// code is the authorization code row as first read: fosite reads it
-	// again, inside its transaction, before the conditional update that
-	// decides between racing exchanges, so a second read adds nothing.
-	code *store.OAuth2Request
+	code    *store.OAuth2Request
 }
 
 type heldKey struct{}
 
-// holdWrites returns a context under which the code's rows are held
-// until flush.
+// holdWrites returns a context under which a code's rows are held.
 func holdWrites(ctx context.Context) (context.Context, *held) {
 	h := &held{}
 	return context.WithValue(ctx, heldKey{}, h), h
@@ -60,23 +57,14 @@ func heldFrom(ctx context.Context) *held {
 	return h
 }
 
-// flush writes what h holds. Rows held for a request that failed are
-// dropped by not calling it for creates; deletes must always be flushed.
+// flush writes the rows h holds, all or none. A request that failed
+// does not call it, and its rows are dropped.
 func (s *fositeStore) flush(ctx context.Context, h *held) error {
 	h.mu.Lock()
-	creates, deletes := h.creates, h.deletes
-	h.creates, h.deletes = nil, nil
+	creates := h.creates
+	h.creates = nil
 	h.mu.Unlock()
-	var errs []error
-	if err := s.store.CreateOAuth2Requests(ctx, creates); err != nil {
-		errs = append(errs, err)
-	}
-	for sig, kinds := range deletes {
-		if err := s.store.DeleteOAuth2RequestKinds(ctx, sig, kinds); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return s.store.CreateOAuth2Requests(ctx, creates)
 }
 
 // getRow reads a row; an authorization code is read once per request
@@ -98,25 +86,10 @@ func (s *fositeStore) getRow(ctx context.Context, kind, signature string) (store
 	return row, err
 }
 
-// heldKinds are the rows that live only between the authorization and
-// the token endpoints.
+// heldKind reports the rows that live only between the authorization
+// and the token endpoints.
 func heldKind(kind string) bool {
 	return kind == store.KindAuthorizeCode || kind == store.KindPKCE || kind == store.KindOIDC
-}
-
-// deleteHeld deletes a row at once, or at flush when the request holds
-// its writes.
-func (s *fositeStore) deleteHeld(ctx context.Context, kind, signature string) error {
-	if h := heldFrom(ctx); h != nil {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.deletes == nil {
-			h.deletes = map[string][]string{}
-		}
-		h.deletes[signature] = append(h.deletes[signature], kind)
-		return nil
-	}
-	return s.store.DeleteOAuth2Request(ctx, kind, signature)
 }
 
 var (
@@ -232,6 +205,11 @@ func (s *fositeStore) get(ctx context.Context, kind, signature string, session f
 	if err != nil {
 		return nil, err
 	}
+	return s.request(ctx, kind, row, session)
+}
+
+// request rebuilds a stored row's request into session.
+func (s *fositeStore) request(ctx context.Context, kind string, row store.OAuth2Request, session fosite.Session) (fosite.Requester, error) {
 	var sr storedRequest
 	if err := json.Unmarshal([]byte(row.Data), &sr); err != nil {
 		return nil, fmt.Errorf("decode stored request: %w", err)
@@ -344,19 +322,31 @@ func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, 
 }
 
 func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.deleteHeld(ctx, store.KindOIDC, s.codeSignature(ctx, code))
+	return s.store.DeleteOAuth2Request(ctx, store.KindOIDC, s.codeSignature(ctx, code))
 }
 
 func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
 	return s.create(ctx, store.KindPKCE, sig, r, fosite.AuthorizeCode)
 }
 
+// GetPKCERequestSession takes the challenge's row: fosite reads it and
+// then deletes it before checking the code_verifier, so that one code
+// gets one verifier check; taking it in one statement keeps that true
+// for concurrent attempts too.
 func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, session fosite.Session) (fosite.Requester, error) {
-	return s.get(ctx, store.KindPKCE, sig, session)
+	row, err := s.store.TakeOAuth2Request(ctx, store.KindPKCE, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.request(ctx, store.KindPKCE, row, session)
 }
 
+// DeletePKCERequestSession has nothing left to do: the read took the row.
 func (s *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.deleteHeld(ctx, store.KindPKCE, sig)
+	return nil
 }
 
 func (s *fositeStore) BeginTX(ctx context.Context) (context.Context, error) {

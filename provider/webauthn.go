@@ -257,16 +257,16 @@ func keyName(s string) string {
 // Unlike the other ceremonies this one is sealed into the page, not
 // stored: the login page is shown on every sign-in, and a row written
 // per view (most never answered) cost a write per sign-in. The sealed
-// ceremony carries its expiry and is bound to its sign-in (the flow id
-// is the sealing's additional data); a passkey that signs in moves that
-// flow on with a conditional update, so an answer works once, in that
-// sign-in only.
+// ceremony carries an id and its expiry and is bound to its sign-in
+// (the flow id is the sealing's additional data); answering it records
+// the id (usePasskey), so an answer works once, in that sign-in only,
+// and only the rare passkey sign-in writes.
 func (p *Provider) beginPasskey(flowID string) (keyOptions, error) {
 	assertion, sess, err := p.webauthn.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
 		return keyOptions{}, err
 	}
-	data, err := json.Marshal(sealedPasskey{Session: *sess, Expires: p.now().Add(ceremonyLifespan)})
+	data, err := json.Marshal(sealedPasskey{ID: randomToken(), Session: *sess, Expires: p.now().Add(ceremonyLifespan)})
 	if err != nil {
 		return keyOptions{}, err
 	}
@@ -277,14 +277,17 @@ func (p *Provider) beginPasskey(flowID string) (keyOptions, error) {
 
 // sealedPasskey is a passkey ceremony as the login page carries it.
 type sealedPasskey struct {
+	ID      string               `json:"id"`
 	Session webauthn.SessionData `json:"session"`
 	Expires time.Time            `json:"expires"`
 }
 
 const passkeySealing = "passkey-ceremony:"
 
-// openPasskey returns the ceremony sealed for this flow, if unexpired.
-func (p *Provider) openPasskey(flowID, sealed string) (webauthn.SessionData, error) {
+// usePasskey opens the ceremony sealed for this flow and, if unexpired,
+// records its id until it expires: a second answer to it, even one sent
+// at the same time, is refused before it is checked.
+func (p *Provider) usePasskey(ctx context.Context, flowID, sealed string) (webauthn.SessionData, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(sealed)
 	if err != nil {
 		return webauthn.SessionData{}, errCeremony
@@ -294,8 +297,15 @@ func (p *Provider) openPasskey(flowID, sealed string) (webauthn.SessionData, err
 		return webauthn.SessionData{}, errCeremony
 	}
 	var c sealedPasskey
-	if json.Unmarshal(data, &c) != nil || !p.now().Before(c.Expires) {
+	now := p.now()
+	if json.Unmarshal(data, &c) != nil || c.ID == "" || !now.Before(c.Expires) {
 		return webauthn.SessionData{}, errCeremony
+	}
+	if err := p.store.UseJTI(ctx, passkeySealing+c.ID, c.Expires, now); err != nil {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return webauthn.SessionData{}, errCeremony
+		}
+		return webauthn.SessionData{}, err
 	}
 	return c.Session, nil
 }
@@ -326,7 +336,7 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		p.audit(ctx, r, store.AuditEvent{Type: "login.failure", ClientID: f.ClientID, Detail: `{"step":"passkey"}`})
 		p.renderLogin(w, r, http.StatusUnauthorized, f, loginPage{Error: "That passkey could not sign you in. Try again or use your password."})
 	}
-	session, err := p.openPasskey(f.ID, r.PostForm.Get("ceremony"))
+	session, err := p.usePasskey(ctx, f.ID, r.PostForm.Get("ceremony"))
 	if err != nil {
 		fail(err)
 		return

@@ -123,9 +123,9 @@ type Store interface {
 	// is already inactive is ErrConflict, so of two racing uses one wins.
 	DeactivateOAuth2Request(ctx context.Context, kind, signature string) error
 	DeleteOAuth2Request(ctx context.Context, kind, signature string) error
-	// DeleteOAuth2RequestKinds removes the rows of several kinds under
-	// one signature in one statement; missing rows are not an error.
-	DeleteOAuth2RequestKinds(ctx context.Context, signature string, kinds []string) error
+	// TakeOAuth2Request returns and deletes a row in one statement: of
+	// two racing takers one gets it, the other ErrNotFound.
+	TakeOAuth2Request(ctx context.Context, kind, signature string) (OAuth2Request, error)
 	// DeactivateOAuth2Requests and DeleteOAuth2Requests act on every row
 	// of one kind sharing a request id (a token family).
 	DeactivateOAuth2Requests(ctx context.Context, kind, requestID string) error
@@ -137,8 +137,9 @@ type Store interface {
 	// JWT assertions that expired before t; it returns how many.
 	DeleteExpired(ctx context.Context, t time.Time) (int64, error)
 
-	// UseJTI records a client assertion id until exp; an id already
-	// recorded and not expired is ErrAlreadyExists.
+	// UseJTI records a one-time id until exp (a client assertion's jti,
+	// a passkey ceremony's id); an id already recorded and not expired is
+	// ErrAlreadyExists.
 	UseJTI(ctx context.Context, jti string, exp, now time.Time) error
 
 	CreateSigningKey(ctx context.Context, k SigningKey) error

@@ -233,7 +233,11 @@ func applyEnv(cfg *Config, environ []string) []string {
 		switch v.Kind() {
 		case reflect.String:
 			v.SetString(val)
-		case reflect.Slice: // []string: comma-separated
+		case reflect.Slice:
+			if v.Type().Elem().Kind() != reflect.String {
+				panic(fmt.Sprintf("config: %s: only []string lists are read from the environment", name))
+			}
+			// Comma-separated.
 			var list []string
 			for item := range strings.SplitSeq(val, ",") {
 				if item = strings.TrimSpace(item); item != "" {
@@ -298,7 +302,7 @@ func (c Config) Validate() []string {
 			add("debug.pprof_listen", "%q must be host:port, as in 127.0.0.1:6060", c.Debug.PprofListen)
 		} else if c.Debug.PprofListen == c.Listen {
 			add("debug.pprof_listen", "%q must differ from listen", c.Debug.PprofListen)
-		} else if !loopback(host) {
+		} else if !isLoopbackHost(host) {
 			// The profiler has no authentication and shows the command
 			// line, goroutines and heap: it is for this machine only.
 			add("debug.pprof_listen", "%q must be a loopback address (127.0.0.1, ::1 or localhost): the profiler has no authentication", c.Debug.PprofListen)
@@ -361,20 +365,12 @@ func (c Config) Validate() []string {
 	return p
 }
 
+// isLoopbackHost reports whether h names this machine only: localhost or
+// a loopback IP. An empty host (all interfaces) is not.
 func isLoopbackHost(h string) bool {
 	if h == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
-// loopback reports whether host names this machine only: localhost or a
-// loopback IP. An empty host (all interfaces) is not.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }

@@ -90,19 +90,11 @@ func (s *Store) DeleteOAuth2Request(ctx context.Context, kind, signature string)
 	return wrap(err, "delete "+kind)
 }
 
-// DeleteOAuth2RequestKinds removes one signature's rows of several kinds
-// in one statement.
-func (s *Store) DeleteOAuth2RequestKinds(ctx context.Context, signature string, kinds []string) error {
-	if len(kinds) == 0 {
-		return nil
-	}
-	q := `DELETE FROM oauth2_requests WHERE signature = ? AND kind IN (?` + strings.Repeat(", ?", len(kinds)-1) + `)`
-	args := []any{signature}
-	for _, k := range kinds {
-		args = append(args, k)
-	}
-	_, err := s.exec(ctx, q, args...)
-	return wrap(err, "delete "+strings.Join(kinds, ", "))
+// TakeOAuth2Request deletes a row and returns it, in one statement.
+func (s *Store) TakeOAuth2Request(ctx context.Context, kind, signature string) (store.OAuth2Request, error) {
+	var r store.OAuth2Request
+	err := s.get(ctx, &r, `DELETE FROM oauth2_requests WHERE kind = ? AND signature = ? RETURNING `+oauth2Columns, kind, signature)
+	return r, wrap(err, "take "+kind)
 }
 
 // DeactivateOAuth2Requests marks a whole family inactive.

@@ -195,30 +195,42 @@ func testOAuth2CreateMany(t *testing.T, s store.Store) {
 	assert.False(t, exists(store.KindAuthorizeCode, "tx"), "rolled back")
 }
 
-// testOAuth2DeleteKinds: one statement removes the named kinds under one
-// signature and nothing else.
-func testOAuth2DeleteKinds(t *testing.T, s store.Store) {
-	for _, r := range []store.OAuth2Request{
-		newOAuth2Request(store.KindAuthorizeCode, "sig", "req-1", "app"),
-		newOAuth2Request(store.KindPKCE, "sig", "req-1", "app"),
-		newOAuth2Request(store.KindOIDC, "sig", "req-1", "app"),
-		newOAuth2Request(store.KindPKCE, "other", "req-2", "app"),
-	} {
-		require.NoError(t, s.CreateOAuth2Request(ctx, r))
+// testOAuth2Take: a row is returned and gone in one step; of many
+// racing takers exactly one gets it.
+func testOAuth2Take(t *testing.T, s store.Store) {
+	want := newOAuth2Request(store.KindPKCE, "sig", "req-1", "app")
+	want.Data = `{"form":{"code_challenge":["abc"]}}`
+	require.NoError(t, s.CreateOAuth2Request(ctx, want))
+	require.NoError(t, s.CreateOAuth2Request(ctx, newOAuth2Request(store.KindOIDC, "sig", "req-1", "app")))
+	got, err := s.TakeOAuth2Request(ctx, store.KindPKCE, "sig")
+	require.NoError(t, err)
+	assert.Equal(t, want.Data, got.Data)
+	assert.Equal(t, want.RequestID, got.RequestID)
+	assert.True(t, want.ExpiresAt.Equal(got.ExpiresAt))
+	_, err = s.GetOAuth2Request(ctx, store.KindPKCE, "sig")
+	require.ErrorIs(t, err, store.ErrNotFound, "taken")
+	_, err = s.GetOAuth2Request(ctx, store.KindOIDC, "sig")
+	require.NoError(t, err, "another kind under the signature stays")
+	_, err = s.TakeOAuth2Request(ctx, store.KindPKCE, "sig")
+	require.ErrorIs(t, err, store.ErrNotFound, "taken twice")
+
+	require.NoError(t, s.CreateOAuth2Request(ctx, newOAuth2Request(store.KindPKCE, "raced", "req-2", "app")))
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.TakeOAuth2Request(ctx, store.KindPKCE, "raced")
+			if err == nil {
+				won.Add(1)
+				return
+			}
+			assert.ErrorIs(t, err, store.ErrNotFound)
+		}()
 	}
-	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", []string{store.KindPKCE, store.KindOIDC}))
-	for kind, want := range map[string]error{store.KindPKCE: store.ErrNotFound, store.KindOIDC: store.ErrNotFound, store.KindAuthorizeCode: nil} {
-		_, err := s.GetOAuth2Request(ctx, kind, "sig")
-		if want == nil {
-			require.NoError(t, err, "the code row stays")
-		} else {
-			require.ErrorIs(t, err, want, kind)
-		}
-	}
-	_, err := s.GetOAuth2Request(ctx, store.KindPKCE, "other")
-	require.NoError(t, err, "another signature's row stays")
-	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", []string{store.KindPKCE}), "deleting twice is not an error")
-	require.NoError(t, s.DeleteOAuth2RequestKinds(ctx, "sig", nil))
+	wg.Wait()
+	assert.EqualValues(t, 1, won.Load(), "exactly one taker gets the row")
 }
 
 func testOAuth2Duplicate(t *testing.T, s store.Store) {

@@ -50,7 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OAuth2Families", testOAuth2Families},
 		{"OAuth2Delete", testOAuth2Delete},
 		{"OAuth2CreateMany", testOAuth2CreateMany},
-		{"OAuth2DeleteKinds", testOAuth2DeleteKinds},
+		{"OAuth2Take", testOAuth2Take},
 		{"DeleteExpired", testDeleteExpired},
 		{"UseJTI", testUseJTI},
 		{"SigningKeys", testSigningKeys},
