@@ -146,17 +146,7 @@ func TestBatchedTokenRows(t *testing.T) {
 	require.NoError(t, s.CreateOAuth2Request(ctx, row("taken")))
 
 	create := func(sigs []string) []error {
-		release := s.HoldBatches()
-		errs := make([]error, len(sigs))
-		var wg sync.WaitGroup
-		for i, sig := range sigs {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = s.CreateOAuth2Request(ctx, row(sig)) }()
-		}
-		require.Eventually(t, func() bool { return s.BatchQueued() == len(sigs) }, 10*time.Second, time.Millisecond)
-		release()
-		wg.Wait()
-		return errs
+		return inOneBatch(t, s, len(sigs), func(i int) error { return s.CreateOAuth2Request(ctx, row(sigs[i])) })
 	}
 	transactions := func(prefix string) (n int) {
 		require.NoError(t, s.DB().GetContext(ctx, &n,
@@ -189,6 +179,23 @@ func TestBatchedTokenRows(t *testing.T) {
 	assert.Equal(t, "req-taken", got.RequestID, "the duplicate changed nothing")
 }
 
+// inOneBatch runs n token-row writers at once while the flushers are
+// held, so that all of them are queued for one batch, then lets it go.
+func inOneBatch(t *testing.T, s *sqlstore.Store, n int, write func(i int) error) []error {
+	t.Helper()
+	release := s.HoldBatches()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = write(i) }()
+	}
+	require.Eventually(t, func() bool { return s.BatchQueued() == n }, 10*time.Second, time.Millisecond)
+	release()
+	wg.Wait()
+	return errs
+}
+
 // TestBatchedCodeGroups (PostgreSQL): one caller's rows (a code with its
 // PKCE and OpenID Connect rows) share a batch with other callers' and
 // are never split: when the batch fails, each group is retried whole, in
@@ -217,17 +224,7 @@ func TestBatchedCodeGroups(t *testing.T) {
 	}
 
 	create := func(sigs []string) []error {
-		release := s.HoldBatches()
-		errs := make([]error, len(sigs))
-		var wg sync.WaitGroup
-		for i, sig := range sigs {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = s.CreateOAuth2Requests(ctx, group(sig)) }()
-		}
-		require.Eventually(t, func() bool { return s.BatchQueued() == len(sigs) }, 10*time.Second, time.Millisecond)
-		release()
-		wg.Wait()
-		return errs
+		return inOneBatch(t, s, len(sigs), func(i int) error { return s.CreateOAuth2Requests(ctx, group(sigs[i])) })
 	}
 
 	for i, err := range create([]string{"a-0", "a-1", "a-2"}) {
