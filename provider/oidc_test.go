@@ -355,11 +355,13 @@ func TestTokenFamiliesTimeOrdered(t *testing.T) {
 	}
 }
 
-// TestCodeRows: an authorization leaves three rows under the code's
-// signature (the code, its PKCE challenge, its OpenID Connect session),
-// and the code itself nowhere; redeeming it deletes the PKCE and OpenID
-// Connect rows and keeps the used code (a second use is detected). A
-// wrong code_verifier uses the PKCE row up too, as fosite intends.
+// TestCodeRows: an authorization leaves two rows under the code's
+// signature, written in one statement: the code (which also holds its
+// OpenID Connect session, nonce included) and its PKCE challenge; the
+// code itself is stored nowhere. Redeeming it takes the PKCE row and
+// keeps the used code (a second use is detected). A wrong code_verifier
+// uses the PKCE row up too, as fosite intends. A session an earlier
+// build kept in a row of its own, under the raw code, is still found.
 func TestCodeRows(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
@@ -367,6 +369,7 @@ func TestCodeRows(t *testing.T) {
 			env := providertest.Start(t, dialect, providertest.Options{})
 			env.User(t, "ada@example.com", password, store.PopulationAgent)
 			r := newRP(t, env, clients.Spec{FirstParty: true})
+			db := env.Store.DB()
 			type row struct {
 				Kind      string `db:"kind"`
 				Signature string `db:"signature"`
@@ -375,8 +378,8 @@ func TestCodeRows(t *testing.T) {
 			}
 			rowsOf := func(requestID string) map[string]row {
 				var rows []row
-				require.NoError(t, env.Store.DB().SelectContext(ctx, &rows,
-					env.Store.DB().Rebind(`SELECT kind, signature, active, data FROM oauth2_requests WHERE request_id = ?`), requestID))
+				require.NoError(t, db.SelectContext(ctx, &rows,
+					db.Rebind(`SELECT kind, signature, active, data FROM oauth2_requests WHERE request_id = ?`), requestID))
 				out := map[string]row{}
 				for _, x := range rows {
 					out[x.Kind] = x
@@ -384,7 +387,7 @@ func TestCodeRows(t *testing.T) {
 				return out
 			}
 			requestID := func() (id string) {
-				require.NoError(t, env.Store.DB().GetContext(ctx, &id,
+				require.NoError(t, db.GetContext(ctx, &id,
 					`SELECT request_id FROM oauth2_requests WHERE kind = 'code' ORDER BY requested_at DESC, request_id DESC LIMIT 1`))
 				return id
 			}
@@ -392,7 +395,7 @@ func TestCodeRows(t *testing.T) {
 			code, verifier := r.code(t, providertest.NewBrowser(t))
 			id := requestID()
 			rows := rowsOf(id)
-			require.Len(t, rows, 3, "code, PKCE and OpenID Connect rows: %v", rows)
+			require.Len(t, rows, 2, "the code (with its OpenID Connect session) and its PKCE challenge: %v", rows)
 			sig := rows[store.KindAuthorizeCode].Signature
 			for kind, x := range rows {
 				assert.Equal(t, sig, x.Signature, "%s: every row under the code's signature", kind)
@@ -400,40 +403,47 @@ func TestCodeRows(t *testing.T) {
 				assert.NotContains(t, x.Data, code, kind)
 				assert.True(t, x.Active, kind)
 			}
+			assert.Contains(t, rows[store.KindAuthorizeCode].Data, `"nonce":["n-123456"]`, "the session's nonce is kept with the code")
 			var raw int
-			require.NoError(t, env.Store.DB().GetContext(ctx, &raw,
-				env.Store.DB().Rebind(`SELECT COUNT(*) FROM oauth2_requests WHERE signature = ? OR data LIKE ?`), code, "%"+code+"%"))
+			require.NoError(t, db.GetContext(ctx, &raw,
+				db.Rebind(`SELECT COUNT(*) FROM oauth2_requests WHERE signature = ? OR data LIKE ?`), code, "%"+code+"%"))
 			assert.Zero(t, raw, "the code itself is stored nowhere")
 
 			_, idt := r.exchange(t, code, verifier)
 			require.NotNil(t, idt, "the OpenID Connect session was found: an ID token")
+			assert.Equal(t, "n-123456", idt.Nonce)
 			rows = rowsOf(id)
 			assert.NotContains(t, rows, store.KindPKCE, "redeemed: the PKCE row is gone")
-			assert.NotContains(t, rows, store.KindOIDC, "redeemed: the OpenID Connect row is gone")
 			require.Contains(t, rows, store.KindAuthorizeCode)
 			assert.False(t, rows[store.KindAuthorizeCode].Active, "the used code stays, inactive")
 			assert.Contains(t, rows, store.KindAccessToken)
 			assert.Contains(t, rows, store.KindRefreshToken)
+			_, err := r.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+			requireOAuthError(t, err, "invalid_grant")
 
 			// A wrong verifier fails the exchange and uses up the PKCE row:
 			// the right one cannot follow it.
 			code, verifier = r.code(t, providertest.NewBrowser(t))
 			id = requestID()
-			_, err := r.conf.Exchange(ctx, code, oauth2.VerifierOption(oauth2.GenerateVerifier()))
+			_, err = r.conf.Exchange(ctx, code, oauth2.VerifierOption(oauth2.GenerateVerifier()))
 			requireOAuthError(t, err, "invalid_grant")
 			assert.NotContains(t, rowsOf(id), store.KindPKCE, "a failed exchange used the PKCE row up")
 			_, err = r.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 			requireOAuthError(t, err, "invalid_grant")
 
-			// A session an earlier build kept under the raw code is found
-			// there, and its row goes.
+			// The layout of an earlier build: the session in a row of its
+			// own under the raw code, the code's row without it.
 			code, verifier = r.code(t, providertest.NewBrowser(t))
 			id = requestID()
-			_, err = env.Store.DB().ExecContext(ctx, env.Store.DB().Rebind(
-				`UPDATE oauth2_requests SET signature = ? WHERE kind = 'oidc' AND request_id = ?`), code, id)
+			_, err = db.ExecContext(ctx, db.Rebind(`INSERT INTO oauth2_requests (kind, signature, request_id, client_id, subject, active, requested_at, expires_at, data)
+				SELECT 'oidc', ?, request_id, client_id, subject, active, requested_at, expires_at, data FROM oauth2_requests WHERE kind = 'code' AND request_id = ?`), code, id)
 			require.NoError(t, err)
+			_, err = db.ExecContext(ctx, db.Rebind(`UPDATE oauth2_requests SET data = REPLACE(data, '"oidc":true', '"oidc":false') WHERE kind = 'code' AND request_id = ?`), id)
+			require.NoError(t, err)
+			require.NotContains(t, rowsOf(id)[store.KindAuthorizeCode].Data, `"oidc":true`)
 			_, idt = r.exchange(t, code, verifier)
 			require.NotNil(t, idt, "an ID token from the earlier build's session")
+			assert.Equal(t, "n-123456", idt.Nonce)
 			assert.NotContains(t, rowsOf(id), store.KindOIDC, "the earlier build's row is gone")
 		})
 	}

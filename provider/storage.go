@@ -117,6 +117,9 @@ type storedRequest struct {
 	GrantedAudience   []string        `json:"granted_audience"`
 	Form              url.Values      `json:"form"`
 	Session           json.RawMessage `json:"session"`
+	// OIDC marks a code's row that also holds its OpenID Connect
+	// session (the session's form is merged into Form).
+	OIDC bool `json:"oidc,omitempty"`
 }
 
 func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
@@ -187,11 +190,47 @@ func (s *fositeStore) create(ctx context.Context, kind, signature string, r fosi
 	}
 	if h := heldFrom(ctx); h != nil && heldKind(kind) {
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		if kind == store.KindOIDC && h.mergeOIDC(signature, form) {
+			return nil
+		}
 		h.creates = append(h.creates, row)
-		h.mu.Unlock()
 		return nil
 	}
 	return s.store.CreateOAuth2Request(ctx, row)
+}
+
+// mergeOIDC folds an OpenID Connect session into its code's held row:
+// the two hold the same request and session and differ only in the
+// authorize parameters kept, so one row serves both, and the exchange
+// reads it once and deletes nothing for it. False when the code's row
+// is not held.
+func (h *held) mergeOIDC(signature string, form url.Values) bool {
+	for i, r := range h.creates {
+		if r.Kind != store.KindAuthorizeCode || r.Signature != signature {
+			continue
+		}
+		var sr storedRequest
+		if json.Unmarshal([]byte(r.Data), &sr) != nil {
+			return false
+		}
+		if sr.Form == nil {
+			sr.Form = url.Values{}
+		}
+		for k, v := range form {
+			if _, ok := sr.Form[k]; !ok {
+				sr.Form[k] = v
+			}
+		}
+		sr.OIDC = true
+		data, err := json.Marshal(sr)
+		if err != nil {
+			return false
+		}
+		h.creates[i].Data = string(data)
+		return true
+	}
+	return false
 }
 
 // get loads a row and rebuilds the request into session. It returns the
@@ -306,7 +345,14 @@ func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code strin
 }
 
 func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
-	req, err := s.get(ctx, store.KindOIDC, s.codeSignature(ctx, code), r.GetSession())
+	sig := s.codeSignature(ctx, code)
+	// Usually the code's own row holds the session (mergeOIDC); at the
+	// exchange that row has been read already.
+	if row, err := s.getRow(ctx, store.KindAuthorizeCode, sig); err == nil && carriesOIDC(row) {
+		row.Active = true // used by now: the exchange that used it asks
+		return s.request(ctx, store.KindOIDC, row, r.GetSession())
+	}
+	req, err := s.get(ctx, store.KindOIDC, sig, r.GetSession())
 	if errors.Is(err, fosite.ErrNotFound) {
 		// Earlier builds kept the session under the raw code: a code one
 		// of them issued just before an upgrade is found there, and that
@@ -321,8 +367,23 @@ func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, 
 	return req, err
 }
 
+// DeleteOpenIDConnectSession deletes a session row of its own; one that
+// its code's row holds stays with that (used) row until it expires.
 func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.store.DeleteOAuth2Request(ctx, store.KindOIDC, s.codeSignature(ctx, code))
+	sig := s.codeSignature(ctx, code)
+	if row, err := s.getRow(ctx, store.KindAuthorizeCode, sig); err == nil && carriesOIDC(row) {
+		return nil
+	}
+	return s.store.DeleteOAuth2Request(ctx, store.KindOIDC, sig)
+}
+
+// carriesOIDC reports whether a code's row holds its OpenID Connect
+// session too.
+func carriesOIDC(row store.OAuth2Request) bool {
+	var sr struct {
+		OIDC bool `json:"oidc"`
+	}
+	return json.Unmarshal([]byte(row.Data), &sr) == nil && sr.OIDC
 }
 
 func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
