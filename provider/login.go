@@ -240,7 +240,7 @@ func (p *Provider) continueFlow(w http.ResponseWriter, r *http.Request, f store.
 // audit records an event with the request's address and user agent.
 func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEvent) {
 	e.Time = p.now()
-	e.IP = p.clientIP(r)
+	e.IP = p.ClientIP(r)
 	e.UserAgent = r.UserAgent()
 	if len(e.UserAgent) > 512 {
 		e.UserAgent = e.UserAgent[:512]
@@ -250,11 +250,11 @@ func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEven
 	}
 }
 
-// clientIP is the address a request came from: the TCP peer, or, when
+// ClientIP is the address a request came from: the TCP peer, or, when
 // the peer is one of the trusted proxies, the rightmost X-Forwarded-For
 // address that is not a trusted proxy. A client can put anything in the
 // header it sends; only what the trusted proxies appended counts.
-func (p *Provider) clientIP(r *http.Request) string {
+func (p *Provider) ClientIP(r *http.Request) string {
 	peer := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
 	if peer == "" { // not host:port (a test request, say)
 		peer = strings.Trim(r.RemoteAddr, "[]")

@@ -53,7 +53,7 @@ var (
 	addressRule = store.Limit{Max: AddressLimit, Lock: AddressLock, Window: time.Hour}
 )
 
-func (p *Provider) addressKey(r *http.Request) string { return "ip:" + p.clientIP(r) }
+func (p *Provider) addressKey(r *http.Request) string { return "ip:" + p.ClientIP(r) }
 
 // refundKey is the address key a success takes its attempt back from, or
 // "" when the address limit is off.

@@ -34,6 +34,8 @@ type Server struct {
 	logger *slog.Logger
 	mux    *http.ServeMux
 	hsts   bool
+	// clientIP is Options.ClientIP.
+	clientIP func(r *http.Request) string
 
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -47,6 +49,10 @@ type Options struct {
 	HTTPS bool
 	// Ready reports whether the server can serve: the database answers.
 	Ready func(ctx context.Context) error
+	// ClientIP gives the access log the client's address, which behind
+	// trusted proxies is not the TCP peer (logged as "remote"); nil
+	// logs the peer only.
+	ClientIP func(r *http.Request) string
 }
 
 // New builds a Server with /healthz, /readyz and /metrics mounted.
@@ -55,6 +61,7 @@ func New(o Options) *Server {
 		logger:   o.Logger,
 		mux:      http.NewServeMux(),
 		hsts:     o.HTTPS,
+		clientIP: o.ClientIP,
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twofold_http_requests_total",
@@ -147,10 +154,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.requests.WithLabelValues(route, method, strconv.Itoa(m.Code)).Inc()
 		s.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
 	}
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "request",
+	attrs := []slog.Attr{
 		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 		slog.Int("status", m.Code), slog.Int64("bytes", m.Written),
-		slog.Duration("duration", m.Duration), slog.String("remote", r.RemoteAddr))
+		slog.Duration("duration", m.Duration), slog.String("remote", r.RemoteAddr),
+	}
+	if s.clientIP != nil {
+		attrs = append(attrs, slog.String("client", s.clientIP(r)))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 }
 
 // methodLabel lower-cases a method for the metrics without allocating

@@ -113,6 +113,23 @@ func TestRequestIDOnEveryLogLine(t *testing.T) {
 	assert.NotContains(t, logs.String(), "injected")
 }
 
+// TestClientOnAccessLog: behind a trusted proxy the access log carries
+// the client's address (from Options.ClientIP) beside the TCP peer.
+func TestClientOnAccessLog(t *testing.T) {
+	var logs syncBuffer
+	logger, err := NewLogger(&logs, "info", "json")
+	require.NoError(t, err)
+	s := New(Options{Logger: logger, ClientIP: func(r *http.Request) string { return "203.0.113.9" }})
+	s.HandleFunc("GET /hello", func(w http.ResponseWriter, r *http.Request) {})
+	do(s, "GET", "/hello", nil)
+	assert.Contains(t, logs.String(), `"remote":"192.0.2.1:1234"`, "the TCP peer (httptest's)")
+	assert.Contains(t, logs.String(), `"client":"203.0.113.9"`)
+
+	plain, plainLogs := newTestServer(t, false, nil)
+	do(plain, "GET", "/hello", nil)
+	assert.NotContains(t, plainLogs.String(), `"client"`, "without ClientIP, the peer only")
+}
+
 func TestMetricsByRoute(t *testing.T) {
 	s, _ := newTestServer(t, false, nil)
 	for range 3 {

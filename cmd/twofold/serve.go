@@ -97,7 +97,7 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	}
 
 	issuer, _ := url.Parse(cfg.Issuer)
-	srv := server.New(server.Options{Logger: logger, HTTPS: issuer.Scheme == "https", Ready: s.Ping})
+	srv := server.New(server.Options{Logger: logger, HTTPS: issuer.Scheme == "https", Ready: s.Ping, ClientIP: prov.ClientIP})
 	prov.Mount(srv)
 	srv.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

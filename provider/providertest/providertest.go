@@ -115,7 +115,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	if err != nil {
 		t.Fatalf("provider: %v", err)
 	}
-	srv := server.New(server.Options{Logger: logger, Ready: s.Ping})
+	srv := server.New(server.Options{Logger: logger, Ready: s.Ping, ClientIP: p.ClientIP})
 	p.Mount(srv)
 	ts := httptest.NewUnstartedServer(srv)
 	ts.Listener.Close()
