@@ -382,8 +382,9 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	s.UserinfoClaims = userinfoClaims
 
 	ar.SetID(newRequestID())
-	// The code, PKCE and OpenID Connect rows fosite creates go to the
-	// store together, in one statement, once the response is built.
+	// The rows fosite creates (the code with its OpenID Connect session,
+	// the PKCE challenge) go to the store in one statement once the
+	// response is built.
 	ctx, h := holdWrites(ctx)
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, s)
 	if err == nil {

@@ -33,8 +33,9 @@ type fositeStore struct {
 
 // held gathers what one request does to a code's rows. At the
 // authorization endpoint it holds the rows fosite creates (the code,
-// its PKCE challenge, its OpenID Connect session) so that they go to
-// the store in one statement once the response is built; at the token
+// which also takes in its OpenID Connect session, and its PKCE
+// challenge) so that they go to the store in one statement once the
+// response is built; at the token
 // endpoint it keeps the code's row as first read, for fosite reads it
 // twice; the conditional update that marks the code used, in fosite's
 // transaction, still decides between racing exchanges.
@@ -348,7 +349,11 @@ func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, 
 	sig := s.codeSignature(ctx, code)
 	// Usually the code's own row holds the session (mergeOIDC); at the
 	// exchange that row has been read already.
-	if row, err := s.getRow(ctx, store.KindAuthorizeCode, sig); err == nil && carriesOIDC(row) {
+	row, err := s.getRow(ctx, store.KindAuthorizeCode, sig)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err // not "no session": that would issue no ID token
+	}
+	if err == nil && carriesOIDC(row) {
 		row.Active = true // used by now: the exchange that used it asks
 		return s.request(ctx, store.KindOIDC, row, r.GetSession())
 	}

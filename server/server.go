@@ -154,11 +154,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.requests.WithLabelValues(route, method, strconv.Itoa(m.Code)).Inc()
 		s.duration.WithLabelValues(route, method).Observe(m.Duration.Seconds())
 	}
-	attrs := []slog.Attr{
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs,
 		slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
 		slog.Int("status", m.Code), slog.Int64("bytes", m.Written),
-		slog.Duration("duration", m.Duration), slog.String("remote", r.RemoteAddr),
-	}
+		slog.Duration("duration", m.Duration), slog.String("remote", r.RemoteAddr))
 	if s.clientIP != nil {
 		attrs = append(attrs, slog.String("client", s.clientIP(r)))
 	}

@@ -196,8 +196,8 @@ func inOneBatch(t *testing.T, s *sqlstore.Store, n int, write func(i int) error)
 	return errs
 }
 
-// TestBatchedCodeGroups (PostgreSQL): one caller's rows (a code with its
-// PKCE and OpenID Connect rows) share a batch with other callers' and
+// TestBatchedCodeGroups (PostgreSQL): one caller's rows (such as a code
+// and its PKCE challenge) share a batch with other callers' and
 // are never split: when the batch fails, each group is retried whole, in
 // a transaction of its own, and the group with the bad row leaves none.
 func TestBatchedCodeGroups(t *testing.T) {
