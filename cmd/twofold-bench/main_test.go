@@ -78,6 +78,11 @@ func TestRunEveryFlow(t *testing.T) {
 		assert.Equal(t, min(sign, bounds["client_credentials"]), bounds[flow], flow)
 	}
 	assert.NotContains(t, out.String(), "not measured")
+	// Both sign-ins ran at this level: their gap is reported rep by rep.
+	require.Len(t, rep.Gaps, 1)
+	assert.Equal(t, "login_totp", rep.Gaps[0].Flow)
+	assert.Len(t, rep.Gaps[0].Pairs, 1)
+	assert.Contains(t, out.String(), "login_totp against login at 2 VUs, rep by rep")
 
 	// A second run straight after must not replay a TOTP step: the steps
 	// used are kept beside the fixture.
@@ -88,6 +93,37 @@ func TestRunEveryFlow(t *testing.T) {
 	})
 	t.Log("\n" + out.String())
 	require.NoError(t, err)
+}
+
+func TestPairedGap(t *testing.T) {
+	rows := func(totp, pwd []float64) []row {
+		return []row{{Flow: "login", Concurrency: 8, OpsPerSec: pwd}, {Flow: "discovery"}, {Flow: "login_totp", Concurrency: 8, OpsPerSec: totp}}
+	}
+	for _, tc := range []struct {
+		name   string
+		level  []row
+		ok     bool
+		pairs  []float64
+		median float64
+	}{
+		{"rep by rep", rows([]float64{45, 60, 50}, []float64{50, 50, 50}), true, []float64{-10, 20, 0}, 0},
+		{"even count", rows([]float64{48, 47}, []float64{50, 50}), true, []float64{-4, -6}, -5},
+		{"a base rep of zero is left out", rows([]float64{45, 60}, []float64{50, 0}), true, []float64{-10}, -10},
+		{"only zeros", rows([]float64{45}, []float64{0}), false, nil, 0},
+		{"one flow missing", []row{{Flow: "login", OpsPerSec: []float64{1}}}, false, nil, 0},
+		{"unequal reps", rows([]float64{45}, []float64{50, 50}), false, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, ok := pairedGap(tc.level, "login_totp", "login")
+			require.Equal(t, tc.ok, ok)
+			if !ok {
+				return
+			}
+			assert.Equal(t, 8, g.Concurrency)
+			assert.InDeltaSlice(t, tc.pairs, g.Pairs, 1e-9)
+			assert.InDelta(t, tc.median, g.Median, 1e-9)
+		})
+	}
 }
 
 // TestGrowAndClean seeds a small growth run on each database, marks part

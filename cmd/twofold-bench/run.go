@@ -124,7 +124,9 @@ type report struct {
 	Machine  machineBounds `json:"cpu_bounds"`
 	// LevelCPU are the CPU bounds measured around each concurrency level
 	// (the mean of before and after), which the ratios use.
-	LevelCPU  map[int]machineBounds `json:"cpu_bounds_by_level"`
+	LevelCPU map[int]machineBounds `json:"cpu_bounds_by_level"`
+	// Gaps compare the TOTP sign-in with the password one, rep by rep.
+	Gaps      []gap                 `json:"gaps,omitempty"`
 	ConcBound map[int]concBounds    `json:"concurrency_bounds"`
 	Argon2    accounts.Argon2Params `json:"argon2"`
 	Rows      []row                 `json:"rows"`
@@ -253,51 +255,57 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 			rep.ConcBound[c] = cb
 		}
 		// CPU bounds drift with what else the machine does: measure them
-		// again after this level's flows and use the mean.
-		var level []row
-		for _, f := range selected {
-			r := row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
-			var lat []time.Duration
-			var cpu, db, load []float64
-			stalls0 := t.stalls.Load()
-			lim := limits{Duration: o.Duration, Count: o.Count}
-			for range o.Reps {
+		// again after this level's flows and use the mean. The flows take
+		// turns, repetition by repetition, so the drift falls on each alike
+		// and two flows of one level can be compared rep by rep.
+		level := make([]row, len(selected))
+		acc := make([]levelAcc, len(selected))
+		lim := limits{Duration: o.Duration, Count: o.Count}
+		for i, f := range selected {
+			level[i] = row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
+		}
+		for range o.Reps {
+			for i, f := range selected {
+				r, a := &level[i], &acc[i]
+				stalls0 := t.stalls.Load()
 				op, err := f.prepare(ctx, t, c, lim)
 				if err != nil {
 					return fmt.Errorf("%s: prepare: %w", f.name, err)
 				}
 				res := drive(ctx, c, lim, proc, meter, op)
+				r.TOTPStalls += t.stalls.Load() - stalls0
 				r.OpsPerSec = append(r.OpsPerSec, res.OpsPerSec())
 				r.Ops += res.Ops
 				r.Errors += res.Errors
 				r.FirstErrors = append(r.FirstErrors, res.FirstErrs...)
-				lat = append(lat, res.Latencies...)
-				load = append(load, ms(res.perOp(res.LoadCPU)))
+				a.lat = append(a.lat, res.Latencies...)
+				a.load = append(a.load, ms(res.perOp(res.LoadCPU)))
 				if meter != nil && meter.dbComm != "" {
-					db = append(db, ms(res.perOp(res.DBCPU)))
+					a.db = append(a.db, ms(res.perOp(res.DBCPU)))
 				}
 				if res.HasProc {
-					cpu = append(cpu, ms(res.CPUPerOp()))
+					a.cpu = append(a.cpu, ms(res.CPUPerOp()))
 					r.PeakRSSMiB = max(r.PeakRSSMiB, float64(res.PeakRSS)/(1<<20))
 				}
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
 			}
-			slices.Sort(lat)
+		}
+		for i := range level {
+			r, a := &level[i], &acc[i]
+			slices.Sort(a.lat)
 			q := func(p float64) float64 {
-				if len(lat) == 0 {
+				if len(a.lat) == 0 {
 					return 0
 				}
-				return ms(lat[int(p*float64(len(lat)-1))])
+				return ms(a.lat[int(p*float64(len(a.lat)-1))])
 			}
 			r.P50ms, r.P90ms, r.P99ms = q(0.50), q(0.90), q(0.99)
-			r.CPUmsPerOp, r.DBmsPerOp, r.LoadmsPerOp = median(cpu), median(db), median(load)
+			r.CPUmsPerOp, r.DBmsPerOp, r.LoadmsPerOp = median(a.cpu), median(a.db), median(a.load)
 			if r.CPUmsPerOp > 0 {
 				r.Ceiling = float64(cores()) * 1000 / (r.CPUmsPerOp + r.DBmsPerOp + r.LoadmsPerOp)
 			}
-			r.TOTPStalls = t.stalls.Load() - stalls0
-			level = append(level, r)
 			if r.Errors > 0 {
 				failed = true
 			}
@@ -324,6 +332,15 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 				fmt.Fprintf(out, "|   ↳ error | | %s |\n", strings.ReplaceAll(e, "|", "/"))
 			}
 		}
+		if g, ok := pairedGap(level, "login_totp", "login"); ok {
+			rep.Gaps = append(rep.Gaps, g)
+		}
+	}
+	for _, g := range rep.Gaps {
+		fmt.Fprintf(out, "\n%s against %s at %d VUs, rep by rep: median %+.1f %% (%s)", g.Flow, g.Base, g.Concurrency, g.Median, g.fmtPairs())
+	}
+	if len(rep.Gaps) > 0 {
+		fmt.Fprintln(out)
 	}
 	fmt.Fprintln(out)
 	if !o.NoBounds {
@@ -353,6 +370,51 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		return errFailed
 	}
 	return nil
+}
+
+// levelAcc gathers one flow's measurements over a level's repetitions.
+type levelAcc struct {
+	lat           []time.Duration
+	cpu, db, load []float64
+}
+
+// gap is how much slower (negative) or faster one flow ran than another
+// of the same level, in per cent, for each repetition: the two ran one
+// after the other, so the machine's drift between repetitions cancels.
+type gap struct {
+	Flow        string    `json:"flow"`
+	Base        string    `json:"base"`
+	Concurrency int       `json:"concurrency"`
+	Pairs       []float64 `json:"per_rep_percent"`
+	Median      float64   `json:"median_percent"`
+}
+
+func (g gap) fmtPairs() string {
+	s := make([]string, len(g.Pairs))
+	for i, p := range g.Pairs {
+		s[i] = fmt.Sprintf("%+.1f", p)
+	}
+	return strings.Join(s, ", ")
+}
+
+// pairedGap compares flow with base when both ran at this level.
+func pairedGap(level []row, flow, base string) (gap, bool) {
+	i := slices.IndexFunc(level, func(r row) bool { return r.Flow == flow })
+	j := slices.IndexFunc(level, func(r row) bool { return r.Flow == base })
+	if i < 0 || j < 0 || len(level[i].OpsPerSec) != len(level[j].OpsPerSec) {
+		return gap{}, false
+	}
+	g := gap{Flow: flow, Base: base, Concurrency: level[i].Concurrency}
+	for k, v := range level[i].OpsPerSec {
+		if b := level[j].OpsPerSec[k]; b > 0 {
+			g.Pairs = append(g.Pairs, 100*(v/b-1))
+		}
+	}
+	if len(g.Pairs) == 0 {
+		return gap{}, false
+	}
+	g.Median = median(g.Pairs)
+	return g, true
 }
 
 func boundFor(name, dialect string, m machineBounds, c concBounds) float64 {
