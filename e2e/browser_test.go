@@ -60,9 +60,10 @@ func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := chromiumPath(t)
 	dir := artifactsDir(t)
-	// Headless Chromium now and then never answers its first command (a
-	// known Chromium launch hang, not ours): such a launch is killed and
-	// tried once more. Anything after the launch gets no second chance.
+	// Headless Chromium now and then fails to start or never answers
+	// its first command (a known Chromium launch hang, not ours): such a
+	// launch is killed and tried once more. Anything after the launch
+	// gets no second chance.
 	for try := 1; ; try++ {
 		ctx, err := launch(t, path, startTimeout)
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -147,6 +148,14 @@ func TestPrivateKeyJWT(t *testing.T) {
 	status, body = tokenRequest(t, env.URL, form(assertion(other, "jti-2")), "", "")
 	assert.Equal(t, 401, status, body)
 	assert.NotContains(t, body, "access_token")
+
+	// A client's jti cannot use up a passkey ceremony's one-time id:
+	// the two share the store's table under different prefixes.
+	ceremony := fmt.Sprintf("passkey-ceremony:%d", time.Now().UnixNano())
+	status, body = tokenRequest(t, env.URL, form(assertion(key, ceremony)), "", "")
+	require.Equal(t, 200, status, body)
+	require.NoError(t, env.Store.UseJTI(context.Background(), ceremony, time.Now().Add(time.Minute), time.Now()),
+		"the ceremony's id is still unused")
 }
 
 // TestLogoutRefusals: RP-initiated logout redirects only to a registered

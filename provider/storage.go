@@ -139,6 +139,10 @@ func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, 
 	return fc, nil
 }
 
+// clientAssertionJTI prefixes a client assertion's jti in the store's
+// one-time ids (passkeySealing prefixes a ceremony's).
+const clientAssertionJTI = "client-assertion:"
+
 // ClientAssertionJWTValid refuses a private_key_jwt assertion id seen before.
 func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 	// UseJTI records it; SetClientAssertionJWT (called after) is then a no-op.
@@ -148,7 +152,8 @@ func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) e
 // SetClientAssertionJWT records a used assertion id until it expires; a
 // replay inside that window is refused (RFC 7523 §3 item 7).
 func (s *fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
-	err := s.store.UseJTI(ctx, jti, exp, s.now())
+	// Prefixed: the one-time ids of passkey ceremonies share the table.
+	err := s.store.UseJTI(ctx, clientAssertionJTI+jti, exp, s.now())
 	if errors.Is(err, store.ErrAlreadyExists) {
 		// RFC 6749 has no jti_known code: a replayed assertion is a
 		// failed client authentication.
