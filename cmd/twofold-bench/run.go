@@ -257,15 +257,25 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		// CPU bounds drift with what else the machine does: measure them
 		// again after this level's flows and use the mean. The flows take
 		// turns, repetition by repetition, so the drift falls on each alike
-		// and two flows of one level can be compared rep by rep.
+		// and two flows of one level can be compared rep by rep (use an
+		// even --reps: each order then runs as often as the other).
 		level := make([]row, len(selected))
 		acc := make([]levelAcc, len(selected))
 		lim := limits{Duration: o.Duration, Count: o.Count}
 		for i, f := range selected {
 			level[i] = row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
 		}
-		for range o.Reps {
-			for i, f := range selected {
+		for rep := range o.Reps {
+			for k := range selected {
+				// Every other repetition runs the flows in reverse
+				// order (A B, B A, …): a flow that follows another
+				// inherits its state (a heap grown by sign-ins, say),
+				// and this spreads that over every flow.
+				i := k
+				if rep%2 == 1 {
+					i = len(selected) - 1 - k
+				}
+				f := selected[i]
 				r, a := &level[i], &acc[i]
 				stalls0 := t.stalls.Load()
 				op, err := f.prepare(ctx, t, c, lim)
