@@ -2,12 +2,14 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/token/jwt"
 
 	"github.com/twofold-idp/twofold/store"
 )
@@ -80,10 +82,33 @@ func (a *accessTokens) AccessTokenSignature(ctx context.Context, token string) s
 // signature: a JWT's signature against the key named by its kid, and its
 // times; an opaque token's HMAC and expiry.
 func (a *accessTokens) ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error {
-	if isJWT(token) {
-		return a.jwt.ValidateAccessToken(ctx, r, token)
+	if !isJWT(token) {
+		return a.CoreStrategy.ValidateAccessToken(ctx, r, token)
 	}
-	return a.CoreStrategy.ValidateAccessToken(ctx, r, token)
+	err := a.jwt.ValidateAccessToken(ctx, r, token)
+	if err != nil && issuedWithinSkew(ctx, a.jwt.Signer, token, time.Now()) {
+		return nil
+	}
+	return err
+}
+
+// clockSkew is how far ahead of this replica's clock a JWT access token's
+// iat (or nbf) may be: another replica signed it by its own clock. fosite
+// allows none, so a token used at once on a replica whose clock ran a
+// fraction of a second behind was refused as "used before issued".
+const clockSkew = time.Minute
+
+// issuedWithinSkew reports whether a token's signature verifies and its
+// only fault is an iat or nbf at most clockSkew after now. An expired
+// token stays refused.
+func issuedWithinSkew(ctx context.Context, s jwt.Signer, token string, now time.Time) bool {
+	t, err := s.Decode(ctx, token)
+	var ve *jwt.ValidationError
+	if t == nil || !errors.As(err, &ve) || ve.Errors&^(jwt.ValidationErrorIssuedAt|jwt.ValidationErrorNotValidYet) != 0 {
+		return false
+	}
+	limit := now.Add(clockSkew).Unix()
+	return t.Claims.VerifyIssuedAt(limit, false) && t.Claims.VerifyNotBefore(limit, false)
 }
 
 // jwtAccessRequest is a token request as fosite's JWT strategy reads it
