@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -12,6 +13,13 @@ import (
 // ErrNoSecret is returned when rotating the secret of a client that
 // authenticates without one (public or private_key_jwt clients).
 var ErrNoSecret = errors.New("clients: client has no secret to rotate")
+
+// ErrAuthChange refuses an update that would change how a client
+// authenticates (public or confidential; a secret, signed assertions or
+// nothing): its credentials would no longer match. Only a switch between
+// client_secret_basic and client_secret_post, which share the secret, is
+// an update; anything else is a new registration.
+var ErrAuthChange = errors.New("clients: how a client authenticates cannot change; register a new client")
 
 // Spec is a client registration as an administrator describes it. Zero
 // values take the defaults documented on Validate.
@@ -131,6 +139,48 @@ func (r *Registry) newSecret(ctx context.Context) (secret string, hash []byte, e
 		return "", nil, fmt.Errorf("hash client secret: %w", err)
 	}
 	return secret, hash, nil
+}
+
+// SpecOf is the registration a stored client was made from.
+func SpecOf(c store.Client) Spec {
+	return Spec{
+		Name: c.Name, RedirectURIs: slices.Clone(c.RedirectURIs), PostLogoutRedirectURIs: slices.Clone(c.PostLogoutRedirectURIs),
+		GrantTypes: slices.Clone(c.GrantTypes), Scopes: slices.Clone(c.Scopes), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		Public: c.Public, FirstParty: c.FirstParty, RequireMFA: c.RequireMFA, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
+		IDTokenAlg: c.IDTokenAlg, AccessTokenFormat: c.AccessTokenFormat,
+	}
+}
+
+// Update applies edit to client id's registration, validates the result
+// as Create does and stores it; the id, the secret and the creation time
+// stay. A change of how the client authenticates is refused with
+// ErrAuthChange. Tokens already issued keep what they were granted until
+// they expire or are revoked.
+func (r *Registry) Update(ctx context.Context, id string, edit func(*Spec)) (store.Client, error) {
+	c, err := r.Store.GetClient(ctx, id)
+	if err != nil {
+		return store.Client{}, fmt.Errorf("update client %q: %w", id, err)
+	}
+	spec := SpecOf(c)
+	edit(&spec)
+	spec, err = Validate(spec)
+	if err != nil {
+		return store.Client{}, err
+	}
+	if spec.Public != c.Public || (spec.TokenEndpointAuthMethod != c.TokenEndpointAuthMethod &&
+		!(usesSecret(spec.TokenEndpointAuthMethod) && usesSecret(c.TokenEndpointAuthMethod))) {
+		return store.Client{}, fmt.Errorf("update client %q (%s to %s): %w", id, c.TokenEndpointAuthMethod, spec.TokenEndpointAuthMethod, ErrAuthChange)
+	}
+	c.Name, c.FirstParty, c.RequireMFA = spec.Name, spec.FirstParty, spec.RequireMFA
+	c.RedirectURIs, c.PostLogoutRedirectURIs = store.Strings(spec.RedirectURIs), store.Strings(spec.PostLogoutRedirectURIs)
+	c.GrantTypes, c.Scopes = store.Strings(spec.GrantTypes), store.Strings(spec.Scopes)
+	c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI = spec.TokenEndpointAuthMethod, spec.JWKS, spec.JWKSURI
+	c.IDTokenAlg, c.AccessTokenFormat = spec.IDTokenAlg, spec.AccessTokenFormat
+	c.UpdatedAt = r.now().UTC().Truncate(time.Microsecond) // as PostgreSQL keeps it
+	if err := r.Store.UpdateClient(ctx, c); err != nil {
+		return store.Client{}, fmt.Errorf("update client %q: %w", id, err)
+	}
+	return c, nil
 }
 
 // Get returns client id; an unknown id is store.ErrNotFound.

@@ -117,3 +117,69 @@ func TestRegistryDelete(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryUpdate(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			r := testRegistry(t, dialect)
+			c, secret, err := r.Create(ctx, Spec{Name: "Helpdesk", RedirectURIs: []string{"https://app.example.com/cb"}})
+			require.NoError(t, err)
+			later := time.Date(2025, 3, 2, 9, 0, 0, 0, time.UTC)
+			r.Now = func() time.Time { return later }
+
+			got, err := r.Update(ctx, c.ID, func(s *Spec) {
+				s.Name = "Help desk"
+				s.RedirectURIs = []string{"https://app.example.com/cb", "https://app.example.com/cb2"}
+				s.TokenEndpointAuthMethod = AuthClientSecretPost // shares the secret: allowed
+				s.RequireMFA, s.AccessTokenFormat = true, store.AccessTokenJWT
+			})
+			require.NoError(t, err)
+			stored, err := r.Get(ctx, c.ID)
+			require.NoError(t, err)
+			assert.True(t, got.UpdatedAt.Equal(stored.UpdatedAt) && got.CreatedAt.Equal(stored.CreatedAt))
+			got.CreatedAt, got.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
+			assert.Equal(t, stored, got, "Update returns what it stored")
+			assert.Equal(t, "Help desk", stored.Name)
+			assert.Equal(t, store.Strings{"https://app.example.com/cb", "https://app.example.com/cb2"}, stored.RedirectURIs)
+			assert.Equal(t, AuthClientSecretPost, stored.TokenEndpointAuthMethod)
+			assert.True(t, stored.RequireMFA)
+			assert.Equal(t, store.AccessTokenJWT, stored.AccessTokenFormat)
+			assert.Equal(t, store.Strings{"authorization_code", "refresh_token"}, stored.GrantTypes, "what was not edited stays")
+			assert.True(t, later.Equal(stored.UpdatedAt))
+			assert.True(t, c.CreatedAt.Equal(stored.CreatedAt))
+			assert.NoError(t, r.Hasher.Compare(ctx, stored.SecretHash, []byte(secret)), "the secret still works")
+
+			// Refused edits change nothing.
+			for _, tc := range []struct {
+				name string
+				edit func(*Spec)
+				want error
+			}{
+				{"bad redirect URI", func(s *Spec) { s.RedirectURIs = []string{"http://evil.example.com/cb"} }, nil},
+				{"no name", func(s *Spec) { s.Name = " " }, nil},
+				{"to public", func(s *Spec) { s.Public, s.TokenEndpointAuthMethod = true, AuthNone }, ErrAuthChange},
+				{"to private_key_jwt", func(s *Spec) {
+					s.TokenEndpointAuthMethod, s.JWKSURI = AuthPrivateKeyJWT, "https://app.example.com/jwks"
+				}, ErrAuthChange},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					_, err := r.Update(ctx, c.ID, tc.edit)
+					require.Error(t, err)
+					if tc.want != nil {
+						assert.ErrorIs(t, err, tc.want)
+					} else {
+						var ve *ValidationError
+						assert.ErrorAs(t, err, &ve)
+					}
+					after, err := r.Get(ctx, c.ID)
+					require.NoError(t, err)
+					assert.Equal(t, stored, after)
+				})
+			}
+
+			_, err = r.Update(ctx, "tf_missing", func(*Spec) {})
+			assert.ErrorIs(t, err, store.ErrNotFound)
+		})
+	}
+}

@@ -111,6 +111,9 @@ type Store interface {
 	GetClient(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
 	DeleteClient(ctx context.Context, id string) error
+	// UpdateClient replaces a registration (not its id, secret, public
+	// flag or creation time); an unknown id is ErrNotFound.
+	UpdateClient(ctx context.Context, c Client) error
 	UpdateClientSecret(ctx context.Context, id string, hash []byte, at time.Time) error
 
 	// OAuth 2.0 state, keyed by (kind, signature).

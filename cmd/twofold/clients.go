@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/store"
@@ -65,7 +66,7 @@ type credentialsJSON struct {
 
 func (a *app) clientsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "clients", Short: "Manage OAuth 2.0 / OpenID Connect clients"}
-	cmd.AddCommand(a.clientsCreateCmd(), a.clientsListCmd(), a.clientsShowCmd(), a.clientsDeleteCmd(), a.clientsRotateSecretCmd())
+	cmd.AddCommand(a.clientsCreateCmd(), a.clientsUpdateCmd(), a.clientsListCmd(), a.clientsShowCmd(), a.clientsDeleteCmd(), a.clientsRotateSecretCmd())
 	return cmd
 }
 
@@ -131,19 +132,8 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 	}
 	output := outputFlag(cmd)
 	f := cmd.Flags()
-	f.StringVar(&spec.Name, "name", "", "display name, shown on the consent page (required)")
-	f.StringArrayVar(&spec.RedirectURIs, "redirect-uri", nil, "redirect URI, matched exactly (repeatable; https, or http on localhost)")
-	f.StringArrayVar(&spec.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "post-logout redirect URI (repeatable)")
-	f.StringArrayVar(&spec.GrantTypes, "grant-type", nil, "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code and refresh_token)")
-	f.StringArrayVar(&spec.Scopes, "scope", nil, "openid, profile, email or offline_access (repeatable; default all four)")
-	f.StringVar(&spec.TokenEndpointAuthMethod, "token-endpoint-auth-method", "", "client_secret_basic, client_secret_post, private_key_jwt or none (default client_secret_basic, none with --public)")
+	registrationFlags(f, &spec, &jwks)
 	f.BoolVar(&spec.Public, "public", false, "a client that cannot keep a secret (browser or native app)")
-	f.BoolVar(&spec.FirstParty, "first-party", false, "skip the consent screen")
-	f.BoolVar(&spec.RequireMFA, "require-mfa", false, "require a second factor for every sign-in to this client")
-	f.StringVar(&jwks, "jwks", "", "public JSON Web Key Set for private_key_jwt, as JSON or @file")
-	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "https URL of the JSON Web Key Set for private_key_jwt")
-	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "RS256 or ES256 (default RS256)")
-	f.StringVar(&spec.AccessTokenFormat, "access-token-format", "", "opaque or jwt (default opaque); a JWT access token is signed with --id-token-alg")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkOutput(*output); err != nil {
 			return err
@@ -175,6 +165,116 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 				fmt.Fprintln(a.stderr, "Store the client secret now: it is not shown again.")
 			}
 			return a.printCredentials(*output, c.ID, secret)
+		})
+	}
+	return cmd
+}
+
+// registrationFlags are the flags of a registration that create and
+// update share (public is create's alone: it cannot change).
+func registrationFlags(f *pflag.FlagSet, spec *clients.Spec, jwks *string) {
+	f.StringVar(&spec.Name, "name", "", "display name, shown on the consent page (required)")
+	f.StringArrayVar(&spec.RedirectURIs, "redirect-uri", nil, "redirect URI, matched exactly (repeatable; https, or http on localhost)")
+	f.StringArrayVar(&spec.PostLogoutRedirectURIs, "post-logout-redirect-uri", nil, "post-logout redirect URI (repeatable)")
+	f.StringArrayVar(&spec.GrantTypes, "grant-type", nil, "authorization_code, refresh_token or client_credentials (repeatable; default authorization_code and refresh_token)")
+	f.StringArrayVar(&spec.Scopes, "scope", nil, "openid, profile, email or offline_access (repeatable; default all four)")
+	f.StringVar(&spec.TokenEndpointAuthMethod, "token-endpoint-auth-method", "", "client_secret_basic, client_secret_post, private_key_jwt or none (default client_secret_basic, none with --public)")
+	f.BoolVar(&spec.FirstParty, "first-party", false, "skip the consent screen")
+	f.BoolVar(&spec.RequireMFA, "require-mfa", false, "require a second factor for every sign-in to this client")
+	f.StringVar(jwks, "jwks", "", "public JSON Web Key Set for private_key_jwt, as JSON or @file")
+	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "https URL of the JSON Web Key Set for private_key_jwt")
+	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "RS256 or ES256 (default RS256)")
+	f.StringVar(&spec.AccessTokenFormat, "access-token-format", "", "opaque or jwt (default opaque); a JWT access token is signed with --id-token-alg")
+}
+
+func (a *app) clientsUpdateCmd() *cobra.Command {
+	var set clients.Spec
+	var jwks string
+	cmd := &cobra.Command{
+		Use:   "update CLIENT_ID [flags]",
+		Short: "Change a client's registration: only the flags given change, and a repeatable flag replaces the whole list",
+		Long: `Change a client's registration. Only the flags given change; a repeatable
+flag (--redirect-uri, --scope…) replaces the whole list. The client id and
+secret stay, and so does how the client authenticates, except a switch
+between client_secret_basic and client_secret_post. Tokens already issued
+keep what they were granted until they expire; running servers see the
+change within 5 seconds (their client cache).`,
+		Args: exactArgs(1),
+	}
+	output := outputFlag(cmd)
+	f := cmd.Flags()
+	registrationFlags(f, &set, &jwks)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		var changed []string
+		f.Visit(func(fl *pflag.Flag) {
+			if fl.Name != "output" {
+				changed = append(changed, fl.Name)
+			}
+		})
+		if len(changed) == 0 {
+			return usageError{errors.New("nothing to change: give at least one flag (see --help)")}
+		}
+		jwksSet, err := readArgOrFile(jwks)
+		if err != nil {
+			return err
+		}
+		edit := func(s *clients.Spec) {
+			for _, name := range changed {
+				switch name {
+				case "name":
+					s.Name = set.Name
+				case "redirect-uri":
+					s.RedirectURIs = set.RedirectURIs
+				case "post-logout-redirect-uri":
+					s.PostLogoutRedirectURIs = set.PostLogoutRedirectURIs
+				case "grant-type":
+					s.GrantTypes = set.GrantTypes
+				case "scope":
+					s.Scopes = set.Scopes
+				case "token-endpoint-auth-method":
+					s.TokenEndpointAuthMethod = set.TokenEndpointAuthMethod
+				case "first-party":
+					s.FirstParty = set.FirstParty
+				case "require-mfa":
+					s.RequireMFA = set.RequireMFA
+				case "id-token-alg":
+					s.IDTokenAlg = set.IDTokenAlg
+				case "access-token-format":
+					s.AccessTokenFormat = set.AccessTokenFormat
+				}
+			}
+			// A key set given one way replaces the other way, unless
+			// both were given (which validation refuses).
+			if f.Changed("jwks") {
+				s.JWKS, s.JWKSURI = jwksSet, ""
+			}
+			if f.Changed("jwks-uri") {
+				s.JWKSURI = set.JWKSURI
+				if !f.Changed("jwks") {
+					s.JWKS = ""
+				}
+			}
+		}
+		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
+			var c store.Client
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				var err error
+				if c, err = r.Update(ctx, args[0], edit); err != nil {
+					return clientNotFound(args[0], err)
+				}
+				return auditClient(ctx, s, "client.updated", c.ID, map[string]any{"changed": changed})
+			})
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(a.stdout, clientToJSON(c))
+			}
+			fmt.Fprintf(a.stdout, "updated client %s (%s)\n", c.ID, strings.Join(changed, ", "))
+			return nil
 		})
 	}
 	return cmd

@@ -221,3 +221,83 @@ func TestClientsCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestClientsUpdate: only the flags given change, a repeatable flag
+// replaces its list, the secret keeps working, and a refused update
+// (bad value, another way to authenticate, nothing to change, unknown
+// client) changes nothing.
+func TestClientsUpdate(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			keyText := secrets.GenerateKey()
+			env := append(migratedDB(t, dialect), "TWOFOLD_SECRETS_KEY="+keyText)
+			key, err := secrets.ParseKey(keyText)
+			require.NoError(t, err)
+			r := twofold(t, env, "", "clients", "create", "--output", "json", "--name", "Helpdesk",
+				"--redirect-uri", "https://app.example.com/cb", "--first-party")
+			require.Equal(t, 0, r.code, r.stderr)
+			var creds map[string]string
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+			id, secret := creds["client_id"], creds["client_secret"]
+			show := func() clientJSON {
+				t.Helper()
+				r := twofold(t, env, "", "clients", "show", id, "--output", "json")
+				require.Equal(t, 0, r.code, r.stderr)
+				var c clientJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
+				return c
+			}
+			before := show()
+
+			r = twofold(t, env, "", "clients", "update", id, "--name", "Help desk", "--redirect-uri", "https://app.example.com/a",
+				"--redirect-uri", "https://app.example.com/b", "--first-party=false", "--access-token-format", "jwt")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "updated client "+id)
+			after := show()
+			assert.Equal(t, "Help desk", after.Name)
+			assert.Equal(t, []string{"https://app.example.com/a", "https://app.example.com/b"}, after.RedirectURIs)
+			assert.False(t, after.FirstParty)
+			assert.Equal(t, "jwt", after.AccessTokenFormat)
+			assert.Equal(t, before.Scopes, after.Scopes, "a flag not given keeps its value")
+			assert.Equal(t, before.GrantTypes, after.GrantTypes)
+			assert.Equal(t, before.CreatedAt, after.CreatedAt)
+
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			stored, err := s.GetClient(context.Background(), id)
+			require.NoError(t, err)
+			assert.NoError(t, clients.NewSecretHasher(key).Compare(context.Background(), stored.SecretHash, []byte(secret)), "the secret still works")
+			events, err := s.ListAudit(context.Background(), store.AuditFilter{})
+			require.NoError(t, err)
+			assert.Equal(t, "client.updated", events[0].Type)
+			assert.Equal(t, id, events[0].ClientID)
+			assert.JSONEq(t, `{"changed":["access-token-format","first-party","name","redirect-uri"]}`, events[0].Detail)
+
+			for _, tc := range []struct {
+				name string
+				args []string
+				code int
+				msg  string
+			}{
+				{"bad redirect URI", []string{id, "--redirect-uri", "http://evil.example.com/cb"}, 1, "redirect_uris"},
+				{"to another way to authenticate", []string{id, "--token-endpoint-auth-method", "private_key_jwt", "--jwks-uri", "https://app.example.com/jwks"}, 1, "cannot change"},
+				{"nothing to change", []string{id}, 2, "nothing to change"},
+				{"unknown client", []string{"tf_000000000000000000000000", "--name", "X"}, 1, "no client"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					r := twofold(t, env, "", append([]string{"clients", "update"}, tc.args...)...)
+					assert.Equal(t, tc.code, r.code, r.stderr)
+					assert.Contains(t, r.stderr, tc.msg)
+					assert.Equal(t, after, show(), "nothing changed")
+				})
+			}
+
+			// JSON output is the client, as show prints it.
+			r = twofold(t, env, "", "clients", "update", id, "--output", "json", "--token-endpoint-auth-method", "client_secret_post")
+			require.Equal(t, 0, r.code, r.stderr)
+			var got clientJSON
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+			assert.Equal(t, "client_secret_post", got.TokenEndpointAuthMethod)
+			assert.Equal(t, show(), got)
+		})
+	}
+}

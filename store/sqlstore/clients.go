@@ -58,6 +58,20 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	})
 }
 
+// UpdateClient replaces a client's registration: everything but its id,
+// secret, whether it is public and when it was created.
+func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+	res, err := s.exec(ctx, `UPDATE clients SET name = ?, first_party = ?, require_mfa = ?, redirect_uris = ?,
+		post_logout_redirect_uris = ?, grant_types = ?, scopes = ?, token_endpoint_auth_method = ?, jwks = ?,
+		jwks_uri = ?, id_token_alg = ?, access_token_format = ?, updated_at = ? WHERE id = ?`,
+		c.Name, c.FirstParty, c.RequireMFA, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes,
+		c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.UpdatedAt.UTC(), c.ID)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "update client")
+}
+
 // UpdateClientSecret replaces a client's secret hash.
 func (s *Store) UpdateClientSecret(ctx context.Context, id string, hash []byte, at time.Time) error {
 	res, err := s.exec(ctx, `UPDATE clients SET secret_hash = ?, updated_at = ? WHERE id = ?`, hash, at.UTC(), id)

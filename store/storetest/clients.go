@@ -179,6 +179,49 @@ func testClientUpdateSecret(t *testing.T, s store.Store) {
 	require.ErrorIs(t, s.UpdateClientSecret(ctx, "missing", newHash, later), store.ErrNotFound)
 }
 
+func testClientUpdate(t *testing.T, s store.Store) {
+	require.NoError(t, s.CreateClient(ctx, newClient("app", "App")))
+	require.NoError(t, s.CreateClient(ctx, newClient("other", "Other")))
+
+	later := base.Add(time.Hour)
+	c := newClient("app", "App, renamed")
+	c.SecretHash, c.Public, c.CreatedAt = nil, true, later // never written by UpdateClient
+	c.FirstParty, c.RequireMFA = true, true
+	c.RedirectURIs = store.Strings{"https://app.example.com/a", "https://app.example.com/b?x=1"}
+	c.PostLogoutRedirectURIs = store.Strings{"https://app.example.com/bye"}
+	c.GrantTypes = store.Strings{"authorization_code", "refresh_token"}
+	c.Scopes = store.Strings{"openid", "email"}
+	c.TokenEndpointAuthMethod = "client_secret_post"
+	c.IDTokenAlg, c.AccessTokenFormat = "ES256", store.AccessTokenJWT
+	c.UpdatedAt = later
+	require.NoError(t, s.UpdateClient(ctx, c))
+
+	got, err := s.GetClient(ctx, "app")
+	require.NoError(t, err)
+	assert.Equal(t, "App, renamed", got.Name)
+	assert.True(t, got.FirstParty)
+	assert.True(t, got.RequireMFA)
+	assert.Equal(t, c.RedirectURIs, got.RedirectURIs)
+	assert.Equal(t, c.PostLogoutRedirectURIs, got.PostLogoutRedirectURIs)
+	assert.Equal(t, c.GrantTypes, got.GrantTypes)
+	assert.Equal(t, c.Scopes, got.Scopes)
+	assert.Equal(t, "client_secret_post", got.TokenEndpointAuthMethod)
+	assert.Equal(t, "ES256", got.IDTokenAlg)
+	assert.Equal(t, store.AccessTokenJWT, got.AccessTokenFormat)
+	sameTime(t, later, got.UpdatedAt, "updated_at")
+	sameTime(t, base, got.CreatedAt, "created_at is not touched")
+	assert.Equal(t, newClient("", "").SecretHash, got.SecretHash, "the secret is not touched")
+	assert.False(t, got.Public, "public is not touched")
+
+	other, err := s.GetClient(ctx, "other")
+	require.NoError(t, err)
+	assert.Equal(t, "Other", other.Name, "only the named client changes")
+	sameTime(t, base, other.UpdatedAt, "other updated_at")
+
+	c.ID = "missing"
+	require.ErrorIs(t, s.UpdateClient(ctx, c), store.ErrNotFound)
+}
+
 func newOAuth2Request(kind, sig, requestID, clientID string) store.OAuth2Request {
 	return store.OAuth2Request{
 		Kind: kind, Signature: sig, RequestID: requestID, ClientID: clientID,

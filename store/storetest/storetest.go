@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClientDuplicate", testClientDuplicate},
 		{"ClientList", testClientList},
 		{"ClientUpdateSecret", testClientUpdateSecret},
+		{"ClientUpdate", testClientUpdate},
 		{"ClientDelete", testClientDelete},
 		{"OAuth2CreateGet", testOAuth2CreateGet},
 		{"OAuth2Duplicate", testOAuth2Duplicate},
