@@ -153,34 +153,73 @@ func SpecOf(c store.Client) Spec {
 
 // Update applies edit to client id's registration, validates the result
 // as Create does and stores it; the id, the secret and the creation time
-// stay. A change of how the client authenticates is refused with
-// ErrAuthChange. Tokens already issued keep what they were granted until
-// they expire or are revoked.
-func (r *Registry) Update(ctx context.Context, id string, edit func(*Spec)) (store.Client, error) {
+// stay. It returns the client and what changed, field by field under the
+// registration metadata names, old and new value (a key set only as
+// replaced); with no change nothing is written. A change of how the
+// client authenticates is refused with ErrAuthChange, and an update that
+// races another on the same client with store.ErrConflict. Tokens already
+// issued keep what they were granted until they expire or are revoked.
+func (r *Registry) Update(ctx context.Context, id string, edit func(*Spec)) (store.Client, map[string]any, error) {
 	c, err := r.Store.GetClient(ctx, id)
 	if err != nil {
-		return store.Client{}, fmt.Errorf("update client %q: %w", id, err)
+		return store.Client{}, nil, fmt.Errorf("update client %q: %w", id, err)
 	}
+	old := SpecOf(c)
 	spec := SpecOf(c)
 	edit(&spec)
 	spec, err = Validate(spec)
 	if err != nil {
-		return store.Client{}, err
+		return store.Client{}, nil, err
 	}
 	if spec.Public != c.Public || (spec.TokenEndpointAuthMethod != c.TokenEndpointAuthMethod &&
 		!(usesSecret(spec.TokenEndpointAuthMethod) && usesSecret(c.TokenEndpointAuthMethod))) {
-		return store.Client{}, fmt.Errorf("update client %q (%s to %s): %w", id, c.TokenEndpointAuthMethod, spec.TokenEndpointAuthMethod, ErrAuthChange)
+		return store.Client{}, nil, fmt.Errorf("update client %q (%s to %s): %w", id, c.TokenEndpointAuthMethod, spec.TokenEndpointAuthMethod, ErrAuthChange)
 	}
+	changes := Changes(old, spec)
+	if len(changes) == 0 {
+		return c, nil, nil
+	}
+	since := c.UpdatedAt
 	c.Name, c.FirstParty, c.RequireMFA = spec.Name, spec.FirstParty, spec.RequireMFA
 	c.RedirectURIs, c.PostLogoutRedirectURIs = store.Strings(spec.RedirectURIs), store.Strings(spec.PostLogoutRedirectURIs)
 	c.GrantTypes, c.Scopes = store.Strings(spec.GrantTypes), store.Strings(spec.Scopes)
 	c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI = spec.TokenEndpointAuthMethod, spec.JWKS, spec.JWKSURI
 	c.IDTokenAlg, c.AccessTokenFormat = spec.IDTokenAlg, spec.AccessTokenFormat
 	c.UpdatedAt = r.now().UTC().Truncate(time.Microsecond) // as PostgreSQL keeps it
-	if err := r.Store.UpdateClient(ctx, c); err != nil {
-		return store.Client{}, fmt.Errorf("update client %q: %w", id, err)
+	if !c.UpdatedAt.After(since) {
+		c.UpdatedAt = since.Add(time.Microsecond) // a clock behind the last update's
 	}
-	return c, nil
+	if err := r.Store.UpdateClient(ctx, c, since); err != nil {
+		return store.Client{}, nil, fmt.Errorf("update client %q: %w", id, err)
+	}
+	return c, changes, nil
+}
+
+// Changes lists the fields that differ between two registrations, under
+// the registration metadata names, each as {"from", "to"}; a key set
+// (public keys, but long) only as "replaced".
+func Changes(old, new Spec) map[string]any {
+	out := map[string]any{}
+	diff := func(field string, from, to any, same bool) {
+		if !same {
+			out[field] = map[string]any{"from": from, "to": to}
+		}
+	}
+	diff("client_name", old.Name, new.Name, old.Name == new.Name)
+	diff("redirect_uris", old.RedirectURIs, new.RedirectURIs, slices.Equal(old.RedirectURIs, new.RedirectURIs))
+	diff("post_logout_redirect_uris", old.PostLogoutRedirectURIs, new.PostLogoutRedirectURIs, slices.Equal(old.PostLogoutRedirectURIs, new.PostLogoutRedirectURIs))
+	diff("grant_types", old.GrantTypes, new.GrantTypes, slices.Equal(old.GrantTypes, new.GrantTypes))
+	diff("scopes", old.Scopes, new.Scopes, slices.Equal(old.Scopes, new.Scopes))
+	diff("token_endpoint_auth_method", old.TokenEndpointAuthMethod, new.TokenEndpointAuthMethod, old.TokenEndpointAuthMethod == new.TokenEndpointAuthMethod)
+	diff("first_party", old.FirstParty, new.FirstParty, old.FirstParty == new.FirstParty)
+	diff("require_mfa", old.RequireMFA, new.RequireMFA, old.RequireMFA == new.RequireMFA)
+	diff("jwks_uri", old.JWKSURI, new.JWKSURI, old.JWKSURI == new.JWKSURI)
+	diff("id_token_signed_response_alg", old.IDTokenAlg, new.IDTokenAlg, old.IDTokenAlg == new.IDTokenAlg)
+	diff("access_token_format", old.AccessTokenFormat, new.AccessTokenFormat, old.AccessTokenFormat == new.AccessTokenFormat)
+	if old.JWKS != new.JWKS {
+		out["jwks"] = "replaced"
+	}
+	return out
 }
 
 // Get returns client id; an unknown id is store.ErrNotFound.

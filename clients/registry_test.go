@@ -128,13 +128,20 @@ func TestRegistryUpdate(t *testing.T) {
 			later := time.Date(2025, 3, 2, 9, 0, 0, 0, time.UTC)
 			r.Now = func() time.Time { return later }
 
-			got, err := r.Update(ctx, c.ID, func(s *Spec) {
+			got, changes, err := r.Update(ctx, c.ID, func(s *Spec) {
 				s.Name = "Help desk"
 				s.RedirectURIs = []string{"https://app.example.com/cb", "https://app.example.com/cb2"}
 				s.TokenEndpointAuthMethod = AuthClientSecretPost // shares the secret: allowed
 				s.RequireMFA, s.AccessTokenFormat = true, store.AccessTokenJWT
 			})
 			require.NoError(t, err)
+			assert.Equal(t, map[string]any{
+				"client_name":                map[string]any{"from": "Helpdesk", "to": "Help desk"},
+				"redirect_uris":              map[string]any{"from": []string{"https://app.example.com/cb"}, "to": []string{"https://app.example.com/cb", "https://app.example.com/cb2"}},
+				"token_endpoint_auth_method": map[string]any{"from": AuthClientSecretBasic, "to": AuthClientSecretPost},
+				"require_mfa":                map[string]any{"from": false, "to": true},
+				"access_token_format":        map[string]any{"from": store.AccessTokenOpaque, "to": store.AccessTokenJWT},
+			}, changes, "exactly what changed, old and new")
 			stored, err := r.Get(ctx, c.ID)
 			require.NoError(t, err)
 			assert.True(t, got.UpdatedAt.Equal(stored.UpdatedAt) && got.CreatedAt.Equal(stored.CreatedAt))
@@ -164,7 +171,7 @@ func TestRegistryUpdate(t *testing.T) {
 				}, ErrAuthChange},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
-					_, err := r.Update(ctx, c.ID, tc.edit)
+					_, _, err := r.Update(ctx, c.ID, tc.edit)
 					require.Error(t, err)
 					if tc.want != nil {
 						assert.ErrorIs(t, err, tc.want)
@@ -178,7 +185,26 @@ func TestRegistryUpdate(t *testing.T) {
 				})
 			}
 
-			_, err = r.Update(ctx, "tf_missing", func(*Spec) {})
+			// The same values again: no change, nothing written.
+			same, changes, err := r.Update(ctx, c.ID, func(s *Spec) { s.Name = "Help desk" })
+			require.NoError(t, err)
+			assert.Empty(t, changes)
+			assert.True(t, stored.UpdatedAt.Equal(same.UpdatedAt))
+
+			// An update that read the client before another wrote it
+			// loses, rather than undo the other's change.
+			_, _, err = r.Update(ctx, c.ID, func(s *Spec) {
+				_, _, err := r.Update(ctx, c.ID, func(s *Spec) { s.RequireMFA = false }) // the other admin, in between
+				require.NoError(t, err)
+				s.Name = "Late"
+			})
+			require.ErrorIs(t, err, store.ErrConflict)
+			after, err := r.Get(ctx, c.ID)
+			require.NoError(t, err)
+			assert.False(t, after.RequireMFA, "the other update stays")
+			assert.Equal(t, "Help desk", after.Name, "the late one is refused")
+
+			_, _, err = r.Update(ctx, "tf_missing", func(*Spec) {})
 			assert.ErrorIs(t, err, store.ErrNotFound)
 		})
 	}

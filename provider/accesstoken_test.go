@@ -52,6 +52,8 @@ func TestJWTAccessTokenClockSkew(t *testing.T) {
 		{"issued now", sign(t, "at+jwt", at(now, now.Add(time.Hour))), true},
 		{"iat a second ahead (another replica's clock)", sign(t, "at+jwt", at(now.Add(time.Second), now.Add(time.Hour))), true},
 		{"iat and nbf within the skew", sign(t, "at+jwt", at(now.Add(40*time.Second), now.Add(time.Hour), "nbf", now.Add(40*time.Second).Unix())), true},
+		{"iat just inside the skew", sign(t, "at+jwt", at(now.Add(clockSkew-2*time.Second), now.Add(time.Hour))), true},
+		{"iat just past the skew", sign(t, "at+jwt", at(now.Add(clockSkew+2*time.Second), now.Add(time.Hour))), false},
 		{"iat past the skew", sign(t, "at+jwt", at(now.Add(clockSkew+time.Minute), now.Add(time.Hour))), false},
 		{"nbf past the skew", sign(t, "at+jwt", at(now, now.Add(time.Hour), "nbf", now.Add(clockSkew+time.Minute).Unix())), false},
 		{"expired", sign(t, "at+jwt", at(now.Add(-2*time.Hour), now.Add(-time.Hour))), false},

@@ -84,6 +84,10 @@ func LockKeys(u store.User) []string {
 	return []string{passwordKey(u.EmailKey), factorKey(u.ID)}
 }
 
+// FactorLockKey is the key of a user's second-factor counter (with its
+// hard cap), which an admin's reset of the user's factors clears.
+func FactorLockKey(u store.User) string { return factorKey(u.ID) }
+
 // errUnmet is OIDC's answer when the requested authentication cannot be
 // performed (OpenID Connect Core, errata: unmet_authentication_requirements).
 var errUnmet = &fosite.RFC6749Error{

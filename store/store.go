@@ -112,8 +112,9 @@ type Store interface {
 	ListClients(ctx context.Context) ([]Client, error)
 	DeleteClient(ctx context.Context, id string) error
 	// UpdateClient replaces a registration (not its id, secret, public
-	// flag or creation time); an unknown id is ErrNotFound.
-	UpdateClient(ctx context.Context, c Client) error
+	// flag or creation time) if its updated_at is still since: else
+	// ErrConflict (a concurrent update), or ErrNotFound for an unknown id.
+	UpdateClient(ctx context.Context, c Client, since time.Time) error
 	UpdateClientSecret(ctx context.Context, id string, hash []byte, at time.Time) error
 
 	// OAuth 2.0 state, keyed by (kind, signature).
@@ -158,6 +159,11 @@ type Store interface {
 	// TouchSession records that a session was used at t.
 	TouchSession(ctx context.Context, id string, t time.Time) error
 	DeleteUserSessions(ctx context.Context, userID string) error
+	// SignOutAll ends every user's sessions and removes every user's
+	// codes and tokens, but those of except ("" for none); tokens a
+	// client got for itself stay. It returns how many sessions and token
+	// rows went.
+	SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error)
 
 	CreateLoginFlow(ctx context.Context, f LoginFlow) error
 	GetLoginFlow(ctx context.Context, id string) (LoginFlow, error)

@@ -108,7 +108,7 @@ func TestPairedGap(t *testing.T) {
 	}{
 		{"rep by rep", rows([]float64{45, 60, 50}, []float64{50, 50, 50}), true, []float64{-10, 20, 0}, 0},
 		{"even count", rows([]float64{48, 47}, []float64{50, 50}), true, []float64{-4, -6}, -5},
-		{"a base rep of zero is left out", rows([]float64{45, 60}, []float64{50, 0}), true, []float64{-10}, -10},
+		{"a base rep of zero: no gap (pairs would shift)", rows([]float64{45, 60}, []float64{50, 0}), false, nil, 0},
 		{"only zeros", rows([]float64{45}, []float64{0}), false, nil, 0},
 		{"one flow missing", []row{{Flow: "login", OpsPerSec: []float64{1}}}, false, nil, 0},
 		{"unequal reps", rows([]float64{45}, []float64{50, 50}), false, nil, 0},
@@ -124,6 +124,18 @@ func TestPairedGap(t *testing.T) {
 			assert.InDelta(t, tc.median, g.Median, 1e-9)
 		})
 	}
+}
+
+func TestTurn(t *testing.T) {
+	var order [][]int
+	for rep := range 4 {
+		var o []int
+		for k := range 3 {
+			o = append(o, turn(rep, k, 3))
+		}
+		order = append(order, o)
+	}
+	assert.Equal(t, [][]int{{0, 1, 2}, {2, 1, 0}, {0, 1, 2}, {2, 1, 0}}, order)
 }
 
 // TestGrowAndClean seeds a small growth run on each database, marks part

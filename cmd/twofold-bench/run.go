@@ -58,7 +58,7 @@ func runCmd(stdout io.Writer) *cobra.Command {
 	fl.StringVar(&o.Fixture, "fixture", "bench.json", "the file setup wrote")
 	fl.StringVar(&flows, "flows", "all", "comma-separated flows: "+strings.Join(flowNames(), ","))
 	fl.StringVar(&conc, "concurrency", "1,8,32,64", "virtual users, comma-separated levels")
-	fl.IntVar(&o.Reps, "reps", 3, "repetitions per flow and level (median, min–max)")
+	fl.IntVar(&o.Reps, "reps", 4, "repetitions per flow and level (median, min–max); even, so that each order of the flows runs as often")
 	fl.DurationVar(&o.Duration, "duration", 3*time.Second, "time bound of each repetition (0: none)")
 	fl.Int64Var(&o.Count, "count", 0, "operation bound of each repetition (0: none)")
 	fl.IntVar(&o.ServerPID, "server-pid", 0, "pid of a local server: CPU per operation and peak RSS from /proc")
@@ -267,14 +267,7 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		}
 		for rep := range o.Reps {
 			for k := range selected {
-				// Every other repetition runs the flows in reverse
-				// order (A B, B A, …): a flow that follows another
-				// inherits its state (a heap grown by sign-ins, say),
-				// and this spreads that over every flow.
-				i := k
-				if rep%2 == 1 {
-					i = len(selected) - 1 - k
-				}
+				i := turn(rep, k, len(selected))
 				f := selected[i]
 				r, a := &level[i], &acc[i]
 				stalls0 := t.stalls.Load()
@@ -382,6 +375,17 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 	return nil
 }
 
+// turn is the flow that runs k-th in repetition rep of n flows: every
+// other repetition runs them in reverse order (A B, B A, …), because a
+// flow inherits the state of the one before it (a heap grown by sign-ins,
+// say), and this spreads that over every flow.
+func turn(rep, k, n int) int {
+	if rep%2 == 1 {
+		return n - 1 - k
+	}
+	return k
+}
+
 // levelAcc gathers one flow's measurements over a level's repetitions.
 type levelAcc struct {
 	lat           []time.Duration
@@ -416,9 +420,11 @@ func pairedGap(level []row, flow, base string) (gap, bool) {
 	}
 	g := gap{Flow: flow, Base: base, Concurrency: level[i].Concurrency}
 	for k, v := range level[i].OpsPerSec {
-		if b := level[j].OpsPerSec[k]; b > 0 {
-			g.Pairs = append(g.Pairs, 100*(v/b-1))
+		b := level[j].OpsPerSec[k]
+		if b <= 0 {
+			return gap{}, false // a repetition that did nothing: no pair k
 		}
+		g.Pairs = append(g.Pairs, 100*(v/b-1))
 	}
 	if len(g.Pairs) == 0 {
 		return gap{}, false

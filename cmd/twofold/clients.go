@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -170,6 +172,10 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 	return cmd
 }
 
+// registrationFlagNames are the flags registrationFlags defines.
+var registrationFlagNames = []string{"name", "redirect-uri", "post-logout-redirect-uri", "grant-type", "scope",
+	"token-endpoint-auth-method", "first-party", "require-mfa", "jwks", "jwks-uri", "id-token-alg", "access-token-format"}
+
 // registrationFlags are the flags of a registration that create and
 // update share (public is create's alone: it cannot change).
 func registrationFlags(f *pflag.FlagSet, spec *clients.Spec, jwks *string) {
@@ -194,46 +200,68 @@ func (a *app) clientsUpdateCmd() *cobra.Command {
 		Use:   "update CLIENT_ID [flags]",
 		Short: "Change a client's registration: only the flags given change, and a repeatable flag replaces the whole list",
 		Long: `Change a client's registration. Only the flags given change; a repeatable
-flag (--redirect-uri, --scope…) replaces the whole list. The client id and
-secret stay, and so does how the client authenticates, except a switch
-between client_secret_basic and client_secret_post. Tokens already issued
-keep what they were granted until they expire; running servers see the
-change within 5 seconds (their client cache).`,
+flag (--redirect-uri, --scope…) replaces the whole list, and given once as ""
+empties it (scopes and grant types then go back to their defaults). The
+client id and secret stay, and so does how the client authenticates, except
+a switch between client_secret_basic and client_secret_post. Tokens already
+issued keep what they were granted until they expire; running servers see
+the change within 5 seconds (their client cache).`,
 		Args: exactArgs(1),
 	}
 	output := outputFlag(cmd)
 	f := cmd.Flags()
 	registrationFlags(f, &set, &jwks)
+	for name, usage := range map[string]string{
+		"name":                       "display name, shown on the consent page",
+		"redirect-uri":               `redirect URI, matched exactly (repeatable; replaces the list)`,
+		"post-logout-redirect-uri":   `post-logout redirect URI (repeatable; replaces the list, "" empties it)`,
+		"grant-type":                 `authorization_code, refresh_token or client_credentials (repeatable; replaces the list, "" restores the default)`,
+		"scope":                      `openid, profile, email or offline_access (repeatable; replaces the list, "" restores the default)`,
+		"token-endpoint-auth-method": "client_secret_basic or client_secret_post, for a client with a secret (no other change of method)",
+		"id-token-alg":               "RS256 or ES256",
+		"access-token-format":        "opaque or jwt; a JWT access token is signed with the client's ID token algorithm",
+		"jwks":                       "public JSON Web Key Set for private_key_jwt, as JSON or @file (replaces --jwks-uri)",
+		"jwks-uri":                   "https URL of the JSON Web Key Set for private_key_jwt (replaces --jwks)",
+	} {
+		f.Lookup(name).Usage = usage
+	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := checkOutput(*output); err != nil {
 			return err
 		}
-		var changed []string
-		f.Visit(func(fl *pflag.Flag) {
-			if fl.Name != "output" {
-				changed = append(changed, fl.Name)
+		var given []string
+		for _, name := range registrationFlagNames {
+			if f.Changed(name) {
+				given = append(given, name)
 			}
-		})
-		if len(changed) == 0 {
+		}
+		if len(given) == 0 {
 			return usageError{errors.New("nothing to change: give at least one flag (see --help)")}
 		}
 		jwksSet, err := readArgOrFile(jwks)
 		if err != nil {
 			return err
 		}
+		// list is a repeatable flag's new value: "" alone empties it.
+		list := func(v []string) []string {
+			if len(v) == 1 && v[0] == "" {
+				return nil
+			}
+			return v
+		}
 		edit := func(s *clients.Spec) {
-			for _, name := range changed {
+			for _, name := range given {
 				switch name {
 				case "name":
 					s.Name = set.Name
 				case "redirect-uri":
-					s.RedirectURIs = set.RedirectURIs
+					s.RedirectURIs = list(set.RedirectURIs)
 				case "post-logout-redirect-uri":
-					s.PostLogoutRedirectURIs = set.PostLogoutRedirectURIs
+					s.PostLogoutRedirectURIs = list(set.PostLogoutRedirectURIs)
 				case "grant-type":
-					s.GrantTypes = set.GrantTypes
+					s.GrantTypes = list(set.GrantTypes)
 				case "scope":
-					s.Scopes = set.Scopes
+					s.Scopes = list(set.Scopes)
 				case "token-endpoint-auth-method":
 					s.TokenEndpointAuthMethod = set.TokenEndpointAuthMethod
 				case "first-party":
@@ -246,8 +274,8 @@ change within 5 seconds (their client cache).`,
 					s.AccessTokenFormat = set.AccessTokenFormat
 				}
 			}
-			// A key set given one way replaces the other way, unless
-			// both were given (which validation refuses).
+			// A key set given one way replaces the other way; both at
+			// once is refused by validation.
 			if f.Changed("jwks") {
 				s.JWKS, s.JWKSURI = jwksSet, ""
 			}
@@ -260,12 +288,19 @@ change within 5 seconds (their client cache).`,
 		}
 		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
 			var c store.Client
+			var changes map[string]any
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
 				var err error
-				if c, err = r.Update(ctx, args[0], edit); err != nil {
+				if c, changes, err = r.Update(ctx, args[0], edit); err != nil {
+					if errors.Is(err, store.ErrConflict) {
+						return fmt.Errorf("client %q was changed meanwhile: run the update again", args[0])
+					}
 					return clientNotFound(args[0], err)
 				}
-				return auditClient(ctx, s, "client.updated", c.ID, map[string]any{"changed": changed})
+				if len(changes) == 0 {
+					return nil // the same values: nothing written, nothing to audit
+				}
+				return auditClient(ctx, s, "client.updated", c.ID, changes)
 			})
 			if err != nil {
 				return err
@@ -273,7 +308,12 @@ change within 5 seconds (their client cache).`,
 			if *output == "json" {
 				return writeJSON(a.stdout, clientToJSON(c))
 			}
-			fmt.Fprintf(a.stdout, "updated client %s (%s)\n", c.ID, strings.Join(changed, ", "))
+			if len(changes) == 0 {
+				fmt.Fprintf(a.stdout, "client %s already has these values: nothing changed\n", c.ID)
+				return nil
+			}
+			fields := slices.Sorted(maps.Keys(changes))
+			fmt.Fprintf(a.stdout, "updated client %s (%s)\n", c.ID, strings.Join(fields, ", "))
 			return nil
 		})
 	}

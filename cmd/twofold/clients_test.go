@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -223,18 +227,20 @@ func TestClientsCommands(t *testing.T) {
 }
 
 // TestClientsUpdate: only the flags given change, a repeatable flag
-// replaces its list, the secret keeps working, and a refused update
-// (bad value, another way to authenticate, nothing to change, unknown
-// client) changes nothing.
+// replaces its list ("" empties it), the secret keeps working, the audit
+// event says what changed from what, and a refused update (bad value,
+// another way to authenticate, nothing to change, unknown client) changes
+// nothing and audits nothing.
 func TestClientsUpdate(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
 			keyText := secrets.GenerateKey()
 			env := append(migratedDB(t, dialect), "TWOFOLD_SECRETS_KEY="+keyText)
 			key, err := secrets.ParseKey(keyText)
 			require.NoError(t, err)
 			r := twofold(t, env, "", "clients", "create", "--output", "json", "--name", "Helpdesk",
-				"--redirect-uri", "https://app.example.com/cb", "--first-party")
+				"--redirect-uri", "https://app.example.com/cb", "--post-logout-redirect-uri", "https://app.example.com/", "--first-party")
 			require.Equal(t, 0, r.code, r.stderr)
 			var creds map[string]string
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
@@ -247,30 +253,43 @@ func TestClientsUpdate(t *testing.T) {
 				require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
 				return c
 			}
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			audits := func() []store.AuditEvent {
+				t.Helper()
+				events, err := s.ListAudit(ctx, store.AuditFilter{})
+				require.NoError(t, err)
+				return events
+			}
 			before := show()
 
 			r = twofold(t, env, "", "clients", "update", id, "--name", "Help desk", "--redirect-uri", "https://app.example.com/a",
-				"--redirect-uri", "https://app.example.com/b", "--first-party=false", "--access-token-format", "jwt")
+				"--redirect-uri", "https://app.example.com/b", "--first-party=false", "--access-token-format", "jwt",
+				"--post-logout-redirect-uri", "")
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stdout, "updated client "+id)
+			assert.Equal(t, "updated client "+id+" (access_token_format, client_name, first_party, post_logout_redirect_uris, redirect_uris)\n", r.stdout)
 			after := show()
 			assert.Equal(t, "Help desk", after.Name)
 			assert.Equal(t, []string{"https://app.example.com/a", "https://app.example.com/b"}, after.RedirectURIs)
+			assert.Empty(t, after.PostLogoutRedirectURIs, `"" empties a list`)
 			assert.False(t, after.FirstParty)
 			assert.Equal(t, "jwt", after.AccessTokenFormat)
 			assert.Equal(t, before.Scopes, after.Scopes, "a flag not given keeps its value")
 			assert.Equal(t, before.GrantTypes, after.GrantTypes)
 			assert.Equal(t, before.CreatedAt, after.CreatedAt)
 
-			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
-			stored, err := s.GetClient(context.Background(), id)
+			stored, err := s.GetClient(ctx, id)
 			require.NoError(t, err)
-			assert.NoError(t, clients.NewSecretHasher(key).Compare(context.Background(), stored.SecretHash, []byte(secret)), "the secret still works")
-			events, err := s.ListAudit(context.Background(), store.AuditFilter{})
-			require.NoError(t, err)
+			assert.NoError(t, clients.NewSecretHasher(key).Compare(ctx, stored.SecretHash, []byte(secret)), "the secret still works")
+			events := audits()
 			assert.Equal(t, "client.updated", events[0].Type)
 			assert.Equal(t, id, events[0].ClientID)
-			assert.JSONEq(t, `{"changed":["access-token-format","first-party","name","redirect-uri"]}`, events[0].Detail)
+			assert.JSONEq(t, `{
+				"client_name": {"from": "Helpdesk", "to": "Help desk"},
+				"redirect_uris": {"from": ["https://app.example.com/cb"], "to": ["https://app.example.com/a", "https://app.example.com/b"]},
+				"post_logout_redirect_uris": {"from": ["https://app.example.com/"], "to": null},
+				"first_party": {"from": true, "to": false},
+				"access_token_format": {"from": "opaque", "to": "jwt"}}`, events[0].Detail)
+			nEvents := len(events)
 
 			for _, tc := range []struct {
 				name string
@@ -278,18 +297,27 @@ func TestClientsUpdate(t *testing.T) {
 				code int
 				msg  string
 			}{
-				{"bad redirect URI", []string{id, "--redirect-uri", "http://evil.example.com/cb"}, 1, "redirect_uris"},
-				{"to another way to authenticate", []string{id, "--token-endpoint-auth-method", "private_key_jwt", "--jwks-uri", "https://app.example.com/jwks"}, 1, "cannot change"},
-				{"nothing to change", []string{id}, 2, "nothing to change"},
-				{"unknown client", []string{"tf_000000000000000000000000", "--name", "X"}, 1, "no client"},
+				{"bad redirect URI", []string{id, "--redirect-uri", "http://evil.example.com/cb"}, exitFailed, "redirect_uris"},
+				{"to another way to authenticate", []string{id, "--token-endpoint-auth-method", "private_key_jwt", "--jwks-uri", "https://app.example.com/jwks"}, exitFailed, "cannot change"},
+				{"nothing to change", []string{id}, exitUsage, "nothing to change"},
+				{"a global flag is no change", []string{id, "--config", filepath.Join(t.TempDir(), "none.yaml")}, exitUsage, "nothing to change"},
+				{"unknown client", []string{"tf_000000000000000000000000", "--name", "X"}, exitFailed, "no client"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					r := twofold(t, env, "", append([]string{"clients", "update"}, tc.args...)...)
 					assert.Equal(t, tc.code, r.code, r.stderr)
 					assert.Contains(t, r.stderr, tc.msg)
 					assert.Equal(t, after, show(), "nothing changed")
+					assert.Len(t, audits(), nEvents, "nothing audited")
 				})
 			}
+
+			// The same values again: nothing written, nothing audited.
+			r = twofold(t, env, "", "clients", "update", id, "--name", "Help desk")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "nothing changed")
+			assert.Equal(t, after, show())
+			assert.Len(t, audits(), nEvents)
 
 			// JSON output is the client, as show prints it.
 			r = twofold(t, env, "", "clients", "update", id, "--output", "json", "--token-endpoint-auth-method", "client_secret_post")
@@ -300,4 +328,45 @@ func TestClientsUpdate(t *testing.T) {
 			assert.Equal(t, show(), got)
 		})
 	}
+}
+
+// TestClientsUpdateKeys: a private_key_jwt client's key set moves between
+// jwks and jwks_uri (key rotation), one replacing the other; both at once
+// is refused.
+func TestClientsUpdateKeys(t *testing.T) {
+	env := append(migratedDB(t, "sqlite"), "TWOFOLD_SECRETS_KEY="+secrets.GenerateKey())
+	r := twofold(t, env, "", "clients", "create", "--output", "json", "--name", "Backend", "--grant-type", "client_credentials",
+		"--token-endpoint-auth-method", "private_key_jwt", "--jwks-uri", "https://backend.example.com/jwks")
+	require.Equal(t, 0, r.code, r.stderr)
+	var creds map[string]string
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+	id := creds["client_id"]
+	show := func() clientJSON {
+		t.Helper()
+		r := twofold(t, env, "", "clients", "show", id, "--output", "json")
+		require.Equal(t, 0, r.code, r.stderr)
+		var c clientJSON
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
+		return c
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k2", Algorithm: "ES256", Use: "sig"}}})
+	require.NoError(t, err)
+
+	r = twofold(t, env, "", "clients", "update", id, "--jwks", string(set))
+	require.Equal(t, 0, r.code, r.stderr)
+	c := show()
+	assert.JSONEq(t, string(set), c.JWKS)
+	assert.Empty(t, c.JWKSURI, "jwks replaces jwks_uri")
+
+	r = twofold(t, env, "", "clients", "update", id, "--jwks-uri", "https://backend.example.com/keys", "--jwks", string(set))
+	assert.Equal(t, exitFailed, r.code, "both at once is refused")
+	assert.Equal(t, c, show())
+
+	r = twofold(t, env, "", "clients", "update", id, "--jwks-uri", "https://backend.example.com/keys")
+	require.Equal(t, 0, r.code, r.stderr)
+	c = show()
+	assert.Equal(t, "https://backend.example.com/keys", c.JWKSURI)
+	assert.Empty(t, c.JWKS, "jwks_uri replaces jwks")
 }

@@ -107,7 +107,7 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
-	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd())
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd(), a.usersResetMFACmd(), a.usersDeauthorizeCmd())
 	return cmd
 }
 
@@ -364,4 +364,90 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.unlocked", UserID: u.ID, ActorID: "cli"})
 		return "unlocked " + u.Email, err
 	})
+}
+
+// usersResetMFACmd removes a user's second factors (R19: a lost phone or
+// key): every authenticator app, security key and passkey, pending ones
+// included, the recovery codes and the second factor's lock. The user is
+// signed out everywhere and their tokens revoked, since those were won
+// with the removed factors. They set a method up again from the account
+// page, or at their next sign-in when one is required of them (R22).
+func (a *app) usersResetMFACmd() *cobra.Command {
+	return a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
+		func(ctx context.Context, s store.Store, u store.User) (string, error) {
+			factors, err := s.ListFactors(ctx, u.ID)
+			if err != nil {
+				return "", err
+			}
+			for _, f := range factors {
+				if err := s.DeleteFactor(ctx, u.ID, f.ID); err != nil {
+					return "", fmt.Errorf("remove factor %s: %w", f.ID, err)
+				}
+			}
+			for _, step := range []func() error{
+				func() error { return s.DeleteRecoveryCodes(ctx, u.ID) },
+				func() error { return s.ResetThrottle(ctx, provider.FactorLockKey(u)) },
+				func() error { return s.DeleteUserSessions(ctx, u.ID) },
+				func() error { return s.DeleteSubjectTokens(ctx, u.ID) },
+			} {
+				if err := step(); err != nil {
+					return "", err
+				}
+			}
+			err = s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "mfa.reset", UserID: u.ID, ActorID: "cli",
+				Detail: fmt.Sprintf(`{"removed":%d}`, len(factors))})
+			return fmt.Sprintf("removed %d two-step verification method(s) and the recovery codes of %s; signed out everywhere", len(factors), u.Email), err
+		})
+}
+
+// usersDeauthorizeCmd signs every user out (R21): their sessions end and
+// their codes and tokens are revoked, so each must sign in again; tokens
+// clients got for themselves stay. --except spares one account, the
+// admin's own.
+func (a *app) usersDeauthorizeCmd() *cobra.Command {
+	var except, population string
+	cmd := &cobra.Command{
+		Use:   "deauthorize [--except ID|EMAIL]",
+		Short: "Sign every user out: end their sessions and revoke their tokens",
+		Long: `Sign every user out (R21): their sessions end and their codes, access and
+refresh tokens are revoked, so each signs in again; --except keeps one
+account (yours). Tokens clients got for themselves (client_credentials)
+stay. A JWT access token already handed out stays valid where it is
+checked offline until it expires; /userinfo and /introspect refuse it at
+once.`,
+		Args: exactArgs(0),
+	}
+	cmd.Flags().StringVar(&except, "except", "", "an account to keep signed in (yours)")
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the --except email is in both")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			ctx := cmd.Context()
+			var keep store.User
+			if except != "" {
+				var err error
+				if keep, err = findUser(ctx, s, except, population); err != nil {
+					return err
+				}
+			}
+			var sessions, tokens int64
+			err := s.InTx(ctx, func(ctx context.Context) error {
+				var err error
+				if sessions, tokens, err = s.SignOutAll(ctx, keep.ID); err != nil {
+					return err
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "users.deauthorized", ActorID: "cli",
+					Detail: fmt.Sprintf(`{"sessions":%d,"tokens":%d,"except":%q}`, sessions, tokens, keep.ID)})
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Users have been successfully deauthorized: %d sessions ended, %d codes and tokens revoked", sessions, tokens)
+			if keep.ID != "" {
+				fmt.Fprintf(a.stdout, " (%s kept)", keep.Email)
+			}
+			fmt.Fprintln(a.stdout)
+			return nil
+		})
+	}
+	return cmd
 }

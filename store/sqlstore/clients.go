@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -59,15 +60,21 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 }
 
 // UpdateClient replaces a client's registration: everything but its id,
-// secret, whether it is public and when it was created.
-func (s *Store) UpdateClient(ctx context.Context, c store.Client) error {
+// secret, whether it is public and when it was created; only while its
+// updated_at is still since, else ErrConflict (another update came first).
+func (s *Store) UpdateClient(ctx context.Context, c store.Client, since time.Time) error {
 	res, err := s.exec(ctx, `UPDATE clients SET name = ?, first_party = ?, require_mfa = ?, redirect_uris = ?,
 		post_logout_redirect_uris = ?, grant_types = ?, scopes = ?, token_endpoint_auth_method = ?, jwks = ?,
-		jwks_uri = ?, id_token_alg = ?, access_token_format = ?, updated_at = ? WHERE id = ?`,
+		jwks_uri = ?, id_token_alg = ?, access_token_format = ?, updated_at = ? WHERE id = ? AND updated_at = ?`,
 		c.Name, c.FirstParty, c.RequireMFA, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes,
-		c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.UpdatedAt.UTC(), c.ID)
+		c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.UpdatedAt.UTC(), c.ID, since.UTC())
 	if err == nil {
 		err = one(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		if _, gerr := s.GetClient(ctx, c.ID); gerr == nil {
+			err = store.ErrConflict
+		}
 	}
 	return wrap(err, "update client")
 }

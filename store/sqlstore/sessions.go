@@ -76,6 +76,28 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 	return wrap(err, "delete user sessions")
 }
 
+// SignOutAll ends the sessions and removes the codes and tokens of every
+// user but except, in one transaction. A row's subject is a user's id or,
+// for client_credentials, the client's: only users' rows go.
+func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error) {
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		res, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id <> ?`, except)
+		if err != nil {
+			return wrap(err, "sign out all: sessions")
+		}
+		if sessions, err = res.RowsAffected(); err != nil {
+			return wrap(err, "sign out all: sessions")
+		}
+		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject <> ? AND subject IN (SELECT id FROM users)`, except)
+		if err != nil {
+			return wrap(err, "sign out all: tokens")
+		}
+		tokens, err = res.RowsAffected()
+		return wrap(err, "sign out all: tokens")
+	})
+	return sessions, tokens, err
+}
+
 const flowColumns = `id, state, user_id, session_id, client_id, authorize_form, methods, failures, auth_time, created_at, expires_at`
 
 // CreateLoginFlow stores a new flow.

@@ -194,7 +194,7 @@ func testClientUpdate(t *testing.T, s store.Store) {
 	c.TokenEndpointAuthMethod = "client_secret_post"
 	c.IDTokenAlg, c.AccessTokenFormat = "ES256", store.AccessTokenJWT
 	c.UpdatedAt = later
-	require.NoError(t, s.UpdateClient(ctx, c))
+	require.NoError(t, s.UpdateClient(ctx, c, base))
 
 	got, err := s.GetClient(ctx, "app")
 	require.NoError(t, err)
@@ -218,8 +218,22 @@ func testClientUpdate(t *testing.T, s store.Store) {
 	assert.Equal(t, "Other", other.Name, "only the named client changes")
 	sameTime(t, base, other.UpdatedAt, "other updated_at")
 
+	// An update from a stale read (since: before the one above) is a
+	// conflict and changes nothing.
+	stale := c
+	stale.Name, stale.UpdatedAt = "Stale", later.Add(time.Hour)
+	require.ErrorIs(t, s.UpdateClient(ctx, stale, base), store.ErrConflict)
+	got, err = s.GetClient(ctx, "app")
+	require.NoError(t, err)
+	assert.Equal(t, "App, renamed", got.Name)
+	sameTime(t, later, got.UpdatedAt, "updated_at after a refused update")
+	// Reading what is stored and writing it back works (the stored time
+	// compares equal to itself on both databases).
+	stale.Name = "Fresh"
+	require.NoError(t, s.UpdateClient(ctx, stale, got.UpdatedAt))
+
 	c.ID = "missing"
-	require.ErrorIs(t, s.UpdateClient(ctx, c), store.ErrNotFound)
+	require.ErrorIs(t, s.UpdateClient(ctx, c, base), store.ErrNotFound)
 }
 
 func newOAuth2Request(kind, sig, requestID, clientID string) store.OAuth2Request {

@@ -343,3 +343,60 @@ func testLoginFlowAttempt(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	assert.Equal(t, 2+n, got.Failures, "every parallel attempt is counted")
 }
+
+func testSignOutAll(t *testing.T, s store.Store) {
+	require.NoError(t, s.CreateClient(ctx, newClient("app", "App")))
+	for _, id := range []string{"u1", "u2", "admin"} {
+		require.NoError(t, s.CreateUser(ctx, newUser(id, id+"@example.com", store.PopulationAgent)))
+	}
+	for _, se := range []store.Session{newSession("s1", "u1"), newSession("s2", "u1"), newSession("s3", "u2"), newSession("s4", "admin")} {
+		require.NoError(t, s.CreateSession(ctx, se))
+	}
+	token := func(kind, sig, subject string) store.OAuth2Request {
+		r := newOAuth2Request(kind, sig, "req-"+sig, "app")
+		r.Subject = subject
+		return r
+	}
+	rows := []store.OAuth2Request{
+		token(store.KindAuthorizeCode, "u1-code", "u1"),
+		token(store.KindAccessToken, "u1-access", "u1"),
+		token(store.KindRefreshToken, "u1-refresh", "u1"),
+		token(store.KindAccessToken, "u2-access", "u2"),
+		token(store.KindAccessToken, "admin-access", "admin"),
+		token(store.KindAccessToken, "client-access", "app"), // client_credentials: the client's own
+	}
+	for _, r := range rows {
+		require.NoError(t, s.CreateOAuth2Request(ctx, r))
+	}
+
+	sessions, tokens, err := s.SignOutAll(ctx, "admin")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, sessions)
+	assert.EqualValues(t, 4, tokens)
+	for _, id := range []string{"s1", "s2", "s3"} {
+		_, err := s.GetSession(ctx, id)
+		require.ErrorIs(t, err, store.ErrNotFound, id)
+	}
+	_, err = s.GetSession(ctx, "s4")
+	require.NoError(t, err, "the admin's own session stays")
+	for _, r := range rows {
+		_, err := s.GetOAuth2Request(ctx, r.Kind, r.Signature)
+		if r.Subject == "admin" || r.Subject == "app" {
+			require.NoError(t, err, "%s stays", r.Signature)
+		} else {
+			require.ErrorIs(t, err, store.ErrNotFound, r.Signature)
+		}
+	}
+
+	// Nobody spared: the admin's go too; a second run finds nothing.
+	sessions, tokens, err = s.SignOutAll(ctx, "")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, sessions)
+	assert.EqualValues(t, 1, tokens)
+	sessions, tokens, err = s.SignOutAll(ctx, "")
+	require.NoError(t, err)
+	assert.Zero(t, sessions)
+	assert.Zero(t, tokens)
+	_, err = s.GetOAuth2Request(ctx, store.KindAccessToken, "client-access")
+	require.NoError(t, err, "a client's own token is never a user's")
+}

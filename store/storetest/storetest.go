@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SigningKeys", testSigningKeys},
 		{"SessionCreateGet", testSessionCreateGet},
 		{"SessionDelete", testSessionDelete},
+		{"SignOutAll", testSignOutAll},
 		{"LoginFlowCreateGet", testLoginFlowCreateGet},
 		{"LoginFlowUpdate", testLoginFlowUpdate},
 		{"LoginFlowUpdateRace", testLoginFlowUpdateRace},

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// TestR19_R21_AdminResetAndDeauthorize: reset-mfa removes one user's
+// factors, recovery codes, factor lock, sessions and tokens (R19), and
+// deauthorize signs every user but one out (R21); nobody else's data
+// changes, and a refused command changes nothing.
+func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			env := migratedDB(t, dialect)
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			user := func(email string) store.User {
+				t.Helper()
+				r := twofold(t, env, "correct horse battery", "users", "create", "--password-stdin", "--output", "json",
+					"--email", email, "--population", "agent")
+				require.Equal(t, 0, r.code, r.stderr)
+				var u userJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
+				got, err := s.GetUser(ctx, u.ID)
+				require.NoError(t, err)
+				return got
+			}
+			ada, bo := user("ada@example.com"), user("bo@example.com")
+			now := time.Now().UTC().Truncate(time.Second)
+			signIn := func(u store.User, n string) {
+				t.Helper()
+				require.NoError(t, s.CreateSession(ctx, store.Session{ID: u.ID + "-s" + n, UserID: u.ID, AMR: store.Strings{"pwd", "otp"},
+					ACR: "urn:twofold:acr:mfa", AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+				require.NoError(t, s.CreateOAuth2Request(ctx, store.OAuth2Request{Kind: store.KindRefreshToken, Signature: u.ID + "-rt" + n,
+					RequestID: u.ID + "-req" + n, ClientID: "app", Subject: u.ID, Active: true, RequestedAt: now,
+					ExpiresAt: now.Add(time.Hour), Data: "{}"}))
+			}
+			for _, u := range []store.User{ada, bo} {
+				for i, kind := range []string{store.FactorTOTP, store.FactorTOTP} {
+					require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: u.ID + "-f" + string(rune('0'+i)), UserID: u.ID, Kind: kind,
+						Name: "phone", SecretEnc: []byte("sealed"), Confirmed: i == 0, CreatedAt: now}))
+				}
+				require.NoError(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte(u.ID + "c1"), []byte(u.ID + "c2")}, now))
+				signIn(u, "1")
+				_, err := s.Attempt(ctx, provider.FactorLockKey(u), store.Limit{Max: 10, Lock: time.Minute}, now)
+				require.NoError(t, err)
+			}
+			state := func(u store.User) (factors, codes, sessions int, token bool, failures int) {
+				t.Helper()
+				fs, err := s.ListFactors(ctx, u.ID)
+				require.NoError(t, err)
+				codes, err = s.CountRecoveryCodes(ctx, u.ID)
+				require.NoError(t, err)
+				for _, n := range []string{"1", "2"} {
+					if _, err := s.GetSession(ctx, u.ID+"-s"+n); err == nil {
+						sessions++
+					}
+				}
+				_, err = s.GetOAuth2Request(ctx, store.KindRefreshToken, u.ID+"-rt1")
+				th, terr := s.Attempt(ctx, provider.FactorLockKey(u), store.Limit{Max: 10, Lock: time.Minute}, now)
+				require.NoError(t, terr)
+				return len(fs), codes, sessions, err == nil, th.Failures
+			}
+
+			r := twofold(t, env, "", "users", "reset-mfa", "ada@example.com")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "removed 2 two-step verification method(s)")
+			f, c, n, tok, fails := state(ada)
+			assert.Equal(t, []any{0, 0, 0, false, 1}, []any{f, c, n, tok, fails}, "ada: factors, codes, sessions, token, factor counter (counted again from 1)")
+			f, c, n, tok, fails = state(bo)
+			assert.Equal(t, []any{2, 2, 1, true, 2}, []any{f, c, n, tok, fails}, "bo is untouched")
+			events, err := s.ListAudit(ctx, store.AuditFilter{UserID: ada.ID})
+			require.NoError(t, err)
+			require.NotEmpty(t, events)
+			assert.Equal(t, "mfa.reset", events[0].Type)
+			assert.JSONEq(t, `{"removed":2}`, events[0].Detail)
+
+			r = twofold(t, env, "", "users", "reset-mfa", "nobody@example.com")
+			assert.Equal(t, exitFailed, r.code)
+			assert.Contains(t, r.stderr, "nobody@example.com")
+
+			// Deauthorize everyone but bo.
+			signIn(ada, "2")
+			signIn(bo, "2")
+			r = twofold(t, env, "", "users", "deauthorize", "--except", "nobody@example.com")
+			assert.Equal(t, exitFailed, r.code, "an unknown --except refuses, changing nothing")
+			_, _, n, _, _ = state(ada)
+			assert.Equal(t, 1, n)
+
+			r = twofold(t, env, "", "users", "deauthorize", "--except", "bo@example.com")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "Users have been successfully deauthorized: 1 sessions ended, 1 codes and tokens revoked (bo@example.com kept)")
+			_, _, n, _, _ = state(ada)
+			assert.Equal(t, 0, n, "ada is signed out")
+			_, err = s.GetOAuth2Request(ctx, store.KindRefreshToken, ada.ID+"-rt2")
+			assert.ErrorIs(t, err, store.ErrNotFound, "ada's refresh token is revoked")
+			_, _, n, tok, _ = state(bo)
+			assert.Equal(t, 2, n, "bo stays signed in")
+			assert.True(t, tok)
+			events, err = s.ListAudit(ctx, store.AuditFilter{Limit: 1})
+			require.NoError(t, err)
+			assert.Equal(t, "users.deauthorized", events[0].Type)
+			assert.JSONEq(t, `{"sessions":1,"tokens":1,"except":"`+bo.ID+`"}`, events[0].Detail)
+
+			r = twofold(t, env, "", "users", "deauthorize")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "2 sessions ended, 2 codes and tokens revoked")
+			_, _, n, _, _ = state(bo)
+			assert.Zero(t, n)
+		})
+	}
+}
