@@ -167,13 +167,15 @@ func (r *Registry) Update(ctx context.Context, id string, edit func(*Spec)) (sto
 	old := SpecOf(c)
 	spec := SpecOf(c)
 	edit(&spec)
-	spec, err = Validate(spec)
-	if err != nil {
-		return store.Client{}, nil, err
-	}
+	// Checked before validation, whose messages assume a registration
+	// that could still choose (e.g. "set public").
 	if spec.Public != c.Public || (spec.TokenEndpointAuthMethod != c.TokenEndpointAuthMethod &&
 		!(usesSecret(spec.TokenEndpointAuthMethod) && usesSecret(c.TokenEndpointAuthMethod))) {
 		return store.Client{}, nil, fmt.Errorf("update client %q (%s to %s): %w", id, c.TokenEndpointAuthMethod, spec.TokenEndpointAuthMethod, ErrAuthChange)
+	}
+	spec, err = Validate(spec)
+	if err != nil {
+		return store.Client{}, nil, err
 	}
 	changes := Changes(old, spec)
 	if len(changes) == 0 {

@@ -159,10 +159,13 @@ type Store interface {
 	// TouchSession records that a session was used at t.
 	TouchSession(ctx context.Context, id string, t time.Time) error
 	DeleteUserSessions(ctx context.Context, userID string) error
-	// SignOutAll ends every user's sessions and removes every user's
-	// codes and tokens, but those of except ("" for none); tokens a
-	// client got for itself stay. It returns how many sessions and token
-	// rows went.
+	// DeleteUserFlows drops a user's sign-ins in progress and WebAuthn
+	// ceremonies (a registration begun, not finished).
+	DeleteUserFlows(ctx context.Context, userID string) error
+	// SignOutAll ends every user's sessions, sign-ins in progress and
+	// WebAuthn ceremonies, and removes every user's codes and tokens, but
+	// those of except ("" for none); tokens a client got for itself stay.
+	// It returns how many sessions and token rows went.
 	SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error)
 
 	CreateLoginFlow(ctx context.Context, f LoginFlow) error
@@ -189,6 +192,9 @@ type Store interface {
 	ConfirmFactor(ctx context.Context, id string, at time.Time) error
 	// DeleteFactor removes one of a user's factors.
 	DeleteFactor(ctx context.Context, userID, id string) error
+	// DeleteFactors removes every factor of a user, pending ones
+	// included, and returns how many went.
+	DeleteFactors(ctx context.Context, userID string) (int64, error)
 	// DeleteUnconfirmedFactors drops a user's abandoned enrolments.
 	DeleteUnconfirmedFactors(ctx context.Context, userID string) error
 	// UseTOTPStep records step as the factor's last accepted one, only

@@ -299,6 +299,7 @@ func TestClientsUpdate(t *testing.T) {
 			}{
 				{"bad redirect URI", []string{id, "--redirect-uri", "http://evil.example.com/cb"}, exitFailed, "redirect_uris"},
 				{"to another way to authenticate", []string{id, "--token-endpoint-auth-method", "private_key_jwt", "--jwks-uri", "https://app.example.com/jwks"}, exitFailed, "cannot change"},
+				{"to none (public)", []string{id, "--token-endpoint-auth-method", "none"}, exitFailed, "cannot change"},
 				{"nothing to change", []string{id}, exitUsage, "nothing to change"},
 				{"a global flag is no change", []string{id, "--config", filepath.Join(t.TempDir(), "none.yaml")}, exitUsage, "nothing to change"},
 				{"unknown client", []string{"tf_000000000000000000000000", "--name", "X"}, exitFailed, "no client"},

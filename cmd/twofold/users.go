@@ -368,24 +368,21 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 
 // usersResetMFACmd removes a user's second factors (R19: a lost phone or
 // key): every authenticator app, security key and passkey, pending ones
-// included, the recovery codes and the second factor's lock. The user is
-// signed out everywhere and their tokens revoked, since those were won
-// with the removed factors. They set a method up again from the account
-// page, or at their next sign-in when one is required of them (R22).
+// included, the recovery codes, the second factor's lock and any sign-in
+// or key registration in progress. The user is signed out everywhere and
+// their tokens revoked, since those were won with the removed factors.
+// They set a method up again from the account page, or at their next
+// sign-in when one is required of them (R22).
 func (a *app) usersResetMFACmd() *cobra.Command {
-	return a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
+	cmd := a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
 		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			factors, err := s.ListFactors(ctx, u.ID)
+			n, err := s.DeleteFactors(ctx, u.ID)
 			if err != nil {
 				return "", err
 			}
-			for _, f := range factors {
-				if err := s.DeleteFactor(ctx, u.ID, f.ID); err != nil {
-					return "", fmt.Errorf("remove factor %s: %w", f.ID, err)
-				}
-			}
 			for _, step := range []func() error{
 				func() error { return s.DeleteRecoveryCodes(ctx, u.ID) },
+				func() error { return s.DeleteUserFlows(ctx, u.ID) },
 				func() error { return s.ResetThrottle(ctx, provider.FactorLockKey(u)) },
 				func() error { return s.DeleteUserSessions(ctx, u.ID) },
 				func() error { return s.DeleteSubjectTokens(ctx, u.ID) },
@@ -394,32 +391,48 @@ func (a *app) usersResetMFACmd() *cobra.Command {
 					return "", err
 				}
 			}
-			err = s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "mfa.reset", UserID: u.ID, ActorID: "cli",
-				Detail: fmt.Sprintf(`{"removed":%d}`, len(factors))})
-			return fmt.Sprintf("removed %d two-step verification method(s) and the recovery codes of %s; signed out everywhere", len(factors), u.Email), err
+			detail, _ := json.Marshal(map[string]any{"removed": n})
+			err = s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "mfa.reset", UserID: u.ID, ActorID: "cli", Detail: string(detail)})
+			return fmt.Sprintf("removed %d two-step verification method(s) and the recovery codes of %s; signed out everywhere", n, u.Email), err
 		})
+	cmd.Long = `Remove a user's two-step verification (R19: a lost phone or key): every
+authenticator app, security key and passkey, pending ones included, the
+recovery codes, the second factor's lock, and any sign-in in progress. The
+user is signed out everywhere and their codes, access and refresh tokens
+are revoked; a JWT access token already handed out stays valid where it
+is checked offline until it expires. They set a method up again from the
+account page, or at their next sign-in when one is required of them.`
+	return cmd
 }
 
 // usersDeauthorizeCmd signs every user out (R21): their sessions end and
 // their codes and tokens are revoked, so each must sign in again; tokens
 // clients got for themselves stay. --except spares one account, the
-// admin's own.
+// admin's own; --all spares none.
 func (a *app) usersDeauthorizeCmd() *cobra.Command {
 	var except, population string
+	var all bool
 	cmd := &cobra.Command{
-		Use:   "deauthorize [--except ID|EMAIL]",
+		Use:   "deauthorize --except ID|EMAIL | --all",
 		Short: "Sign every user out: end their sessions and revoke their tokens",
-		Long: `Sign every user out (R21): their sessions end and their codes, access and
-refresh tokens are revoked, so each signs in again; --except keeps one
-account (yours). Tokens clients got for themselves (client_credentials)
-stay. A JWT access token already handed out stays valid where it is
-checked offline until it expires; /userinfo and /introspect refuse it at
-once.`,
+		Long: `Sign every user out (R21): their sessions and sign-ins in progress end and
+their codes, access and refresh tokens are revoked, so each signs in again.
+--except keeps one account (yours); --all keeps none. Tokens clients got
+for themselves (client_credentials) stay. A JWT access token already
+handed out stays valid where it is checked offline until it expires;
+/userinfo and /introspect refuse it at once.`,
 		Args: exactArgs(0),
 	}
-	cmd.Flags().StringVar(&except, "except", "", "an account to keep signed in (yours)")
+	cmd.Flags().StringVar(&except, "except", "", "the account to keep signed in (yours)")
+	cmd.Flags().BoolVar(&all, "all", false, "sign out every user, none kept")
 	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the --except email is in both")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		switch {
+		case (except == "") == !all:
+			return usageError{errors.New("give --except ID|EMAIL (the account to keep signed in) or --all")}
+		case population != "" && except == "":
+			return usageError{errors.New("--population goes with --except")}
+		}
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
 			ctx := cmd.Context()
 			var keep store.User
@@ -435,13 +448,13 @@ once.`,
 				if sessions, tokens, err = s.SignOutAll(ctx, keep.ID); err != nil {
 					return err
 				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "users.deauthorized", ActorID: "cli",
-					Detail: fmt.Sprintf(`{"sessions":%d,"tokens":%d,"except":%q}`, sessions, tokens, keep.ID)})
+				detail, _ := json.Marshal(map[string]any{"sessions": sessions, "token_rows": tokens, "except": keep.ID})
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "users.deauthorized", ActorID: "cli", Detail: string(detail)})
 			})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.stdout, "Users have been successfully deauthorized: %d sessions ended, %d codes and tokens revoked", sessions, tokens)
+			fmt.Fprintf(a.stdout, "Users have been successfully deauthorized: %d session(s) ended, %d stored code and token row(s) revoked", sessions, tokens)
 			if keep.ID != "" {
 				fmt.Fprintf(a.stdout, " (%s kept)", keep.Email)
 			}

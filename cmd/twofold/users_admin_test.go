@@ -16,9 +16,10 @@ import (
 )
 
 // TestR19_R21_AdminResetAndDeauthorize: reset-mfa removes one user's
-// factors, recovery codes, factor lock, sessions and tokens (R19), and
-// deauthorize signs every user but one out (R21); nobody else's data
-// changes, and a refused command changes nothing.
+// factors (apps, keys, pending ones), recovery codes, factor lock,
+// sign-ins and key registrations in progress, sessions and tokens (R19),
+// and deauthorize signs every user but one out (R21); nobody else's data
+// changes, and a command refused before it starts changes nothing.
 func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
@@ -46,11 +47,31 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 					RequestID: u.ID + "-req" + n, ClientID: "app", Subject: u.ID, Active: true, RequestedAt: now,
 					ExpiresAt: now.Add(time.Hour), Data: "{}"}))
 			}
+			inProgress := func(u store.User) {
+				t.Helper()
+				require.NoError(t, s.CreateLoginFlow(ctx, store.LoginFlow{ID: u.ID + "-flow", State: store.FlowSecondFactor, UserID: u.ID,
+					ClientID: "app", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+				require.NoError(t, s.CreateWebAuthnSession(ctx, store.WebAuthnSession{ID: u.ID + "-ceremony", UserID: u.ID, Data: "{}",
+					ExpiresAt: now.Add(time.Hour)}))
+			}
+			pending := func(u store.User) (flow, ceremony bool) {
+				t.Helper()
+				_, err := s.GetLoginFlow(ctx, u.ID+"-flow")
+				flow = err == nil
+				var n int
+				require.NoError(t, s.DB().GetContext(ctx, &n, s.DB().Rebind(`SELECT count(*) FROM webauthn_sessions WHERE id = ?`), u.ID+"-ceremony"))
+				return flow, n == 1
+			}
 			for _, u := range []store.User{ada, bo} {
-				for i, kind := range []string{store.FactorTOTP, store.FactorTOTP} {
-					require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: u.ID + "-f" + string(rune('0'+i)), UserID: u.ID, Kind: kind,
-						Name: "phone", SecretEnc: []byte("sealed"), Confirmed: i == 0, CreatedAt: now}))
+				for i, f := range []store.Factor{
+					{Kind: store.FactorTOTP, Confirmed: true, SecretEnc: []byte("sealed")},
+					{Kind: store.FactorTOTP, SecretEnc: []byte("sealed")}, // an enrolment not finished
+					{Kind: store.FactorWebAuthn, Confirmed: true, CredentialID: []byte(u.ID + "-cred"), Credential: "{}"},
+				} {
+					f.ID, f.UserID, f.Name, f.CreatedAt = u.ID+"-f"+string(rune('0'+i)), u.ID, "device", now
+					require.NoError(t, s.CreateFactor(ctx, f))
 				}
+				inProgress(u)
 				require.NoError(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte(u.ID + "c1"), []byte(u.ID + "c2")}, now))
 				signIn(u, "1")
 				_, err := s.Attempt(ctx, provider.FactorLockKey(u), store.Limit{Max: 10, Lock: time.Minute}, now)
@@ -75,16 +96,21 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 
 			r := twofold(t, env, "", "users", "reset-mfa", "ada@example.com")
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stdout, "removed 2 two-step verification method(s)")
+			assert.Contains(t, r.stdout, "removed 3 two-step verification method(s)")
 			f, c, n, tok, fails := state(ada)
 			assert.Equal(t, []any{0, 0, 0, false, 1}, []any{f, c, n, tok, fails}, "ada: factors, codes, sessions, token, factor counter (counted again from 1)")
+			flow, ceremony := pending(ada)
+			assert.False(t, flow, "ada's sign-in in progress ends")
+			assert.False(t, ceremony, "ada's key registration in progress ends")
 			f, c, n, tok, fails = state(bo)
-			assert.Equal(t, []any{2, 2, 1, true, 2}, []any{f, c, n, tok, fails}, "bo is untouched")
+			assert.Equal(t, []any{3, 2, 1, true, 2}, []any{f, c, n, tok, fails}, "bo is untouched")
+			flow, ceremony = pending(bo)
+			assert.True(t, flow && ceremony, "bo's sign-in and ceremony stay")
 			events, err := s.ListAudit(ctx, store.AuditFilter{UserID: ada.ID})
 			require.NoError(t, err)
 			require.NotEmpty(t, events)
 			assert.Equal(t, "mfa.reset", events[0].Type)
-			assert.JSONEq(t, `{"removed":2}`, events[0].Detail)
+			assert.JSONEq(t, `{"removed":3}`, events[0].Detail)
 
 			r = twofold(t, env, "", "users", "reset-mfa", "nobody@example.com")
 			assert.Equal(t, exitFailed, r.code)
@@ -93,6 +119,11 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 			// Deauthorize everyone but bo.
 			signIn(ada, "2")
 			signIn(bo, "2")
+			inProgress(ada)
+			for _, args := range [][]string{{}, {"--all", "--except", "bo@example.com"}, {"--all", "--population", "agent"}} {
+				r = twofold(t, env, "", append([]string{"users", "deauthorize"}, args...)...)
+				assert.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+			}
 			r = twofold(t, env, "", "users", "deauthorize", "--except", "nobody@example.com")
 			assert.Equal(t, exitFailed, r.code, "an unknown --except refuses, changing nothing")
 			_, _, n, _, _ = state(ada)
@@ -100,9 +131,13 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 
 			r = twofold(t, env, "", "users", "deauthorize", "--except", "bo@example.com")
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stdout, "Users have been successfully deauthorized: 1 sessions ended, 1 codes and tokens revoked (bo@example.com kept)")
+			assert.Contains(t, r.stdout, "Users have been successfully deauthorized: 1 session(s) ended, 1 stored code and token row(s) revoked (bo@example.com kept)")
 			_, _, n, _, _ = state(ada)
 			assert.Equal(t, 0, n, "ada is signed out")
+			flow, ceremony = pending(ada)
+			assert.False(t, flow || ceremony, "ada's sign-in in progress ends")
+			flow, ceremony = pending(bo)
+			assert.True(t, flow && ceremony, "bo's stay")
 			_, err = s.GetOAuth2Request(ctx, store.KindRefreshToken, ada.ID+"-rt2")
 			assert.ErrorIs(t, err, store.ErrNotFound, "ada's refresh token is revoked")
 			_, _, n, tok, _ = state(bo)
@@ -111,11 +146,13 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 			events, err = s.ListAudit(ctx, store.AuditFilter{Limit: 1})
 			require.NoError(t, err)
 			assert.Equal(t, "users.deauthorized", events[0].Type)
-			assert.JSONEq(t, `{"sessions":1,"tokens":1,"except":"`+bo.ID+`"}`, events[0].Detail)
+			assert.JSONEq(t, `{"sessions":1,"token_rows":1,"except":"`+bo.ID+`"}`, events[0].Detail)
 
-			r = twofold(t, env, "", "users", "deauthorize")
+			r = twofold(t, env, "", "users", "deauthorize", "--all")
 			require.Equal(t, 0, r.code, r.stderr)
-			assert.Contains(t, r.stdout, "2 sessions ended, 2 codes and tokens revoked")
+			assert.Contains(t, r.stdout, "2 session(s) ended, 2 stored code and token row(s) revoked")
+			flow, ceremony = pending(bo)
+			assert.False(t, flow || ceremony)
 			_, _, n, _, _ = state(bo)
 			assert.Zero(t, n)
 		})

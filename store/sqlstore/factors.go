@@ -84,6 +84,16 @@ func (s *Store) DeleteFactor(ctx context.Context, userID, id string) error {
 	return wrap(err, "delete factor")
 }
 
+// DeleteFactors removes every factor of a user in one statement.
+func (s *Store) DeleteFactors(ctx context.Context, userID string) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM mfa_factors WHERE user_id = ?`, userID)
+	if err != nil {
+		return 0, wrap(err, "delete factors")
+	}
+	n, err := res.RowsAffected()
+	return n, wrap(err, "delete factors")
+}
+
 // DeleteUnconfirmedFactors drops abandoned enrolments.
 func (s *Store) DeleteUnconfirmedFactors(ctx context.Context, userID string) error {
 	_, err := s.exec(ctx, `DELETE FROM mfa_factors WHERE user_id = ? AND confirmed = ?`, userID, false)

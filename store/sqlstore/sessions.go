@@ -76,9 +76,22 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 	return wrap(err, "delete user sessions")
 }
 
-// SignOutAll ends the sessions and removes the codes and tokens of every
-// user but except, in one transaction. A row's subject is a user's id or,
-// for client_credentials, the client's: only users' rows go.
+// DeleteUserFlows drops a user's sign-ins in progress and ceremonies.
+func (s *Store) DeleteUserFlows(ctx context.Context, userID string) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.exec(ctx, `DELETE FROM login_flows WHERE user_id = ?`, userID); err != nil {
+			return wrap(err, "delete user flows")
+		}
+		_, err := s.exec(ctx, `DELETE FROM webauthn_sessions WHERE user_id = ?`, userID)
+		return wrap(err, "delete user ceremonies")
+	})
+}
+
+// SignOutAll ends the sessions, sign-ins in progress and ceremonies, and
+// removes the codes and tokens, of every user but except, in one
+// transaction. A token row's subject is a user's id or, for
+// client_credentials, the client's: only users' rows go. A sign-in still
+// at its password step has no user yet and stays: it needs the password.
 func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error) {
 	err = s.InTx(ctx, func(ctx context.Context) error {
 		res, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id <> ?`, except)
@@ -87,6 +100,14 @@ func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens
 		}
 		if sessions, err = res.RowsAffected(); err != nil {
 			return wrap(err, "sign out all: sessions")
+		}
+		for _, q := range []string{
+			`DELETE FROM login_flows WHERE user_id <> '' AND user_id <> ?`,
+			`DELETE FROM webauthn_sessions WHERE user_id <> '' AND user_id <> ?`,
+		} {
+			if _, err := s.exec(ctx, q, except); err != nil {
+				return wrap(err, "sign out all: sign-ins in progress")
+			}
 		}
 		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject <> ? AND subject IN (SELECT id FROM users)`, except)
 		if err != nil {

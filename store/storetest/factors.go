@@ -57,3 +57,31 @@ func testFactorsAndCodes(t *testing.T, s store.Store) {
 	require.Len(t, fs, 1)
 	assert.Equal(t, "f3", fs[0].ID)
 }
+
+// testFactorsDeleteAll: every factor of one user goes, confirmed or not,
+// apps and keys alike; another user's stay.
+func testFactorsDeleteAll(t *testing.T, s store.Store) {
+	for _, id := range []string{"u1", "u2"} {
+		require.NoError(t, s.CreateUser(ctx, newUser(id, id+"@example.com", store.PopulationAgent)))
+	}
+	for _, f := range []store.Factor{
+		{ID: "f1", UserID: "u1", Kind: store.FactorTOTP, Name: "phone", Confirmed: true, CreatedAt: base},
+		{ID: "f2", UserID: "u1", Kind: store.FactorTOTP, Name: "pending", CreatedAt: base},
+		{ID: "f3", UserID: "u1", Kind: store.FactorWebAuthn, Name: "key", CredentialID: []byte{1}, Credential: "{}", Confirmed: true, CreatedAt: base},
+		{ID: "f4", UserID: "u2", Kind: store.FactorTOTP, Name: "other", Confirmed: true, CreatedAt: base},
+	} {
+		require.NoError(t, s.CreateFactor(ctx, f))
+	}
+	n, err := s.DeleteFactors(ctx, "u1")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, n)
+	fs, err := s.ListFactors(ctx, "u1")
+	require.NoError(t, err)
+	assert.Empty(t, fs)
+	fs, err = s.ListFactors(ctx, "u2")
+	require.NoError(t, err)
+	assert.Len(t, fs, 1, "another user's factor stays")
+	n, err = s.DeleteFactors(ctx, "u1")
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left is not an error")
+}

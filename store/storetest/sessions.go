@@ -368,6 +368,17 @@ func testSignOutAll(t *testing.T, s store.Store) {
 	for _, r := range rows {
 		require.NoError(t, s.CreateOAuth2Request(ctx, r))
 	}
+	flow := func(id, userID string) store.LoginFlow {
+		f := newLoginFlow(id)
+		f.UserID = userID
+		return f
+	}
+	for _, f := range []store.LoginFlow{flow("f-u1", "u1"), flow("f-admin", "admin"), flow("f-anon", "")} {
+		require.NoError(t, s.CreateLoginFlow(ctx, f))
+	}
+	for _, userID := range []string{"u2", "admin"} {
+		require.NoError(t, s.CreateWebAuthnSession(ctx, store.WebAuthnSession{ID: "c-" + userID, UserID: userID, Data: "{}", ExpiresAt: base.Add(time.Hour)}))
+	}
 
 	sessions, tokens, err := s.SignOutAll(ctx, "admin")
 	require.NoError(t, err)
@@ -379,6 +390,16 @@ func testSignOutAll(t *testing.T, s store.Store) {
 	}
 	_, err = s.GetSession(ctx, "s4")
 	require.NoError(t, err, "the admin's own session stays")
+	_, err = s.GetLoginFlow(ctx, "f-u1")
+	require.ErrorIs(t, err, store.ErrNotFound, "a user's sign-in in progress ends")
+	for _, id := range []string{"f-admin", "f-anon"} {
+		_, err = s.GetLoginFlow(ctx, id)
+		require.NoError(t, err, "%s stays (the admin's; one still at its password step)", id)
+	}
+	_, err = s.TakeWebAuthnSession(ctx, "c-u2")
+	require.ErrorIs(t, err, store.ErrNotFound, "a user's ceremony ends")
+	_, err = s.TakeWebAuthnSession(ctx, "c-admin")
+	require.NoError(t, err, "the admin's ceremony stays")
 	for _, r := range rows {
 		_, err := s.GetOAuth2Request(ctx, r.Kind, r.Signature)
 		if r.Subject == "admin" || r.Subject == "app" {

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LoginFlowAttempt", testLoginFlowAttempt},
 		{"Consent", testConsent},
 		{"FactorsAndCodes", testFactorsAndCodes},
+		{"FactorsDeleteAll", testFactorsDeleteAll},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
