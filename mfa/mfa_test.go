@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/store"
 )
 
 func TestR05_CheckTOTP(t *testing.T) {
@@ -130,5 +132,39 @@ func TestR23_WantsMFA(t *testing.T) {
 	}
 	for _, tc := range tests {
 		assert.Equal(t, tc.want, WantsMFA(tc.acrValues, tc.essential), "%q %v", tc.acrValues, tc.essential)
+	}
+}
+
+// TestR15_R17_PolicyRules: a second factor is required by the user's own
+// flag or by their population's policy; only a policy with a grace date
+// still ahead lets the setup be put off, and never past that date.
+func TestR15_R17_PolicyRules(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	later, earlier := now.Add(time.Hour), now.Add(-time.Hour)
+	agent := store.User{Population: store.PopulationAgent}
+	flagged := store.User{Population: store.PopulationAgent, MFARequired: true}
+	contact := store.User{Population: store.PopulationContact}
+	pol := func(ps ...store.MFAPolicy) Policies { return NewPolicies(ps) }
+	for _, tc := range []struct {
+		name                        string
+		user                        store.User
+		pol                         Policies
+		required, deferrable, nowRq bool
+	}{
+		{"no policy", agent, pol(), false, false, false},
+		{"own flag", flagged, pol(), true, false, true},
+		{"population policy", agent, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true}), true, false, true},
+		{"the other population's policy", contact, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true}), false, false, false},
+		{"grace ahead", agent, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &later}), true, true, false},
+		{"grace over", agent, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &earlier}), true, false, true},
+		{"grace ends at its instant", agent, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &now}), true, false, true},
+		{"own flag beats the grace", flagged, pol(store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &later}), true, false, true},
+		{"a grace date on a policy that is off", agent, pol(store.MFAPolicy{Population: store.PopulationAgent, GraceUntil: &later}), false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.required, Required(tc.user, tc.pol), "Required")
+			assert.Equal(t, tc.deferrable, Deferrable(tc.user, tc.pol, now), "Deferrable")
+			assert.Equal(t, tc.nowRq, RequiredNow(tc.user, tc.pol, now), "RequiredNow")
+		})
 	}
 }

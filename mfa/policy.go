@@ -3,6 +3,7 @@ package mfa
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/twofold-idp/twofold/store"
 )
@@ -28,11 +29,38 @@ const (
 	AMRMFA      = "mfa"
 )
 
+// Policies are the populations' requirements (R15), by population.
+type Policies map[store.Population]store.MFAPolicy
+
+// NewPolicies indexes the store's policies by population.
+func NewPolicies(ps []store.MFAPolicy) Policies {
+	out := Policies{}
+	for _, p := range ps {
+		out[p.Population] = p
+	}
+	return out
+}
+
 // Required is the one place that decides whether a user must have a
-// second factor. Today: the per-user flag admins set; population-wide
-// policies will be read here too, never checked elsewhere.
-func Required(u store.User) bool {
-	return u.MFARequired
+// second factor: the per-user flag admins set, or the policy of the
+// user's population (R15), grace period or not. A required factor cannot
+// be turned off by its user (R18).
+func Required(u store.User, pol Policies) bool {
+	return u.MFARequired || pol[u.Population].Required
+}
+
+// Deferrable tells whether u may put setting up a second factor off at a
+// sign-in at now (R17): only their population's policy requires one, and
+// its grace period has not ended.
+func Deferrable(u store.User, pol Policies, now time.Time) bool {
+	p := pol[u.Population]
+	return !u.MFARequired && p.Required && p.GraceUntil != nil && now.Before(*p.GraceUntil)
+}
+
+// RequiredNow is Required without the users who may still defer it: a
+// sign-in of theirs needs two factors.
+func RequiredNow(u store.User, pol Policies, now time.Time) bool {
+	return Required(u, pol) && !Deferrable(u, pol, now)
 }
 
 // Claims returns amr and acr for a set of verified methods: "mfa" only

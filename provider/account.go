@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -58,7 +57,7 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	}
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
-		Enabled: len(factors) > 0, Required: mfa.Required(user), CodesLeft: left}
+		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.LastUsedAt != nil {
@@ -194,7 +193,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 	case "remove-factor":
 		p.removeFactor(w, r, sess, user, r.PostForm.Get("factor"))
 	case "disable":
-		if mfa.Required(user) {
+		if p.required(r.Context(), user) {
 			p.renderAccount(w, r, http.StatusForbidden, sess, user, "", "Your administrator requires two-step verification: it cannot be turned off.")
 			return
 		}
@@ -251,7 +250,7 @@ func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess sto
 		p.renderAccount(w, r, http.StatusNotFound, sess, user, "", "That method does not exist.")
 		return
 	}
-	if len(factors) == 1 && mfa.Required(user) {
+	if len(factors) == 1 && p.required(ctx, user) {
 		p.renderAccount(w, r, http.StatusForbidden, sess, user, "", "Your administrator requires two-step verification: add another method before removing this one.")
 		return
 	}

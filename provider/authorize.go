@@ -84,7 +84,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 // request itself demands two factors.
 func (p *Provider) stepUpNeeded(ctx context.Context, ar fosite.AuthorizeRequester, user store.User) bool {
 	c, _ := ar.GetClient().(*client)
-	return mfa.Required(user) || (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm())
+	return mfa.RequiredNow(user, p.policies(ctx), p.now()) || (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm())
 }
 
 // authorizeError answers a failed authorization request. An error the

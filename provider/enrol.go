@@ -1,11 +1,13 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
@@ -18,6 +20,8 @@ type enrolPage struct {
 	QR                  template.URL
 	Hidden              map[string]string
 	Required, CanCancel bool
+	// DeferUntil is set when the setup may be skipped until then (R17).
+	DeferUntil string
 }
 
 type codesPage struct {
@@ -53,12 +57,31 @@ func (p *Provider) handleEnrolPage(w http.ResponseWriter, r *http.Request) {
 		p.expired(w, r)
 		return
 	}
-	p.render(w, r, http.StatusOK, "enrol.html", p.flowEnrolPage(f))
+	user, err := p.store.GetUser(r.Context(), f.UserID)
+	if err != nil || user.Disabled {
+		p.expired(w, r)
+		return
+	}
+	p.render(w, r, http.StatusOK, "enrol.html", p.flowEnrolPage(r.Context(), f, user))
 }
 
-func (p *Provider) flowEnrolPage(f store.LoginFlow) enrolPage {
-	return enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
+func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user store.User) enrolPage {
+	page := enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
 		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
+	if until := p.deferralFor(ctx, f, user); !until.IsZero() {
+		page.Required, page.CanCancel = false, false
+		page.DeferUntil = until.UTC().Format("2 January 2006, 15:04 UTC")
+	}
+	return page
+}
+
+// deferralFor is until when this sign-in may skip the setup (R17): only
+// when nothing else about it needs two factors. Zero when it may not.
+func (p *Provider) deferralFor(ctx context.Context, f store.LoginFlow, user store.User) time.Time {
+	if p.mfaNeeded(ctx, f, user) {
+		return time.Time{}
+	}
+	return p.deferral(ctx, user)
 }
 
 func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +90,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	page := p.flowEnrolPage(f)
+	page := p.flowEnrolPage(ctx, f, user)
 	if factors, err := p.confirmedFactors(ctx, user.ID); err == nil && len(factors) > 0 {
 		// A factor appeared meanwhile (another tab): present it instead.
 		p.advance(w, r, f, store.FlowSecondFactor)
@@ -133,6 +156,18 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.enrolled(w, r, f, user)
+	case "skip":
+		// R17: the population's policy requires a factor from a date
+		// not reached yet; until then the user may sign in without.
+		until := p.deferralFor(ctx, f, user)
+		if until.IsZero() {
+			page.Error = "Two-step verification is required now: set it up to continue."
+			p.render(w, r, http.StatusForbidden, "enrol.html", page)
+			return
+		}
+		p.audit(ctx, r, store.AuditEvent{Type: "mfa.setup_deferred", UserID: user.ID, ClientID: f.ClientID,
+			Detail: jsonObject("until", until.UTC())})
+		p.establish(w, r, f, user, f.Methods)
 	case "cancel":
 		// The user cannot set a factor up now: the client gets an honest
 		// error rather than a token that claims less than it required.

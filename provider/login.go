@@ -148,6 +148,11 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 	case p.mfaNeeded(ctx, f, user):
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
 		p.advance(w, r, f, store.FlowEnrol)
+	case p.deferrableNow(ctx, user):
+		// Required by the population's policy, still in its grace period
+		// (R17): the setup is offered, and may be put off.
+		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.advance(w, r, f, store.FlowEnrol)
 	default:
 		p.establish(w, r, f, user, f.Methods)
 	}

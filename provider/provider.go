@@ -109,6 +109,8 @@ type Provider struct {
 	now      func() time.Time
 	// forwarded reads the client's address past the trusted proxies.
 	forwarded realclientip.RightmostTrustedRangeStrategy
+	// policyCache holds the populations' MFA policies (policies.go).
+	policyCache policyCache
 
 	discovery []byte
 }

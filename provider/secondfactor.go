@@ -462,9 +462,10 @@ func flowPage(state string) string {
 }
 
 // mfaNeeded says whether this sign-in must include a second factor: the
-// user's policy (R15), the client's registration, or the request (R23).
+// user's flag or their population's policy past its grace period (R15,
+// R17), the client's registration, or the request (R23).
 func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.User) bool {
-	if mfa.Required(user) {
+	if mfa.RequiredNow(user, p.policies(ctx), p.now()) {
 		return true
 	}
 	if f.ClientID == "" {

@@ -215,3 +215,13 @@ type WebAuthnSession struct {
 	Data      string    `db:"data"`
 	ExpiresAt time.Time `db:"expires_at"`
 }
+
+// MFAPolicy is a population's requirement of a second factor (R15): every
+// agent, or every contact, must have one. Until GraceUntil its users may
+// put the setup off at sign-in (R17).
+type MFAPolicy struct {
+	Population Population `db:"population"`
+	Required   bool       `db:"required"`
+	GraceUntil *time.Time `db:"grace_until"`
+	UpdatedAt  time.Time  `db:"updated_at"`
+}

@@ -103,6 +103,16 @@ type Store interface {
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
 	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
 	SetUserMFARequired(ctx context.Context, id string, required bool, at time.Time) error
+	// ListMFAPolicies returns the populations' policies (R15, R17); a
+	// population without a row has none.
+	ListMFAPolicies(ctx context.Context) ([]MFAPolicy, error)
+	// SetMFAPolicy inserts or replaces a population's policy.
+	SetMFAPolicy(ctx context.Context, p MFAPolicy) error
+	// SignOutWithoutFactors ends the sessions and revokes the codes and
+	// tokens of a population's users who have no confirmed second factor
+	// (R16: a policy switched on); it returns how many sessions and token
+	// rows went.
+	SignOutWithoutFactors(ctx context.Context, pop Population) (sessions, tokens int64, err error)
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

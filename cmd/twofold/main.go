@@ -77,7 +77,7 @@ func (a *app) rootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "YAML configuration file (TWOFOLD_* environment variables override it)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.serveCmd(), a.migrateCmd(), a.usersCmd(), a.clientsCmd(), a.keysCmd(), a.auditCmd(), a.versionCmd())
+	root.AddCommand(a.serveCmd(), a.migrateCmd(), a.usersCmd(), a.clientsCmd(), a.keysCmd(), a.policyCmd(), a.auditCmd(), a.versionCmd())
 	return root
 }
 

@@ -96,3 +96,41 @@ func wrap(err error, what string) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// ListMFAPolicies returns every population's policy.
+func (s *Store) ListMFAPolicies(ctx context.Context) ([]store.MFAPolicy, error) {
+	ps := []store.MFAPolicy{}
+	err := s.sel(ctx, &ps, `SELECT population, required, grace_until, updated_at FROM mfa_policies ORDER BY population`)
+	return ps, wrap(err, "list mfa policies")
+}
+
+// SetMFAPolicy inserts or replaces a population's policy.
+func (s *Store) SetMFAPolicy(ctx context.Context, p store.MFAPolicy) error {
+	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, required, grace_until, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (population) DO UPDATE SET required = excluded.required, grace_until = excluded.grace_until,
+		updated_at = excluded.updated_at`, p.Population, p.Required, utcPtr(p.GraceUntil), p.UpdatedAt.UTC())
+	return wrap(err, "set mfa policy")
+}
+
+// SignOutWithoutFactors ends the sessions and removes the codes and
+// tokens of a population's users without a confirmed factor, in one
+// transaction.
+func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
+	const users = `SELECT id FROM users WHERE population = ? AND NOT EXISTS
+		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		res, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id IN (`+users+`)`, pop)
+		if err == nil {
+			sessions, err = res.RowsAffected()
+		}
+		if err != nil {
+			return wrap(err, "sign out users without factors: sessions")
+		}
+		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject IN (`+users+`)`, pop)
+		if err == nil {
+			tokens, err = res.RowsAffected()
+		}
+		return wrap(err, "sign out users without factors: tokens")
+	})
+	return sessions, tokens, err
+}

@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SessionCreateGet", testSessionCreateGet},
 		{"SessionDelete", testSessionDelete},
 		{"SignOutAll", testSignOutAll},
+		{"MFAPolicies", testMFAPolicies},
+		{"SignOutWithoutFactors", testSignOutWithoutFactors},
 		{"LoginFlowCreateGet", testLoginFlowCreateGet},
 		{"LoginFlowUpdate", testLoginFlowUpdate},
 		{"LoginFlowUpdateRace", testLoginFlowUpdateRace},

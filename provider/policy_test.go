@@ -1,0 +1,115 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// TestR15_R17_R18_PopulationPolicy: a policy requiring a second factor of
+// every agent sends an agent without one to the setup, with no way
+// round it, while a contact signs in with the password alone (R15). With
+// a grace date ahead the agent may skip the setup and gets a password
+// sign-in, audited; past the date, or when the client itself requires
+// two factors, there is no skipping (R17). An agent with a factor cannot
+// turn it off (R18).
+func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			policy := func(e *mfaEnv, grace *time.Time) {
+				t.Helper()
+				// Set before the first sign-in: the provider reads
+				// policies then and keeps them for 5 s.
+				require.NoError(t, e.Store.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true,
+					GraceUntil: grace, UpdatedAt: time.Now()}))
+			}
+			skip := func(e *mfaEnv, b *providertest.Browser, page providertest.Page) providertest.Page {
+				form := page.Hidden()
+				form.Set("action", "skip")
+				return b.Post(e.URL+"/login/enrol", form)
+			}
+
+			t.Run("required, no grace", func(t *testing.T) {
+				e := newMFAEnv(t, dialect)
+				e.User(t, "bo@example.com", password, store.PopulationContact)
+				policy(e, nil)
+				b := providertest.NewBrowser(t)
+				authURL, _ := e.authURL()
+				page := e.toSecondStep(t, b, authURL, "ada@example.com")
+				require.Contains(t, page.Request.URL.Path, "/login/enrol", "R15: an agent without a factor sets one up")
+				assert.NotContains(t, page.Body, "Skip for now")
+				res := skip(e, b, page)
+				assert.Equal(t, http.StatusForbidden, res.StatusCode)
+				assert.Contains(t, res.Body, "required now")
+				assert.Zero(t, sessionCount(t, e, b), "no session")
+
+				_, idt, _ := e.rp.login(t, providertest.NewBrowser(t), "bo@example.com")
+				assert.Equal(t, []string{"pwd"}, claimsOf(t, idt).Amr, "a contact is not concerned")
+			})
+
+			t.Run("grace ahead: skipped", func(t *testing.T) {
+				e := newMFAEnv(t, dialect)
+				grace := e.clock.Now().Add(48 * time.Hour)
+				policy(e, &grace)
+				b := providertest.NewBrowser(t)
+				authURL, verifier := e.authURL()
+				page := e.toSecondStep(t, b, authURL, "ada@example.com")
+				require.Contains(t, page.Request.URL.Path, "/login/enrol", "R17: the setup is offered")
+				assert.Contains(t, page.Body, "Skip for now")
+				assert.Contains(t, page.Body, grace.UTC().Format("2 January 2006"))
+				_, cb := b.Follow(skip(e, b, page), redirectURI)
+				require.NotEmpty(t, cb, "signed in after skipping")
+				assert.Equal(t, []string{"pwd"}, e.tokensFrom(t, cb, verifier).Amr, "honest: a password sign-in")
+				events, err := e.Store.ListAudit(ctx, store.AuditFilter{UserID: e.user.ID})
+				require.NoError(t, err)
+				types := []string{}
+				for _, ev := range events {
+					types = append(types, ev.Type)
+				}
+				assert.Contains(t, types, "mfa.setup_deferred")
+
+				// A client that requires two factors is not skipped.
+				strict := newRP(t, e.Env, clients.Spec{FirstParty: true, RequireMFA: true})
+				b2 := providertest.NewBrowser(t)
+				page = e.toSecondStep(t, b2, strict.conf.AuthCodeURL("st-strict-1234"), "ada@example.com")
+				require.Contains(t, page.Request.URL.Path, "/login/enrol")
+				assert.NotContains(t, page.Body, "Skip for now")
+				assert.Equal(t, http.StatusForbidden, skip(e, b2, page).StatusCode)
+			})
+
+			t.Run("grace over", func(t *testing.T) {
+				e := newMFAEnv(t, dialect)
+				grace := e.clock.Now().Add(-time.Minute)
+				policy(e, &grace)
+				b := providertest.NewBrowser(t)
+				authURL, _ := e.authURL()
+				page := e.toSecondStep(t, b, authURL, "ada@example.com")
+				require.Contains(t, page.Request.URL.Path, "/login/enrol")
+				assert.NotContains(t, page.Body, "Skip for now")
+				assert.Equal(t, http.StatusForbidden, skip(e, b, page).StatusCode)
+			})
+
+			t.Run("no turning it off", func(t *testing.T) {
+				e := newMFAEnv(t, dialect)
+				secret := e.addTOTP(t, e.user.ID)
+				e.addCodes(t, e.user.ID)
+				policy(e, nil)
+				b := providertest.NewBrowser(t)
+				p := e.signInAccount(t, b, secret)
+				assert.NotContains(t, p.Body, "Turn off two-step verification", "R18: required by the policy")
+				res := b.Post(e.URL+"/account/security", map[string][]string{"csrf": {accountCSRF(t, p)}, "action": {"disable"}})
+				assert.Equal(t, http.StatusForbidden, res.StatusCode)
+			})
+		})
+	}
+}

@@ -1,0 +1,79 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// testMFAPolicies: a population's policy is set, read back (its grace
+// date to the second) and replaced; a population without one has none.
+func testMFAPolicies(t *testing.T, s store.Store) {
+	ps, err := s.ListMFAPolicies(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ps)
+
+	grace := base.Add(72 * time.Hour)
+	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &grace, UpdatedAt: base}))
+	ps, err = s.ListMFAPolicies(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 1)
+	assert.Equal(t, store.PopulationAgent, ps[0].Population)
+	assert.True(t, ps[0].Required)
+	require.NotNil(t, ps[0].GraceUntil)
+	sameTime(t, grace, *ps[0].GraceUntil, "grace_until")
+	sameTime(t, base, ps[0].UpdatedAt, "updated_at")
+
+	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationContact, Required: true, UpdatedAt: base}))
+	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: false, UpdatedAt: base.Add(time.Hour)}))
+	ps, err = s.ListMFAPolicies(ctx)
+	require.NoError(t, err)
+	require.Len(t, ps, 2)
+	assert.Equal(t, store.PopulationAgent, ps[0].Population)
+	assert.False(t, ps[0].Required, "replaced")
+	assert.Nil(t, ps[0].GraceUntil, "no grace any more")
+	assert.Equal(t, store.PopulationContact, ps[1].Population)
+	assert.True(t, ps[1].Required)
+	assert.Nil(t, ps[1].GraceUntil)
+}
+
+// testSignOutWithoutFactors: switching a policy on signs out the users of
+// that population who have no confirmed factor (R16), and only them.
+func testSignOutWithoutFactors(t *testing.T, s store.Store) {
+	require.NoError(t, s.CreateClient(ctx, newClient("app", "App")))
+	users := []store.User{
+		newUser("none", "none@example.com", store.PopulationAgent),       // no factor: signed out
+		newUser("pending", "pending@example.com", store.PopulationAgent), // an unconfirmed one only: signed out
+		newUser("has", "has@example.com", store.PopulationAgent),         // a factor: stays
+		newUser("contact", "contact@example.com", store.PopulationContact),
+	}
+	for _, u := range users {
+		require.NoError(t, s.CreateUser(ctx, u))
+		require.NoError(t, s.CreateSession(ctx, newSession("s-"+u.ID, u.ID)))
+		r := newOAuth2Request(store.KindRefreshToken, "rt-"+u.ID, "req-"+u.ID, "app")
+		r.Subject = u.ID
+		require.NoError(t, s.CreateOAuth2Request(ctx, r))
+	}
+	require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "f1", UserID: "pending", Kind: store.FactorTOTP, CreatedAt: base}))
+	require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "f2", UserID: "has", Kind: store.FactorTOTP, Confirmed: true, CreatedAt: base}))
+
+	sessions, tokens, err := s.SignOutWithoutFactors(ctx, store.PopulationAgent)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, sessions)
+	assert.EqualValues(t, 2, tokens)
+	for _, u := range users {
+		_, serr := s.GetSession(ctx, "s-"+u.ID)
+		_, terr := s.GetOAuth2Request(ctx, store.KindRefreshToken, "rt-"+u.ID)
+		if u.ID == "none" || u.ID == "pending" {
+			assert.ErrorIs(t, serr, store.ErrNotFound, u.ID)
+			assert.ErrorIs(t, terr, store.ErrNotFound, u.ID)
+		} else {
+			assert.NoError(t, serr, u.ID)
+			assert.NoError(t, terr, u.ID)
+		}
+	}
+}
