@@ -20,24 +20,35 @@ type policyCache struct {
 	exp time.Time
 }
 
+// failClosed is every population requiring a second factor, with no
+// grace: what a sign-in gets while the policies cannot be read.
+var failClosed = mfa.Policies{store.PopulationAgent: {Required: true}, store.PopulationContact: {Required: true}}
+
 // policies returns the populations' MFA policies (R15, R17), read at most
-// once per policyCacheTTL. When the store cannot be read it fails closed:
-// every population requires a second factor, with no grace.
+// once per policyCacheTTL (the store is not read under the lock, so a
+// slow read holds no sign-in up but its own). When the store cannot be
+// read it fails closed, for a second before it tries again.
 func (p *Provider) policies(ctx context.Context) mfa.Policies {
 	c := &p.policyCache
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now()
-	if c.pol != nil && now.Before(c.exp) {
-		return c.pol
+	c.mu.Lock()
+	pol, fresh := c.pol, now.Before(c.exp)
+	c.mu.Unlock()
+	if pol != nil && fresh {
+		return pol
 	}
 	ps, err := p.store.ListMFAPolicies(ctx)
+	ttl := policyCacheTTL
 	if err != nil {
 		p.logger.ErrorContext(ctx, "read mfa policies", "err", err)
-		return mfa.Policies{store.PopulationAgent: {Required: true}, store.PopulationContact: {Required: true}}
+		pol, ttl = failClosed, time.Second
+	} else {
+		pol = mfa.NewPolicies(ps)
 	}
-	c.pol, c.exp = mfa.NewPolicies(ps), now.Add(policyCacheTTL)
-	return c.pol
+	c.mu.Lock()
+	c.pol, c.exp = pol, now.Add(ttl)
+	c.mu.Unlock()
+	return pol
 }
 
 // required: must user have a second factor (their flag, their

@@ -2,7 +2,9 @@ package provider_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -59,17 +61,33 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 
 			t.Run("grace ahead: skipped", func(t *testing.T) {
 				e := newMFAEnv(t, dialect)
-				grace := e.clock.Now().Add(48 * time.Hour)
+				grace := e.clock.Now().Add(time.Hour)
 				policy(e, &grace)
 				b := providertest.NewBrowser(t)
 				authURL, verifier := e.authURL()
 				page := e.toSecondStep(t, b, authURL, "ada@example.com")
 				require.Contains(t, page.Request.URL.Path, "/login/enrol", "R17: the setup is offered")
 				assert.Contains(t, page.Body, "Skip for now")
-				assert.Contains(t, page.Body, grace.UTC().Format("2 January 2006"))
+				assert.Contains(t, page.Body, grace.UTC().Format("2 January 2006, 15:04"))
 				_, cb := b.Follow(skip(e, b, page), redirectURI)
 				require.NotEmpty(t, cb, "signed in after skipping")
-				assert.Equal(t, []string{"pwd"}, e.tokensFrom(t, cb, verifier).Amr, "honest: a password sign-in")
+				tok, idt := e.rp.exchange(t, mustQuery(t, cb).Get("code"), verifier)
+				assert.Equal(t, []string{"pwd"}, claimsOf(t, idt).Amr, "honest: a password sign-in")
+				refresh := func(rt string) (int, string) {
+					return tokenRequest(t, e.URL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}},
+						e.rp.conf.ClientID, e.rp.conf.ClientSecret)
+				}
+				status, body := refresh(tok.RefreshToken)
+				require.Equal(t, http.StatusOK, status, "refreshed within the grace period: %s", body)
+				var next struct {
+					RefreshToken string `json:"refresh_token"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(body), &next))
+				// Past the grace date the password-only grant ends.
+				e.clock.Advance(2 * time.Hour)
+				status, body = refresh(next.RefreshToken)
+				assert.Equal(t, http.StatusBadRequest, status)
+				assert.Contains(t, body, "invalid_grant")
 				events, err := e.Store.ListAudit(ctx, store.AuditFilter{UserID: e.user.ID})
 				require.NoError(t, err)
 				types := []string{}
@@ -77,14 +95,18 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 					types = append(types, ev.Type)
 				}
 				assert.Contains(t, types, "mfa.setup_deferred")
+			})
 
-				// A client that requires two factors is not skipped.
+			t.Run("grace ahead, a client that requires two factors", func(t *testing.T) {
+				e := newMFAEnv(t, dialect)
+				grace := e.clock.Now().Add(time.Hour)
+				policy(e, &grace)
 				strict := newRP(t, e.Env, clients.Spec{FirstParty: true, RequireMFA: true})
-				b2 := providertest.NewBrowser(t)
-				page = e.toSecondStep(t, b2, strict.conf.AuthCodeURL("st-strict-1234"), "ada@example.com")
+				b := providertest.NewBrowser(t)
+				page := e.toSecondStep(t, b, strict.conf.AuthCodeURL("st-strict-1234"), "ada@example.com")
 				require.Contains(t, page.Request.URL.Path, "/login/enrol")
-				assert.NotContains(t, page.Body, "Skip for now")
-				assert.Equal(t, http.StatusForbidden, skip(e, b2, page).StatusCode)
+				assert.NotContains(t, page.Body, "Skip for now", "the client's requirement is not deferred")
+				assert.Equal(t, http.StatusForbidden, skip(e, b, page).StatusCode)
 			})
 
 			t.Run("grace over", func(t *testing.T) {

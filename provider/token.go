@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/ory/fosite"
 
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -42,8 +43,16 @@ func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.Access
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		// A disabled account's tokens stop at once, refresh included.
-		if u, err := p.store.GetUser(ctx, s.Subject); err != nil || u.Disabled {
+		u, err := p.store.GetUser(ctx, s.Subject)
+		if err != nil || u.Disabled {
 			return ar, nil, fosite.ErrInvalidGrant.WithHint("The user of this refresh token cannot sign in any more.")
+		}
+		// A grant won with the password alone ends once a second factor
+		// is required of its user (their flag, or their population's
+		// policy past its grace date: R16, R17); they sign in again and
+		// set one up.
+		if mfa.RequiredNow(u, p.policies(ctx), p.now()) && !mfa.IsMFA(s.IDTokenClaims().AuthenticationMethodsReferences) {
+			return ar, nil, fosite.ErrInvalidGrant.WithHint("Two-step verification is now required of this user: they must sign in again.")
 		}
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {

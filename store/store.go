@@ -108,8 +108,9 @@ type Store interface {
 	ListMFAPolicies(ctx context.Context) ([]MFAPolicy, error)
 	// SetMFAPolicy inserts or replaces a population's policy.
 	SetMFAPolicy(ctx context.Context, p MFAPolicy) error
-	// SignOutWithoutFactors ends the sessions and revokes the codes and
-	// tokens of a population's users who have no confirmed second factor
+	// SignOutWithoutFactors ends the sessions and sign-ins in progress
+	// and revokes the codes and tokens of a population's users who have
+	// no confirmed second factor
 	// (R16: a policy switched on); it returns how many sessions and token
 	// rows went.
 	SignOutWithoutFactors(ctx context.Context, pop Population) (sessions, tokens int64, err error)

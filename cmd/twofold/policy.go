@@ -86,11 +86,13 @@ func (a *app) policyMFACmd() *cobra.Command {
 		Short: "Require two-step verification for every agent or every contact",
 		Long: `Require two-step verification for every user of a population (R15), or stop
 requiring it. Switching it on signs out that population's users who have no
-second factor and revokes their tokens (R16): at their next sign-in they set
-one up before they get any token. With --grace-until they may put the setup
-off until that date (R17): YYYY-MM-DD (the start of that day, UTC) or an
-RFC 3339 time. Users with a factor can no longer turn it off (R18). Running
-servers see a change within 5 seconds.`,
+second factor and revokes their codes and refresh tokens (R16): at their next
+sign-in they set one up. With --grace-until they may put the setup off until
+that date (R17): YYYY-MM-DD (the start of that day, UTC) or an RFC 3339 time.
+A refresh token won with the password alone stops working once the setup is
+required of its user; a JWT access token already handed out stays valid
+offline until it expires. Users with a factor can no longer turn it off
+(R18). Running servers see a change within 5 seconds.`,
 		Args: exactArgs(0),
 	}
 	f := cmd.Flags()
@@ -113,6 +115,9 @@ servers see a change within 5 seconds.`,
 			t, err := parseDate(graceUntil)
 			if err != nil {
 				return usageError{fmt.Errorf("--grace-until: %w", err)}
+			}
+			if !t.After(time.Now()) {
+				return usageError{fmt.Errorf("--grace-until %s is not in the future", t.Format(time.RFC3339))}
 			}
 			grace = &t
 		}

@@ -67,6 +67,7 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 				{"--population", "agent", "--require", "--off"},
 				{"--population", "agent", "--off", "--grace-until", "2030-01-01"},
 				{"--population", "agent", "--require", "--grace-until", "next week"},
+				{"--population", "agent", "--require", "--grace-until", "2020-01-01"},
 			} {
 				r := twofold(t, env, "", append([]string{"policy", "mfa"}, args...)...)
 				assert.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
@@ -89,7 +90,7 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 			assert.Equal(t, "policy.population_mfa", events[0].Type)
 			assert.JSONEq(t, `{"population":"agent","required":true,"grace_until":"2030-01-01T00:00:00Z","signed_out_sessions":1,"revoked_token_rows":0}`, events[0].Detail)
 
-			// Already on (a new grace date): nobody is signed out again.
+			// Already on (now without a grace date): nobody is signed out again.
 			signIn(none, "-2")
 			r = twofold(t, env, "", "policy", "mfa", "--population", "agent", "--require")
 			require.Equal(t, 0, r.code, r.stderr)
@@ -101,6 +102,12 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Contains(t, r.stdout, "no longer required of every agent")
 			assert.False(t, show()[0].RequireMFA)
+
+			// Off, then on again: switched on, it signs out again.
+			r = twofold(t, env, "", "policy", "mfa", "--population", "agent", "--require")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "1 session(s) of agents without a second factor ended")
+			assert.False(t, signedIn(none, "-2"))
 		})
 	}
 }

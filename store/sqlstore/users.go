@@ -112,9 +112,9 @@ func (s *Store) SetMFAPolicy(ctx context.Context, p store.MFAPolicy) error {
 	return wrap(err, "set mfa policy")
 }
 
-// SignOutWithoutFactors ends the sessions and removes the codes and
-// tokens of a population's users without a confirmed factor, in one
-// transaction.
+// SignOutWithoutFactors ends the sessions and sign-ins in progress and
+// removes the codes and tokens of a population's users without a
+// confirmed factor, in one transaction.
 func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
 	const users = `SELECT id FROM users WHERE population = ? AND NOT EXISTS
 		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`
@@ -125,6 +125,9 @@ func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population)
 		}
 		if err != nil {
 			return wrap(err, "sign out users without factors: sessions")
+		}
+		if _, err := s.exec(ctx, `DELETE FROM login_flows WHERE user_id IN (`+users+`)`, pop); err != nil {
+			return wrap(err, "sign out users without factors: sign-ins in progress")
 		}
 		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject IN (`+users+`)`, pop)
 		if err == nil {

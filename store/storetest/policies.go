@@ -58,6 +58,11 @@ func testSignOutWithoutFactors(t *testing.T, s store.Store) {
 		r.Subject = u.ID
 		require.NoError(t, s.CreateOAuth2Request(ctx, r))
 	}
+	for _, id := range []string{"none", "has"} {
+		f := newLoginFlow("flow-" + id)
+		f.UserID, f.State = id, store.FlowEnrol
+		require.NoError(t, s.CreateLoginFlow(ctx, f))
+	}
 	require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "f1", UserID: "pending", Kind: store.FactorTOTP, CreatedAt: base}))
 	require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "f2", UserID: "has", Kind: store.FactorTOTP, Confirmed: true, CreatedAt: base}))
 
@@ -65,6 +70,10 @@ func testSignOutWithoutFactors(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, sessions)
 	assert.EqualValues(t, 2, tokens)
+	_, err = s.GetLoginFlow(ctx, "flow-none")
+	assert.ErrorIs(t, err, store.ErrNotFound, "a sign-in in progress of a user without a factor ends")
+	_, err = s.GetLoginFlow(ctx, "flow-has")
+	assert.NoError(t, err)
 	for _, u := range users {
 		_, serr := s.GetSession(ctx, "s-"+u.ID)
 		_, terr := s.GetOAuth2Request(ctx, store.KindRefreshToken, "rt-"+u.ID)
