@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
 
@@ -17,9 +21,18 @@ func TestR15_R24_RequireMFAAndAudit(t *testing.T) {
 			r := twofold(t, env, "correct horse battery", "users", "create", "--email", "ada@example.com", "--population", "agent", "--password-stdin")
 			require.Equal(t, 0, r.code, r.stderr)
 
+			// Signed in, no second factor: switching it on signs her out (R16).
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			ada, err := s.GetUserByEmail(context.Background(), store.PopulationAgent, "ada@example.com")
+			require.NoError(t, err)
+			now := time.Now().UTC()
+			require.NoError(t, s.CreateSession(context.Background(), store.Session{ID: "ada-s1", UserID: ada.ID, AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 			r = twofold(t, env, "", "users", "require-mfa", "ada@example.com")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Contains(t, r.stdout, "now required")
+			assert.Contains(t, r.stdout, "signed out")
+			_, err = s.GetSession(context.Background(), "ada-s1")
+			assert.ErrorIs(t, err, store.ErrNotFound)
 			r = twofold(t, env, "", "users", "show", "ada@example.com", "-o", "json")
 			var u userJSON
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))

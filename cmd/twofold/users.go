@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -340,13 +341,38 @@ func (a *app) usersRequireMFACmd() *cobra.Command {
 		if err := s.SetUserMFARequired(ctx, u.ID, !off, time.Now()); err != nil {
 			return "", err
 		}
+		signedOut := false
+		if !off && !u.MFARequired {
+			// R16: switched on for a user without a second factor, it
+			// signs them out; they set one up at their next sign-in.
+			fs, err := s.ListFactors(ctx, u.ID)
+			if err != nil {
+				return "", err
+			}
+			if !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed }) {
+				for _, step := range []func() error{
+					func() error { return s.DeleteUserFlows(ctx, u.ID) },
+					func() error { return s.DeleteUserSessions(ctx, u.ID) },
+					func() error { return s.DeleteSubjectTokens(ctx, u.ID) },
+				} {
+					if err := step(); err != nil {
+						return "", err
+					}
+				}
+				signedOut = true
+			}
+		}
 		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.user_mfa", UserID: u.ID, ActorID: "cli",
 			Detail: fmt.Sprintf(`{"required":%t}`, !off)})
 		state := "now required"
 		if off {
 			state = "no longer required"
 		}
-		return fmt.Sprintf("two-step verification is %s for %s", state, u.Email), err
+		msg := fmt.Sprintf("two-step verification is %s for %s", state, u.Email)
+		if signedOut {
+			msg += "; they had no second factor and are signed out"
+		}
+		return msg, err
 	})
 	cmd.Flags().BoolVar(&off, "off", false, "stop requiring it")
 	return cmd
