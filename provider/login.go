@@ -145,12 +145,9 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 	case len(factors) > 0:
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
 		p.advance(w, r, f, store.FlowSecondFactor)
-	case p.mfaNeeded(ctx, f, user):
-		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
-		p.advance(w, r, f, store.FlowEnrol)
-	case p.deferrableNow(ctx, user):
-		// Required by the population's policy, still in its grace period
-		// (R17): the setup is offered, and may be put off.
+	case p.mfaNeeded(ctx, f, user) || !p.deferral(ctx, user).IsZero():
+		// Needed now, or required by the population's policy within its
+		// grace period (R17): then the setup page lets it be put off.
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
 		p.advance(w, r, f, store.FlowEnrol)
 	default:

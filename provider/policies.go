@@ -66,7 +66,3 @@ func (p *Provider) deferral(ctx context.Context, user store.User) time.Time {
 	}
 	return *pol[user.Population].GraceUntil
 }
-
-func (p *Provider) deferrableNow(ctx context.Context, user store.User) bool {
-	return !p.deferral(ctx, user).IsZero()
-}

@@ -108,9 +108,9 @@ type Store interface {
 	ListMFAPolicies(ctx context.Context) ([]MFAPolicy, error)
 	// SetMFAPolicy inserts or replaces a population's policy.
 	SetMFAPolicy(ctx context.Context, p MFAPolicy) error
-	// SignOutWithoutFactors ends the sessions and sign-ins in progress
-	// and revokes the codes and tokens of a population's users who have
-	// no confirmed second factor
+	// SignOutWithoutFactors ends the sessions, sign-ins in progress and
+	// ceremonies, and revokes the codes and tokens, of a population's
+	// users who have no confirmed second factor
 	// (R16: a policy switched on); it returns how many sessions and token
 	// rows went.
 	SignOutWithoutFactors(ctx context.Context, pop Population) (sessions, tokens int64, err error)
@@ -170,9 +170,9 @@ type Store interface {
 	// TouchSession records that a session was used at t.
 	TouchSession(ctx context.Context, id string, t time.Time) error
 	DeleteUserSessions(ctx context.Context, userID string) error
-	// DeleteUserFlows drops a user's sign-ins in progress and WebAuthn
-	// ceremonies (a registration begun, not finished).
-	DeleteUserFlows(ctx context.Context, userID string) error
+	// SignOutUser ends a user's sessions, sign-ins in progress and
+	// WebAuthn ceremonies, and removes their codes and tokens.
+	SignOutUser(ctx context.Context, userID string) error
 	// SignOutAll ends every user's sessions, sign-ins in progress and
 	// WebAuthn ceremonies, and removes every user's codes and tokens, but
 	// those of except ("" for none); tokens a client got for itself stay.

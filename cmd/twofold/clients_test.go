@@ -245,14 +245,7 @@ func TestClientsUpdate(t *testing.T) {
 			var creds map[string]string
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
 			id, secret := creds["client_id"], creds["client_secret"]
-			show := func() clientJSON {
-				t.Helper()
-				r := twofold(t, env, "", "clients", "show", id, "--output", "json")
-				require.Equal(t, 0, r.code, r.stderr)
-				var c clientJSON
-				require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
-				return c
-			}
+			show := func() clientJSON { return showClient(t, env, id) }
 			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
 			audits := func() []store.AuditEvent {
 				t.Helper()
@@ -342,14 +335,7 @@ func TestClientsUpdateKeys(t *testing.T) {
 	var creds map[string]string
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
 	id := creds["client_id"]
-	show := func() clientJSON {
-		t.Helper()
-		r := twofold(t, env, "", "clients", "show", id, "--output", "json")
-		require.Equal(t, 0, r.code, r.stderr)
-		var c clientJSON
-		require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
-		return c
-	}
+	show := func() clientJSON { return showClient(t, env, id) }
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	set, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key.Public(), KeyID: "k2", Algorithm: "ES256", Use: "sig"}}})

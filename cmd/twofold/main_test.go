@@ -21,6 +21,7 @@ import (
 
 	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
 )
 
@@ -382,4 +383,27 @@ func TestPprofListener(t *testing.T) {
 		_, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
 		return err != nil
 	}, 5*time.Second, 20*time.Millisecond, "the listener closes with the server")
+}
+
+// createUser makes an account with the CLI and returns it as stored.
+func createUser(t *testing.T, env []string, s store.Store, email, population string) store.User {
+	t.Helper()
+	r := twofold(t, env, "correct horse battery", "users", "create", "--password-stdin", "--output", "json",
+		"--email", email, "--population", population)
+	require.Equal(t, 0, r.code, r.stderr)
+	var u userJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
+	got, err := s.GetUser(context.Background(), u.ID)
+	require.NoError(t, err)
+	return got
+}
+
+// showClient is `clients show ID --output json`.
+func showClient(t *testing.T, env []string, id string) clientJSON {
+	t.Helper()
+	r := twofold(t, env, "", "clients", "show", id, "--output", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var c clientJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
+	return c
 }

@@ -24,16 +24,7 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 			ctx := context.Background()
 			env := migratedDB(t, dialect)
 			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
-			user := func(email, pop string) store.User {
-				t.Helper()
-				r := twofold(t, env, "correct horse battery", "users", "create", "--password-stdin", "--output", "json", "--email", email, "--population", pop)
-				require.Equal(t, 0, r.code, r.stderr)
-				var u userJSON
-				require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
-				got, err := s.GetUser(ctx, u.ID)
-				require.NoError(t, err)
-				return got
-			}
+			user := func(email, pop string) store.User { return createUser(t, env, s, email, pop) }
 			now := time.Now().UTC()
 			signIn := func(u store.User, n string) {
 				t.Helper()

@@ -350,14 +350,8 @@ func (a *app) usersRequireMFACmd() *cobra.Command {
 				return "", err
 			}
 			if !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed }) {
-				for _, step := range []func() error{
-					func() error { return s.DeleteUserFlows(ctx, u.ID) },
-					func() error { return s.DeleteUserSessions(ctx, u.ID) },
-					func() error { return s.DeleteSubjectTokens(ctx, u.ID) },
-				} {
-					if err := step(); err != nil {
-						return "", err
-					}
+				if err := s.SignOutUser(ctx, u.ID); err != nil {
+					return "", err
 				}
 				signedOut = true
 			}
@@ -408,10 +402,8 @@ func (a *app) usersResetMFACmd() *cobra.Command {
 			}
 			for _, step := range []func() error{
 				func() error { return s.DeleteRecoveryCodes(ctx, u.ID) },
-				func() error { return s.DeleteUserFlows(ctx, u.ID) },
 				func() error { return s.ResetThrottle(ctx, provider.FactorLockKey(u)) },
-				func() error { return s.DeleteUserSessions(ctx, u.ID) },
-				func() error { return s.DeleteSubjectTokens(ctx, u.ID) },
+				func() error { return s.SignOutUser(ctx, u.ID) },
 			} {
 				if err := step(); err != nil {
 					return "", err

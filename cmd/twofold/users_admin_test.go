@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -26,17 +25,7 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 			ctx := context.Background()
 			env := migratedDB(t, dialect)
 			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
-			user := func(email string) store.User {
-				t.Helper()
-				r := twofold(t, env, "correct horse battery", "users", "create", "--password-stdin", "--output", "json",
-					"--email", email, "--population", "agent")
-				require.Equal(t, 0, r.code, r.stderr)
-				var u userJSON
-				require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
-				got, err := s.GetUser(ctx, u.ID)
-				require.NoError(t, err)
-				return got
-			}
+			user := func(email string) store.User { return createUser(t, env, s, email, "agent") }
 			ada, bo := user("ada@example.com"), user("bo@example.com")
 			now := time.Now().UTC().Truncate(time.Second)
 			signIn := func(u store.User, n string) {

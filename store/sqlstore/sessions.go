@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -76,45 +77,49 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 	return wrap(err, "delete user sessions")
 }
 
-// DeleteUserFlows drops a user's sign-ins in progress and ceremonies.
-func (s *Store) DeleteUserFlows(ctx context.Context, userID string) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if _, err := s.exec(ctx, `DELETE FROM login_flows WHERE user_id = ?`, userID); err != nil {
-			return wrap(err, "delete user flows")
-		}
-		_, err := s.exec(ctx, `DELETE FROM webauthn_sessions WHERE user_id = ?`, userID)
-		return wrap(err, "delete user ceremonies")
-	})
+// SignOutUser ends one user's sessions, sign-ins in progress and
+// ceremonies, and removes their codes and tokens.
+func (s *Store) SignOutUser(ctx context.Context, userID string) error {
+	_, _, err := s.signOut(ctx, `SELECT id FROM users WHERE id = ?`, userID)
+	return err
 }
 
-// SignOutAll ends the sessions, sign-ins in progress and ceremonies, and
-// removes the codes and tokens, of every user but except, in one
-// transaction. A token row's subject is a user's id or, for
-// client_credentials, the client's: only users' rows go. A sign-in still
-// at its password step has no user yet and stays: it needs the password.
+// SignOutAll signs out every user but except.
 func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error) {
-	err = s.InTx(ctx, func(ctx context.Context) error {
-		res, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id <> ?`, except)
+	return s.signOut(ctx, `SELECT id FROM users WHERE id <> ?`, except)
+}
+
+// SignOutWithoutFactors signs out a population's users without a
+// confirmed factor.
+func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
+	return s.signOut(ctx, `SELECT id FROM users WHERE population = ? AND NOT EXISTS
+		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`, pop)
+}
+
+// signOut ends the sessions, sign-ins in progress and WebAuthn ceremonies,
+// and removes the codes and tokens, of the users that the query users
+// (with arg) selects, in one transaction. A token row's subject is a
+// user's id or, for client_credentials, the client's: only users' rows
+// go. A sign-in still at its password step has no user yet and stays.
+func (s *Store) signOut(ctx context.Context, users string, arg any) (sessions, tokens int64, err error) {
+	count := func(res sql.Result, err error) (int64, error) {
 		if err != nil {
-			return wrap(err, "sign out all: sessions")
+			return 0, err
 		}
-		if sessions, err = res.RowsAffected(); err != nil {
-			return wrap(err, "sign out all: sessions")
+		return res.RowsAffected()
+	}
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if sessions, err = count(s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id IN (`+users+`)`, arg)); err != nil {
+			return wrap(err, "sign out: sessions")
 		}
-		for _, q := range []string{
-			`DELETE FROM login_flows WHERE user_id <> '' AND user_id <> ?`,
-			`DELETE FROM webauthn_sessions WHERE user_id <> '' AND user_id <> ?`,
-		} {
-			if _, err := s.exec(ctx, q, except); err != nil {
-				return wrap(err, "sign out all: sign-ins in progress")
+		for _, table := range []string{"login_flows", "webauthn_sessions"} {
+			if _, err := s.exec(ctx, `DELETE FROM `+table+` WHERE user_id IN (`+users+`)`, arg); err != nil {
+				return wrap(err, "sign out: "+table)
 			}
 		}
-		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject <> ? AND subject IN (SELECT id FROM users)`, except)
-		if err != nil {
-			return wrap(err, "sign out all: tokens")
-		}
-		tokens, err = res.RowsAffected()
-		return wrap(err, "sign out all: tokens")
+		tokens, err = count(s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject IN (`+users+`)`, arg))
+		return wrap(err, "sign out: tokens")
 	})
 	return sessions, tokens, err
 }

@@ -111,29 +111,3 @@ func (s *Store) SetMFAPolicy(ctx context.Context, p store.MFAPolicy) error {
 		updated_at = excluded.updated_at`, p.Population, p.Required, utcPtr(p.GraceUntil), p.UpdatedAt.UTC())
 	return wrap(err, "set mfa policy")
 }
-
-// SignOutWithoutFactors ends the sessions and sign-ins in progress and
-// removes the codes and tokens of a population's users without a
-// confirmed factor, in one transaction.
-func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
-	const users = `SELECT id FROM users WHERE population = ? AND NOT EXISTS
-		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`
-	err = s.InTx(ctx, func(ctx context.Context) error {
-		res, err := s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id IN (`+users+`)`, pop)
-		if err == nil {
-			sessions, err = res.RowsAffected()
-		}
-		if err != nil {
-			return wrap(err, "sign out users without factors: sessions")
-		}
-		if _, err := s.exec(ctx, `DELETE FROM login_flows WHERE user_id IN (`+users+`)`, pop); err != nil {
-			return wrap(err, "sign out users without factors: sign-ins in progress")
-		}
-		res, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE subject IN (`+users+`)`, pop)
-		if err == nil {
-			tokens, err = res.RowsAffected()
-		}
-		return wrap(err, "sign out users without factors: tokens")
-	})
-	return sessions, tokens, err
-}
