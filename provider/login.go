@@ -89,10 +89,7 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	// email is throttled exactly like a real one.
 	key, _ := accounts.NormalizeEmail(email)
 	throttleKey := passwordKey(key) // one counter per address, whatever population was picked
-	th, err := p.addressAttempt(ctx, r)
-	if err == nil && th.Allowed {
-		th, err = p.store.Attempt(ctx, throttleKey, passwordRule, p.now())
-	}
+	th, _, err := p.attempt(ctx, r, throttleKey, passwordRule)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return

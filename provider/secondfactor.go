@@ -64,13 +64,21 @@ func (p *Provider) refundKey(r *http.Request) string {
 	return p.addressKey(r)
 }
 
-// addressAttempt counts a try against the client's address, unless the
-// address limit is off.
-func (p *Provider) addressAttempt(ctx context.Context, r *http.Request) (store.Throttle, error) {
-	if p.cfg.NoAddressThrottle {
-		return store.Throttle{Allowed: true}, nil
+// attempt reserves an attempt on the client's address (unless the
+// address limit is off), then one under key: one store call, one
+// statement on PostgreSQL. th is the refused attempt, or key's when both
+// are allowed; byAddress says the address refused (then key was not
+// counted).
+func (p *Provider) attempt(ctx context.Context, r *http.Request, key string, lim store.Limit) (th store.Throttle, byAddress bool, err error) {
+	tries := []store.Try{{Key: key, Limit: lim}}
+	if !p.cfg.NoAddressThrottle {
+		tries = []store.Try{{Key: p.addressKey(r), Limit: addressRule}, tries[0]}
 	}
-	return p.store.Attempt(ctx, p.addressKey(r), addressRule, p.now())
+	ths, err := p.store.Attempts(ctx, p.now(), tries...)
+	if err != nil {
+		return store.Throttle{}, false, err
+	}
+	return ths[len(ths)-1], len(ths) < len(tries), nil
 }
 
 // Throttle keys: the password counter per email address and the second
@@ -286,19 +294,14 @@ func (p *Provider) attemptInFlow(w http.ResponseWriter, r *http.Request, f store
 // failed).
 func (p *Provider) factorAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) (ok bool, locked string) {
 	ctx := r.Context()
-	th, err := p.addressAttempt(ctx, r)
+	th, byAddress, err := p.attempt(ctx, r, factorKey(user.ID), factorRule)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return false, ""
 	}
-	if !th.Allowed {
+	if byAddress {
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"address"}`})
 		return false, lockedMessage(th.RetryAt)
-	}
-	th, err = p.store.Attempt(ctx, factorKey(user.ID), factorRule, p.now())
-	if err != nil {
-		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
-		return false, ""
 	}
 	if th.Capped {
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.throttled", UserID: user.ID, ClientID: f.ClientID, Detail: `{"scope":"cap"}`})

@@ -197,6 +197,12 @@ type Limit struct {
 	Cap    int
 }
 
+// Try is one attempt under Key, counted against Limit (Store.Attempts).
+type Try struct {
+	Key   string
+	Limit Limit
+}
+
 // Throttle is the outcome of reserving an attempt.
 type Throttle struct {
 	Allowed bool

@@ -243,6 +243,10 @@ type Store interface {
 	// key many accounts count against, the client's address; "" for
 	// none) and keys cleared, in one statement where the database allows.
 	Attempt(ctx context.Context, key string, lim Limit, now time.Time) (Throttle, error)
+	// Attempts makes each try as Attempt would, in turn, and stops after
+	// the first refused: it returns one Throttle per try made, so a
+	// refused try leaves the ones after it uncounted. Keys must differ.
+	Attempts(ctx context.Context, now time.Time, tries ...Try) ([]Throttle, error)
 	ResetThrottle(ctx context.Context, keys ...string) error
 	Success(ctx context.Context, shared string, keys ...string) error
 }

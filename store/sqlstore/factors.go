@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,7 +162,106 @@ func (s *Store) DeleteRecoveryCodes(ctx context.Context, userID string) error {
 // delete-then-upsert transaction cost four statements and a commit per
 // attempt, and the cap a key (and a statement) of its own.
 func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now time.Time) (store.Throttle, error) {
+	ths, err := s.Attempts(ctx, now, store.Try{Key: key, Limit: lim})
+	if err != nil {
+		return store.Throttle{}, err
+	}
+	return ths[0], nil
+}
+
+// Attempts makes each try in turn until one is refused. On PostgreSQL
+// every try is one UPSERT in a chain of common table expressions, each
+// inserting only when the one before it returned an allowed row, so a
+// sign-in step's two counts (the address, the account) cost one round
+// trip instead of two; SQLite is local and runs them one by one.
+func (s *Store) Attempts(ctx context.Context, now time.Time, tries ...store.Try) ([]store.Throttle, error) {
 	now = now.UTC()
+	if len(tries) == 0 {
+		return nil, nil
+	}
+	for i, t := range tries {
+		if slices.ContainsFunc(tries[:i], func(o store.Try) bool { return o.Key == t.Key }) {
+			// PostgreSQL's one statement cannot upsert a row twice.
+			return nil, fmt.Errorf("throttle attempts: key %q twice", t.Key)
+		}
+	}
+	if s.dialect != "postgres" || len(tries) == 1 {
+		var out []store.Throttle
+		for _, t := range tries {
+			query, args := attemptSQL(t, now, "", store.Limit{})
+			var row throttleRow
+			if err := s.get(ctx, &row, query+` RETURNING failures, locked_until, streak`, args...); err != nil {
+				return out, wrap(err, "throttle attempt")
+			}
+			th, err := s.settle(ctx, t, row, now)
+			if err != nil {
+				return out, err
+			}
+			if out = append(out, th); !th.Allowed {
+				break
+			}
+		}
+		return out, nil
+	}
+	var (
+		b    strings.Builder
+		args []any
+	)
+	b.WriteString("WITH ")
+	for i, t := range tries {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		prev := ""
+		if i > 0 {
+			prev = fmt.Sprintf("t%d", i-1)
+		}
+		query, a := attemptSQL(t, now, prev, tries[max(i-1, 0)].Limit)
+		fmt.Fprintf(&b, "t%d AS (%s RETURNING %d AS i, failures, locked_until, streak)", i, query, i)
+		args = append(args, a...)
+	}
+	for i := range tries {
+		if i > 0 {
+			b.WriteString(" UNION ALL")
+		}
+		fmt.Fprintf(&b, " SELECT i, failures, locked_until, streak FROM t%d", i)
+	}
+	var rows []throttleRow
+	if err := s.sel(ctx, &rows, b.String(), args...); err != nil {
+		return nil, wrap(err, "throttle attempts")
+	}
+	slices.SortFunc(rows, func(a, b throttleRow) int { return a.I - b.I })
+	var out []store.Throttle
+	for i, row := range rows {
+		if row.I != i {
+			return out, fmt.Errorf("throttle attempts: try %d missing", i)
+		}
+		th, err := s.settle(ctx, tries[i], row, now)
+		if err != nil {
+			return out, err
+		}
+		if out = append(out, th); !th.Allowed {
+			break
+		}
+	}
+	if len(out) < len(tries) && (len(out) == 0 || out[len(out)-1].Allowed) {
+		return out, fmt.Errorf("throttle attempts: %d of %d tries counted", len(out), len(tries))
+	}
+	return out, nil
+}
+
+type throttleRow struct {
+	I           int        `db:"i"`
+	Failures    int        `db:"failures"`
+	LockedUntil *time.Time `db:"locked_until"`
+	Streak      int        `db:"streak"`
+}
+
+// attemptSQL is one try's UPSERT, without its RETURNING. With prev (a
+// CTE of Attempts, counted under prevLim) the row is inserted only when
+// prev's returned row was allowed: the same test as settle's.
+func attemptSQL(t store.Try, now time.Time, prev string, prevLim store.Limit) (string, []any) {
+	lim := t.Limit
 	// With no window, a cutoff that no row can be at or before.
 	cutoff := time.Unix(0, 0).UTC()
 	if lim.Window > 0 {
@@ -173,24 +274,32 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 	const capped = `(? > 0 AND throttles.streak >= ?)`
 	const refused = `((throttles.locked_until IS NOT NULL AND throttles.locked_until > ?)
 		OR (NOT ` + fresh + ` AND throttles.failures + 1 > ?))`
-	var row struct {
-		Failures    int        `db:"failures"`
-		LockedUntil *time.Time `db:"locked_until"`
-		Streak      int        `db:"streak"`
+	var query string
+	var args []any
+	if prev == "" {
+		query = `INSERT INTO throttles (key, failures, window_start, streak) VALUES (?, 1, ?, ?)`
+		args = []any{t.Key, now, firstStreak(lim)}
+	} else {
+		query = `INSERT INTO throttles (key, failures, window_start, streak) SELECT ?, 1, ?, ? FROM ` + prev + `
+			WHERE ` + prev + `.locked_until IS NULL AND ` + prev + `.failures <= ? AND NOT (? > 0 AND ` + prev + `.streak > ?)`
+		args = []any{t.Key, now, firstStreak(lim), prevLim.Max, prevLim.Cap, prevLim.Cap}
 	}
-	err := s.get(ctx, &row, `INSERT INTO throttles (key, failures, window_start, streak) VALUES (?, 1, ?, ?)
+	query += `
 		ON CONFLICT (key) DO UPDATE SET
-			failures = CASE WHEN `+fresh+` THEN 1 ELSE throttles.failures + 1 END,
-			window_start = CASE WHEN `+fresh+` THEN excluded.window_start ELSE throttles.window_start END,
-			locked_until = CASE WHEN `+fresh+` THEN NULL ELSE throttles.locked_until END,
-			streak = CASE WHEN ? = 0 THEN 0 WHEN `+capped+` THEN ? + 1 WHEN `+refused+` THEN throttles.streak ELSE throttles.streak + 1 END
-		RETURNING failures, locked_until, streak`,
-		key, now, firstStreak(lim),
+			failures = CASE WHEN ` + fresh + ` THEN 1 ELSE throttles.failures + 1 END,
+			window_start = CASE WHEN ` + fresh + ` THEN excluded.window_start ELSE throttles.window_start END,
+			locked_until = CASE WHEN ` + fresh + ` THEN NULL ELSE throttles.locked_until END,
+			streak = CASE WHEN ? = 0 THEN 0 WHEN ` + capped + ` THEN ? + 1 WHEN ` + refused + ` THEN throttles.streak ELSE throttles.streak + 1 END`
+	args = append(args,
 		now, cutoff, now, cutoff, now, cutoff,
 		lim.Cap, lim.Cap, lim.Cap, lim.Cap, now, now, cutoff, lim.Max)
-	if err != nil {
-		return store.Throttle{}, wrap(err, "throttle attempt")
-	}
+	return query, args
+}
+
+// settle reads a try's counted row: refused when capped, locked, or
+// past Max, in which case it sets the lock.
+func (s *Store) settle(ctx context.Context, t store.Try, row throttleRow, now time.Time) (store.Throttle, error) {
+	lim := t.Limit
 	out := store.Throttle{Failures: row.Failures}
 	switch {
 	case lim.Cap > 0 && row.Streak > lim.Cap:
@@ -203,7 +312,7 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 		// of their (near-equal) times will do.
 		// "failures > Max": a reset and a fresh count between the two
 		// statements must not be locked.
-		if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ? AND locked_until IS NULL AND failures > ?`, out.RetryAt, key, lim.Max); err != nil {
+		if _, err := s.exec(ctx, `UPDATE throttles SET locked_until = ? WHERE key = ? AND locked_until IS NULL AND failures > ?`, out.RetryAt, t.Key, lim.Max); err != nil {
 			return store.Throttle{}, wrap(err, "throttle attempt")
 		}
 	default:

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Throttle", testThrottle},
 		{"ThrottleParallel", testThrottleParallel},
 		{"ThrottleCap", testThrottleCap},
+		{"ThrottleAttempts", testThrottleAttempts},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},

@@ -193,3 +193,77 @@ func testThrottleCap(t *testing.T, s store.Store) {
 	// Parallel attempts cannot pass the cap.
 	assert.EqualValues(t, 7, allowedInParallel(t, s, "pc", store.Limit{Max: 100, Lock: time.Minute, Cap: 7}, 30))
 }
+
+// testThrottleAttempts: Attempts counts each try as Attempt would and
+// stops at the first refused, leaving the tries after it uncounted.
+func testThrottleAttempts(t *testing.T, s store.Store) {
+	shared := store.Limit{Max: 2, Lock: time.Minute, Window: time.Hour}
+	capped := store.Limit{Max: 3, Lock: time.Minute, Cap: 4}
+	count := func(key string) int {
+		t.Helper()
+		// A probe under a huge limit (and no cap: not for capped keys,
+		// whose streak it would clear) reports the count with itself.
+		th, err := s.Attempt(ctx, key, store.Limit{Max: 1000, Lock: time.Minute}, base)
+		require.NoError(t, err)
+		require.NoError(t, s.Success(ctx, key)) // take the probe back
+		return th.Failures - 1
+	}
+	try := func(at time.Time, tries ...store.Try) []store.Throttle {
+		t.Helper()
+		ths, err := s.Attempts(ctx, at, tries...)
+		require.NoError(t, err)
+		return ths
+	}
+	ip, acct := store.Try{Key: "ip", Limit: shared}, store.Try{Key: "acct", Limit: capped}
+
+	ths := try(base, ip, acct)
+	require.Len(t, ths, 2)
+	assert.True(t, ths[0].Allowed && ths[1].Allowed)
+	assert.Equal(t, []int{1, 1}, []int{ths[0].Failures, ths[1].Failures})
+	ths = try(base, ip, acct)
+	require.Len(t, ths, 2)
+	assert.Equal(t, []int{2, 2}, []int{ths[0].Failures, ths[1].Failures})
+
+	// The shared key is past its limit: refused, locked, and the account
+	// is not counted.
+	ths = try(base.Add(time.Second), ip, acct)
+	require.Len(t, ths, 1, "stops at the refused try")
+	assert.False(t, ths[0].Allowed)
+	assert.True(t, base.Add(time.Second+time.Minute).Equal(ths[0].RetryAt), "locked: %v", ths[0].RetryAt)
+	ths = try(base, acct)
+	assert.Equal(t, 3, ths[0].Failures, "a refused try leaves the next one uncounted")
+
+	// The first allowed, the second refused: both counted, the second
+	// reported refused and locked.
+	other := store.Try{Key: "ip2", Limit: shared}
+	ths = try(base.Add(2*time.Second), other, acct)
+	require.Len(t, ths, 2)
+	assert.True(t, ths[0].Allowed)
+	assert.False(t, ths[1].Allowed)
+	assert.True(t, base.Add(2*time.Second+time.Minute).Equal(ths[1].RetryAt), "locked: %v", ths[1].RetryAt)
+
+	// Past the cap: refused with no retry time.
+	at := base.Add(2 * time.Hour)
+	ths = try(at, store.Try{Key: "ip3", Limit: shared}, acct)
+	require.Len(t, ths, 2)
+	assert.True(t, ths[1].Allowed, "4 of the cap's 4, in a new lock period")
+	ths = try(at, store.Try{Key: "ip4", Limit: shared}, acct)
+	require.Len(t, ths, 2)
+	assert.True(t, ths[1].Capped)
+	assert.True(t, ths[1].RetryAt.IsZero())
+	// A capped first try stops the chain too.
+	ths = try(at, acct, store.Try{Key: "ip5", Limit: shared})
+	require.Len(t, ths, 1)
+	assert.True(t, ths[0].Capped)
+	assert.Equal(t, 0, count("ip5"))
+
+	// One try is Attempt; none is nothing; a key twice is refused.
+	ths = try(at, store.Try{Key: "solo", Limit: shared})
+	require.Len(t, ths, 1)
+	assert.Equal(t, 1, ths[0].Failures)
+	ths = try(at)
+	assert.Empty(t, ths)
+	_, err := s.Attempts(ctx, at, store.Try{Key: "dup", Limit: shared}, store.Try{Key: "dup", Limit: shared})
+	require.Error(t, err)
+	assert.Equal(t, 0, count("dup"), "a refused statement counts nothing")
+}
