@@ -308,14 +308,6 @@ func (p *Provider) loadFlow(r *http.Request, id, state string) (store.LoginFlow,
 	})
 }
 
-// attemptFlow is loadFlow for a step whose attempts are counted in the
-// flow (FlowFactorLimit): the load counts one, in the same statement.
-func (p *Provider) attemptFlow(r *http.Request, id, state string) (store.LoginFlow, error) {
-	return p.boundFlow(r, id, state, func(ctx context.Context) (store.LoginFlow, error) {
-		return p.store.AttemptLoginFlow(ctx, id, state)
-	})
-}
-
 // boundFlow gets the flow id with get and applies loadFlow's checks.
 func (p *Provider) boundFlow(r *http.Request, id, state string, get func(context.Context) (store.LoginFlow, error)) (store.LoginFlow, error) {
 	if id == "" || id != p.cookie(r, flowCookie) {

@@ -86,7 +86,7 @@ func (p *Provider) deferralFor(ctx context.Context, f store.LoginFlow, user stor
 
 func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, user, ok := p.flowStep(w, r, "enrol", store.FlowEnrol)
+	f, user, ok := p.flowStep(w, r, "enrol", store.FlowEnrol, false)
 	if !ok {
 		return
 	}
@@ -233,7 +233,7 @@ func (p *Provider) showFlowCodes(w http.ResponseWriter, r *http.Request, f store
 // the codes (R07). Without the confirmation a new set is shown: the old
 // one was displayed once and is voided.
 func (p *Provider) handleFlowCodesSubmit(w http.ResponseWriter, r *http.Request) {
-	f, user, ok := p.flowStep(w, r, "codes", store.FlowRecoveryCodes)
+	f, user, ok := p.flowStep(w, r, "codes", store.FlowRecoveryCodes, false)
 	if !ok {
 		return
 	}

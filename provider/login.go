@@ -169,7 +169,7 @@ func (p *Provider) handleNewPasswordPage(w http.ResponseWriter, r *http.Request)
 // handleNewPasswordSubmit replaces a one-time password, then goes on.
 func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	f, user, ok := p.flowStep(w, r, "pwchange", store.FlowPasswordChange)
+	f, user, ok := p.flowStep(w, r, "pwchange", store.FlowPasswordChange, false)
 	if !ok {
 		return
 	}

@@ -187,15 +187,10 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 
 // flowStep does what every POST of a signed-in-but-unfinished flow needs
 // first: the form, its CSRF token for purpose, the flow in state (bound
-// to this browser), and its user, still enabled. On failure it has
-// written the answer.
-func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, state string) (store.LoginFlow, store.User, bool) {
-	return p.flowStepWith(w, r, purpose, state, p.loadFlow)
-}
-
-// flowStepWith is flowStep with the flow loaded by load.
-func (p *Provider) flowStepWith(w http.ResponseWriter, r *http.Request, purpose, state string,
-	load func(r *http.Request, id, state string) (store.LoginFlow, error)) (store.LoginFlow, store.User, bool) {
+// to this browser), and its user, still enabled, loaded together. With
+// attempt the load counts one attempt in the flow (FlowFactorLimit). On
+// failure it has written the answer.
+func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, state string, attempt bool) (store.LoginFlow, store.User, bool) {
 	if err := r.ParseForm(); err != nil {
 		p.expired(w, r)
 		return store.LoginFlow{}, store.User{}, false
@@ -205,12 +200,11 @@ func (p *Provider) flowStepWith(w http.ResponseWriter, r *http.Request, purpose,
 		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
 		return store.LoginFlow{}, store.User{}, false
 	}
-	f, err := load(r, id, state)
-	if err != nil {
-		p.expired(w, r)
-		return store.LoginFlow{}, store.User{}, false
-	}
-	user, err := p.store.GetUser(r.Context(), f.UserID)
+	var user store.User
+	f, err := p.boundFlow(r, id, state, func(ctx context.Context) (f store.LoginFlow, err error) {
+		f, user, err = p.store.LoginFlowUser(ctx, id, state, attempt)
+		return f, err
+	})
 	if err != nil || user.Disabled {
 		p.expired(w, r)
 		return store.LoginFlow{}, store.User{}, false
@@ -226,7 +220,7 @@ func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// Loading the flow counts this attempt in it (FlowFactorLimit).
-	f, user, ok := p.flowStepWith(w, r, "2fa", store.FlowSecondFactor, p.attemptFlow)
+	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor, true)
 	if !ok {
 		return
 	}

@@ -188,6 +188,11 @@ type Store interface {
 	// returns the flow, in one statement, only while it is in state;
 	// otherwise ErrNotFound. Parallel attempts are each counted.
 	AttemptLoginFlow(ctx context.Context, id, state string) (LoginFlow, error)
+	// LoginFlowUser returns the flow id, only while it is in state, and
+	// its user, in one round trip where the database allows; with
+	// attempt it counts one attempt as AttemptLoginFlow does.
+	// ErrNotFound when either is missing.
+	LoginFlowUser(ctx context.Context, id, state string, attempt bool) (LoginFlow, User, error)
 	DeleteLoginFlow(ctx context.Context, id string) error
 
 	GetConsent(ctx context.Context, userID, clientID string) (Consent, error)

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -161,6 +163,51 @@ func (s *Store) AttemptLoginFlow(ctx context.Context, id, state string) (store.L
 	var f store.LoginFlow
 	err := s.get(ctx, &f, `UPDATE login_flows SET failures = failures + 1 WHERE id = ? AND state = ? RETURNING `+flowColumns, id, state)
 	return f, wrap(err, "attempt login flow")
+}
+
+// LoginFlowUser loads a flow step's flow and user in one query. On
+// PostgreSQL a counted attempt is a data-modifying CTE of the same
+// statement; SQLite cannot, and is local: two statements.
+func (s *Store) LoginFlowUser(ctx context.Context, id, state string, attempt bool) (store.LoginFlow, store.User, error) {
+	if attempt && s.dialect != "postgres" {
+		f, err := s.AttemptLoginFlow(ctx, id, state)
+		if err != nil {
+			return f, store.User{}, err
+		}
+		u, err := s.GetUser(ctx, f.UserID)
+		return f, u, err
+	}
+	from := `login_flows f`
+	where := ` WHERE f.id = ? AND f.state = ?`
+	if attempt {
+		from = `f`
+		where = ``
+	}
+	query := `SELECT ` + aliased("f", flowColumns) + `, ` + aliased("u", userColumns) + `
+		FROM ` + from + ` JOIN users u ON u.id = f.user_id` + where
+	if attempt {
+		query = `WITH f AS (UPDATE login_flows SET failures = failures + 1 WHERE id = ? AND state = ? RETURNING ` + flowColumns + `) ` + query
+	}
+	var row struct {
+		F store.LoginFlow `db:"f"`
+		U store.User      `db:"u"`
+	}
+	err := s.get(ctx, &row, query, id, state)
+	return row.F, row.U, wrap(err, "load login flow and user")
+}
+
+// aliased qualifies each of columns with table and names it "table.column",
+// for sqlx to fill a struct field tagged table.
+func aliased(table, columns string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(columns, ",") {
+		c = strings.TrimSpace(c)
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `%s.%s AS "%s.%s"`, table, c, table, c)
+	}
+	return b.String()
 }
 
 // DeleteLoginFlow removes a flow.

@@ -421,3 +421,50 @@ func testSignOutAll(t *testing.T, s store.Store) {
 	_, err = s.GetOAuth2Request(ctx, store.KindAccessToken, "client-access")
 	require.NoError(t, err, "a client's own token is never a user's")
 }
+
+// testLoginFlowUser: a flow step's flow and user in one load, with or
+// without an attempt counted, only in the named state.
+func testLoginFlowUser(t *testing.T, s store.Store) {
+	u := newUser("u1", "ann@example.com", store.PopulationAgent)
+	u.MFARequired = true
+	require.NoError(t, s.CreateUser(ctx, u))
+	f := newLoginFlow("f1")
+	f.State, f.UserID, f.Methods = store.FlowSecondFactor, "u1", store.Strings{"pwd"}
+	require.NoError(t, s.CreateLoginFlow(ctx, f))
+
+	for _, tc := range []struct {
+		attempt bool
+		want    int
+	}{{false, 0}, {true, 1}, {true, 2}, {false, 2}} {
+		gf, gu, err := s.LoginFlowUser(ctx, "f1", store.FlowSecondFactor, tc.attempt)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, gf.Failures, "attempt %v", tc.attempt)
+		assert.Equal(t, "f1", gf.ID)
+		assert.Equal(t, store.Strings{"pwd"}, gf.Methods)
+		assert.Equal(t, "client_id=app&response_type=code&scope=openid", gf.AuthorizeForm)
+		sameTime(t, f.ExpiresAt, gf.ExpiresAt, "expires_at")
+		assert.Equal(t, "u1", gu.ID)
+		assert.Equal(t, "ann@example.com", gu.Email)
+		assert.Equal(t, store.PopulationAgent, gu.Population)
+		assert.True(t, gu.MFARequired)
+		sameTime(t, base, gu.CreatedAt, "user created_at")
+	}
+	for _, attempt := range []bool{false, true} {
+		_, _, err := s.LoginFlowUser(ctx, "f1", store.FlowPassword, attempt)
+		require.ErrorIs(t, err, store.ErrNotFound, "another state")
+		_, _, err = s.LoginFlowUser(ctx, "missing", store.FlowSecondFactor, attempt)
+		require.ErrorIs(t, err, store.ErrNotFound)
+	}
+	got, err := s.GetLoginFlow(ctx, "f1")
+	require.NoError(t, err)
+	assert.Equal(t, 2, got.Failures, "a refused load counts nothing")
+
+	// A flow whose user is gone is not found.
+	orphan := newLoginFlow("f2")
+	orphan.State, orphan.UserID = store.FlowSecondFactor, "gone"
+	require.NoError(t, s.CreateLoginFlow(ctx, orphan))
+	for _, attempt := range []bool{false, true} {
+		_, _, err := s.LoginFlowUser(ctx, "f2", store.FlowSecondFactor, attempt)
+		require.ErrorIs(t, err, store.ErrNotFound)
+	}
+}

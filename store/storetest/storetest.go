@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LoginFlowUpdate", testLoginFlowUpdate},
 		{"LoginFlowUpdateRace", testLoginFlowUpdateRace},
 		{"LoginFlowAttempt", testLoginFlowAttempt},
+		{"LoginFlowUser", testLoginFlowUser},
 		{"Consent", testConsent},
 		{"FactorsAndCodes", testFactorsAndCodes},
 		{"FactorsDeleteAll", testFactorsDeleteAll},
