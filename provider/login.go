@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/realclientip/realclientip-go"
@@ -74,6 +75,12 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := p.loadFlow(r, id, store.FlowPassword)
 	if err != nil {
+		if f, err := p.loadFlow(r, id, store.FlowSecondFactor); err == nil {
+			// The password step's answer reloaded: the password was
+			// right, and this browser's flow waits for its second step.
+			p.renderSecondFactor(w, r, http.StatusOK, f, "", "")
+			return
+		}
 		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
 		return
 	}
@@ -133,15 +140,26 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 // request demands two factors (R22).
 func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) {
 	ctx := r.Context()
-	factors, err := p.confirmedFactors(ctx, user.ID)
+	all, codes, err := p.store.ListFactorsAndCodes(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
 	}
 	switch {
-	case len(factors) > 0:
+	case slices.ContainsFunc(all, func(f store.Factor) bool { return f.Confirmed }):
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
-		p.advance(w, r, f, store.FlowSecondFactor)
+		from := f.State
+		f.State, f.Failures = store.FlowSecondFactor, 0
+		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
+			p.expired(w, r)
+			return
+		}
+		// The second step's page is this POST's answer, as Keycloak's
+		// is: a redirect to it would cost the browser a round trip, and
+		// the server a request and two reads (issue 7). Reloading it
+		// posts the password form again, which shows this page again
+		// (handleLoginSubmit).
+		p.showSecondFactor(w, r, http.StatusOK, f, p.offered(all, codes), "", "")
 	case p.mfaNeeded(ctx, f, user) || !p.deferral(ctx, user).IsZero():
 		// Needed now, or required by the population's policy within its
 		// grace period (R17): then the setup page lets it be put off.

@@ -93,10 +93,20 @@ func (e *mfaEnv) toSecondStep(t *testing.T, b *providertest.Browser, authURL, em
 	form.Set("email", email)
 	form.Set("password", password)
 	res := b.Post(e.URL+"/login", form)
+	if isSecondFactor(res) {
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		return res // the password POST answers with the second step's page
+	}
 	require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
 	next, done := b.Follow(res, redirectURI)
 	require.Empty(t, done, "a code was issued after the password alone")
 	return next
+}
+
+// isSecondFactor says whether p is the second step's page, whether it
+// answered the password's POST or a GET of /login/2fa.
+func isSecondFactor(p providertest.Page) bool {
+	return strings.Contains(p.Body, `action="/login/2fa"`)
 }
 
 // submitCode posts a code on the second-factor page.
@@ -181,7 +191,7 @@ func TestR01_NoTokenCodeOrSessionBeforeSecondFactor(t *testing.T) {
 			b := providertest.NewBrowser(t)
 			authURL, verifier := e.authURL()
 			page := e.toSecondStep(t, b, authURL, "ada@example.com")
-			require.Contains(t, page.Request.URL.Path, "/login/2fa")
+			require.True(t, isSecondFactor(page))
 			assert.Zero(t, sessionCount(t, e, b), "no SSO session cookie yet")
 			flowID := page.Hidden().Get("flow")
 
@@ -247,6 +257,62 @@ func TestR02_AMRAndACRForEachMethod(t *testing.T) {
 			// Discovery advertises exactly these acr values.
 			assert.Contains(t, providertest.NewBrowser(t).Get(e.URL+"/.well-known/openid-configuration").Body,
 				`"acr_values_supported":["urn:twofold:acr:pwd","urn:twofold:acr:mfa"]`)
+		})
+	}
+}
+
+// TestR11_PasswordAnswersWithSecondStep: the password's POST answers
+// with the second step's page itself (no redirect); posting the form
+// again, as a browser's reload does, shows that page again without a
+// second password check or a session; the page's own address still
+// serves it, and its code completes the sign-in.
+func TestR11_PasswordAnswersWithSecondStep(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			e.AddRecoveryCodes(t, e.user.ID)
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			login, _ := b.Follow(b.Get(authURL), redirectURI)
+			form := login.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			page := b.Post(e.URL+"/login", form)
+			require.Equal(t, http.StatusOK, page.StatusCode, page.Body)
+			require.True(t, isSecondFactor(page), page.Body)
+			assert.Contains(t, page.Body, `method=recovery`, "the other ways are offered")
+			flow := page.Hidden().Get("flow")
+			assert.Equal(t, form.Get("flow"), flow)
+			assert.Zero(t, sessionCount(t, e, b), "no session before the second step")
+
+			// A reload posts the password form again: the same page,
+			// whatever the password field holds, and nothing counted.
+			form.Set("password", "")
+			again := b.Post(e.URL+"/login", form)
+			require.Equal(t, http.StatusOK, again.StatusCode, again.Body)
+			require.True(t, isSecondFactor(again))
+			assert.Equal(t, flow, again.Hidden().Get("flow"))
+			assert.Zero(t, sessionCount(t, e, b))
+			// Another browser cannot use the flow this way.
+			other := providertest.NewBrowser(t)
+			assert.Equal(t, http.StatusBadRequest, other.Post(e.URL+"/login", form).StatusCode)
+			// Its address serves it too.
+			got := b.Get(e.URL + "/login/2fa?flow=" + flow)
+			require.True(t, isSecondFactor(got))
+
+			cb := b.Finish(e.submitCode(b, again, "totp", e.code(t, secret)), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "otp", "mfa"}, c.Amr)
+			events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{UserID: e.user.ID})
+			require.NoError(t, err)
+			n := 0
+			for _, ev := range events {
+				if ev.Type == "login.password_ok" {
+					n++
+				}
+			}
+			assert.Equal(t, 1, n, "one password check, audited once")
 		})
 	}
 }
@@ -360,7 +426,7 @@ func TestR05_EnrolFromAccountPage(t *testing.T) {
 			// The next sign-in asks for the code.
 			authURL, _ := e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
 			page := e.toSecondStep(t, b, authURL, "ada@example.com")
-			assert.Contains(t, page.Request.URL.Path, "/login/2fa")
+			assert.True(t, isSecondFactor(page))
 		})
 	}
 }
@@ -433,7 +499,7 @@ func (e *mfaEnv) signInAccount(t *testing.T, b *providertest.Browser, secret str
 	form.Set("email", "ada@example.com")
 	form.Set("password", password)
 	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
-	if strings.Contains(p.Request.URL.Path, "/login/2fa") {
+	if isSecondFactor(p) {
 		p, _ = b.Follow(e.submitCode(b, p, "totp", e.code(t, secret)), "")
 	}
 	require.Contains(t, p.Request.URL.Path, "/account/security", p.Body)
@@ -572,7 +638,7 @@ func TestR22_EnrolmentDuringLogin(t *testing.T) {
 			// (security.md §3.3): the new app's next code is asked for.
 			next, done := b.Follow(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
 			require.Empty(t, done, "no code before the new factor is presented")
-			require.Contains(t, next.Request.URL.Path, "/login/2fa")
+			require.True(t, isSecondFactor(next))
 			assert.Zero(t, sessionCount(t, e, b))
 			cb := b.Finish(e.submitCode(b, next, "totp", e.code(t, secret[1])), redirectURI)
 			c := e.tokensFrom(t, cb, verifier)
@@ -619,7 +685,7 @@ func TestR23_StepUp(t *testing.T) {
 			authURL, verifier := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
 			page, done := b.Follow(b.Get(authURL), redirectURI)
 			require.Empty(t, done)
-			require.Contains(t, page.Request.URL.Path, "/login/2fa", "no password asked")
+			require.True(t, isSecondFactor(page), "no password asked")
 			cb := b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
 			c := e.tokensFrom(t, cb, verifier)
 			assert.Equal(t, provider.ACRMFA, c.Acr)
@@ -723,7 +789,9 @@ func TestR25_Throttling(t *testing.T) {
 			form = p.Hidden()
 			form.Set("email", "ada@example.com")
 			form.Set("password", password)
-			assert.Equal(t, http.StatusSeeOther, bb.Post(e.URL+"/login", form).StatusCode, "open again after the wait")
+			open := bb.Post(e.URL+"/login", form)
+			assert.Equal(t, http.StatusOK, open.StatusCode, "open again after the wait")
+			assert.True(t, isSecondFactor(open), "open again after the wait")
 
 			events, _ := e.Store.ListAudit(context.Background(), store.AuditFilter{})
 			assert.Contains(t, auditTypes(events), "factor.throttled")
@@ -905,7 +973,7 @@ func TestR25_EnrolmentThrottling(t *testing.T) {
 			tick := p.Hidden()
 			tick.Set("saved", "yes")
 			next, _ := b2.Follow(b2.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
-			require.Contains(t, next.Request.URL.Path, "/login/2fa")
+			require.True(t, isSecondFactor(next))
 			for i := range provider.FlowFactorLimit - 1 {
 				assert.Equal(t, http.StatusUnauthorized, e.submitCode(b2, next, "totp", "000000").StatusCode, "try %d", i+1)
 			}

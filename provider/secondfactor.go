@@ -114,7 +114,13 @@ func (p *Provider) methods(ctx context.Context, userID string) ([]method, error)
 	if err != nil {
 		return nil, err
 	}
-	factors := slices.DeleteFunc(all, func(f store.Factor) bool { return !f.Confirmed })
+	return p.offered(all, n), nil
+}
+
+// offered is methods from a user's factors and count of unused
+// recovery codes.
+func (p *Provider) offered(all []store.Factor, codes int) []method {
+	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	var out []method
 	if hasKeyFactor(factors) && p.webauthn != nil {
 		out = append(out, method{"webauthn", "Security key or passkey"})
@@ -122,10 +128,10 @@ func (p *Provider) methods(ctx context.Context, userID string) ([]method, error)
 	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
 		out = append(out, method{"totp", "Authenticator app"})
 	}
-	if n > 0 {
+	if codes > 0 {
 		out = append(out, method{"recovery", "A recovery code"})
 	}
-	return out, nil
+	return out
 }
 
 func (p *Provider) confirmedFactors(ctx context.Context, userID string) ([]store.Factor, error) {
@@ -157,6 +163,11 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
 	}
+	p.showSecondFactor(w, r, status, f, ms, chosen, errMsg)
+}
+
+// showSecondFactor renders the second step's page offering ms.
+func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, ms []method, chosen, errMsg string) {
 	if len(ms) == 0 {
 		p.expired(w, r) // the factors were removed meanwhile (an admin reset)
 		return

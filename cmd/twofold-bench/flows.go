@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -277,14 +278,17 @@ func (t *target) login(ctx context.Context, rp Client, email, totpSecret string,
 				return t.redeem(ctx, rp, next.Query(), state, verifier, totpSecret != "", sawTOTP)
 			}
 			continue
-		case resp.StatusCode != http.StatusOK || method != http.MethodGet:
+		case resp.StatusCode != http.StatusOK:
 			return none, httpError(method+" "+page.Path, resp, body)
-		case page.Path == "/login" && !sawPassword:
+		case method == http.MethodGet && page.Path == "/login" && !sawPassword:
 			sawPassword = true
 			form = hidden(body)
 			form.Set("email", email)
 			form.Set("password", t.fx.Password)
-		case page.Path == "/login/2fa" && totpSecret != "" && !sawTOTP:
+		case bytes.Contains(body, []byte(`action="/login/2fa"`)) && totpSecret != "" && !sawTOTP:
+			// The password's POST answers with this page (or a GET of
+			// /login/2fa serves it).
+			page = page.ResolveReference(&url.URL{Path: "/login/2fa"})
 			sawTOTP = true
 			form = hidden(body)
 			code, err := mfa.TOTPCode(totpSecret, time.Unix(totpStep*30, 0))
