@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	_ "github.com/lib/pq" // the postgres driver for the schema admin connection
 
@@ -31,9 +32,36 @@ func Dialects() []string { return []string{"sqlite", "postgres"} }
 func URL(t testing.TB, dialect string) string {
 	t.Helper()
 	if dialect == "sqlite" {
-		return "sqlite:" + filepath.Join(t.TempDir(), "twofold.db")
+		return "sqlite:" + filepath.Join(tempDir(t), "twofold.db")
 	}
 	return PostgresURL(t)
+}
+
+// tempDir is t.TempDir for a database file, removed at cleanup with a
+// few retries: database/sql may still close a connection it opened in
+// the background after the store's Close, and SQLite then deletes its
+// -wal and -shm files under a RemoveAll in progress ("directory not
+// empty"), which t.TempDir reports as a failure.
+func tempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "twofold-test-")
+	if err != nil {
+		t.Fatalf("temp dir: %v", err)
+	}
+	t.Cleanup(func() {
+		for i := 0; ; i++ {
+			err := os.RemoveAll(dir)
+			if err == nil {
+				return
+			}
+			if i == 20 {
+				t.Errorf("remove %s: %v", dir, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	return dir
 }
 
 // PostgresURL creates a schema of its own in the test PostgreSQL database
