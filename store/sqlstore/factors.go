@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -44,26 +45,45 @@ func (s *Store) ListFactors(ctx context.Context, userID string) ([]store.Factor,
 	return fs, wrap(err, "list factors")
 }
 
-// ListFactorsAndCodes counts the codes in a column of the factors' query;
-// only a user without factors needs a second statement.
+// ListFactorsAndCodes is one statement whatever the user has: the count
+// of codes is its one row, joined to the user's factors if any (a
+// sign-in's password step reads both, with or without factors).
 func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store.Factor, int, error) {
 	var rows []struct {
-		store.Factor
-		Codes int `db:"codes"`
+		ID           sql.NullString `db:"id"`
+		UserID       sql.NullString `db:"user_id"`
+		Kind         sql.NullString `db:"kind"`
+		Name         sql.NullString `db:"name"`
+		SecretEnc    []byte         `db:"secret_enc"`
+		LastStep     sql.NullInt64  `db:"last_step"`
+		CredentialID []byte         `db:"credential_id"`
+		Credential   sql.NullString `db:"credential"`
+		SignCount    sql.NullInt64  `db:"sign_count"`
+		Confirmed    sql.NullBool   `db:"confirmed"`
+		CreatedAt    sql.NullTime   `db:"created_at"`
+		LastUsedAt   *time.Time     `db:"last_used_at"`
+		Codes        int            `db:"codes"`
 	}
-	err := s.sel(ctx, &rows, `SELECT `+factorColumns+`,
-		(SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL) AS codes
-		FROM mfa_factors WHERE user_id = ? ORDER BY created_at, id`, userID, userID)
+	err := s.sel(ctx, &rows, `SELECT `+qualified("f", factorColumns)+`, c.codes
+		FROM (SELECT COUNT(*) AS codes FROM recovery_codes WHERE user_id = ? AND used_at IS NULL) c
+		LEFT JOIN mfa_factors f ON f.user_id = ? ORDER BY f.created_at, f.id`, userID, userID)
 	if err != nil {
 		return nil, 0, wrap(err, "list factors and codes")
 	}
 	if len(rows) == 0 {
-		n, err := s.CountRecoveryCodes(ctx, userID)
-		return []store.Factor{}, n, err
+		return nil, 0, errors.New("list factors and codes: no row")
 	}
-	fs := make([]store.Factor, len(rows))
-	for i, r := range rows {
-		fs[i] = r.Factor
+	fs := []store.Factor{}
+	for _, r := range rows {
+		if !r.ID.Valid {
+			continue // the count's row without a factor
+		}
+		fs = append(fs, store.Factor{
+			ID: r.ID.String, UserID: r.UserID.String, Kind: r.Kind.String, Name: r.Name.String,
+			SecretEnc: r.SecretEnc, LastStep: r.LastStep.Int64, CredentialID: r.CredentialID,
+			Credential: r.Credential.String, SignCount: r.SignCount.Int64, Confirmed: r.Confirmed.Bool,
+			CreatedAt: r.CreatedAt.Time, LastUsedAt: r.LastUsedAt,
+		})
 	}
 	return fs, rows[0].Codes, nil
 }

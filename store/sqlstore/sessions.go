@@ -196,6 +196,18 @@ func (s *Store) LoginFlowUser(ctx context.Context, id, state string, attempt boo
 	return row.F, row.U, wrap(err, "load login flow and user")
 }
 
+// qualified qualifies each of columns with table.
+func qualified(table, columns string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(columns, ",") {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(table + "." + strings.TrimSpace(c))
+	}
+	return b.String()
+}
+
 // aliased qualifies each of columns with table and names it "table.column",
 // for sqlx to fill a struct field tagged table.
 func aliased(table, columns string) string {
