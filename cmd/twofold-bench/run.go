@@ -26,6 +26,7 @@ type runOptions struct {
 	Concurrency    []int
 	Reps           int
 	Duration       time.Duration
+	Warmup         time.Duration
 	Count          int64
 	ServerPID      int
 	DatabaseURL    string
@@ -60,6 +61,7 @@ func runCmd(stdout io.Writer) *cobra.Command {
 	fl.StringVar(&conc, "concurrency", "1,8,32,64", "virtual users, comma-separated levels")
 	fl.IntVar(&o.Reps, "reps", 4, "repetitions per flow and level (median, min–max); even, so that each order of the flows runs as often")
 	fl.DurationVar(&o.Duration, "duration", 3*time.Second, "time bound of each repetition (0: none)")
+	fl.DurationVar(&o.Warmup, "warmup", time.Second, "before each level, each flow runs this long uncounted (its errors still fail the run)")
 	fl.Int64Var(&o.Count, "count", 0, "operation bound of each repetition (0: none)")
 	fl.IntVar(&o.ServerPID, "server-pid", 0, "pid of a local server: CPU per operation and peak RSS from /proc")
 	fl.StringVar(&o.DatabaseURL, "database-url", envOr("TWOFOLD_DATABASE_URL", "sqlite:twofold.db"), "the server's database: its insert bound (scratch table or file beside it)")
@@ -262,6 +264,24 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		level := make([]row, len(selected))
 		acc := make([]levelAcc, len(selected))
 		lim := limits{Duration: o.Duration, Count: o.Count}
+		// The level's first repetition ran up to half as fast as the
+		// rest (a server idle during the bounds: its pool's connections
+		// and their prepared statements, its heap): warm every flow up
+		// first, uncounted.
+		if o.Warmup > 0 {
+			for i, f := range selected {
+				op, err := f.prepare(ctx, t, c, limits{Duration: o.Warmup})
+				if err != nil {
+					return fmt.Errorf("%s: prepare: %w", f.name, err)
+				}
+				res := drive(ctx, c, limits{Duration: o.Warmup}, nil, nil, op)
+				level[i].Errors += res.Errors
+				level[i].FirstErrors = append(level[i].FirstErrors, res.FirstErrs...)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+		}
 		for i, f := range selected {
 			level[i] = row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
 		}
