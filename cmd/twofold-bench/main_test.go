@@ -118,6 +118,41 @@ func TestRunEveryFlow(t *testing.T) {
 	assert.Greater(t, successes()-before, 4, "the warm-up signed in too")
 }
 
+// TestWarmupErrorsFailTheRun: errors met while warming up are reported
+// and fail the run, though its operations are not counted. With a wrong
+// password every sign-in fails; the repetition is bounded to 2, so more
+// errors than that came from the warm-up.
+func TestWarmupErrorsFailTheRun(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	dir := t.TempDir()
+	fixture := filepath.Join(dir, "bench.json")
+	argon := accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
+	ctx := context.Background()
+	fx, err := setup(ctx, setupOptions{DatabaseURL: env.DBURL, SecretsKey: base64.StdEncoding.EncodeToString(env.Key),
+		Users: 4, TOTPUsers: 1, Out: fixture, Argon2: argon})
+	require.NoError(t, err)
+	fx.Password = "not the password"
+	b, err := json.Marshal(fx)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(fixture, b, 0o600))
+
+	jsonOut := filepath.Join(dir, "run.json")
+	var out bytes.Buffer
+	err = runBench(ctx, &out, runOptions{
+		URL: env.URL, Fixture: fixture, Flows: []string{"login"}, Concurrency: []int{2}, Reps: 1,
+		Count: 2, Warmup: 300 * time.Millisecond, DatabaseURL: env.DBURL, NoBounds: true, Argon2: argon, JSON: jsonOut,
+	})
+	t.Log("\n" + out.String())
+	require.Error(t, err, "a run with errors fails")
+	b, err = os.ReadFile(jsonOut)
+	require.NoError(t, err)
+	var rep report
+	require.NoError(t, json.Unmarshal(b, &rep))
+	require.Len(t, rep.Rows, 1)
+	assert.Greater(t, rep.Rows[0].Errors, int64(2), "the warm-up's errors are kept")
+	assert.LessOrEqual(t, rep.Rows[0].Ops, int64(2))
+}
+
 func TestPairedGap(t *testing.T) {
 	rows := func(totp, pwd []float64) []row {
 		return []row{{Flow: "login", Concurrency: 8, OpsPerSec: pwd}, {Flow: "discovery"}, {Flow: "login_totp", Concurrency: 8, OpsPerSec: totp}}

@@ -167,6 +167,9 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 			return fmt.Errorf("--flows: unknown flow %q (have %s)", name, strings.Join(flowNames(), ", "))
 		}
 	}
+	if o.Reps < 1 {
+		return fmt.Errorf("--reps must be at least 1")
+	}
 	if o.Duration == 0 && o.Count == 0 {
 		return fmt.Errorf("set --duration or --count: a run must be bounded")
 	}
@@ -264,6 +267,9 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 		level := make([]row, len(selected))
 		acc := make([]levelAcc, len(selected))
 		lim := limits{Duration: o.Duration, Count: o.Count}
+		for i, f := range selected {
+			level[i] = row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
+		}
 		// The level's first repetition ran up to half as fast as the
 		// rest (a server idle during the bounds: its pool's connections
 		// and their prepared statements, its heap): warm every flow up
@@ -281,9 +287,6 @@ func runBench(ctx context.Context, out io.Writer, o runOptions) error {
 					return ctx.Err()
 				}
 			}
-		}
-		for i, f := range selected {
-			level[i] = row{Flow: f.name, What: f.what, Concurrency: c, BoundName: f.bound}
 		}
 		for rep := range o.Reps {
 			for k := range selected {
