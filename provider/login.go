@@ -75,10 +75,10 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := p.loadFlow(r, id, store.FlowPassword)
 	if err != nil {
-		if f, err := p.loadFlow(r, id, store.FlowSecondFactor); err == nil {
-			// The password step's answer reloaded: the password was
-			// right, and this browser's flow waits for its second step.
-			p.renderSecondFactor(w, r, http.StatusOK, f, "", "")
+		// The password step's answer reloaded (or posted twice): the
+		// password was right, and this browser's flow waits for its
+		// second step. This must stay before any counting or checking.
+		if p.showWaitingSecondStep(w, r, id) {
 			return
 		}
 		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
@@ -146,12 +146,23 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 		return
 	}
 	switch {
-	case slices.ContainsFunc(all, func(f store.Factor) bool { return f.Confirmed }):
+	case slices.ContainsFunc(all, func(fa store.Factor) bool { return fa.Confirmed }):
 		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
-		from := f.State
-		f.State, f.Failures = store.FlowSecondFactor, 0
-		if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
+		f, err = p.move(ctx, f, store.FlowSecondFactor)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			// The same form posted twice (a double click): the first
+			// moved the flow on; show where it went.
+			if !p.showWaitingSecondStep(w, r, f.ID) {
+				p.expired(w, r)
+			}
+			return
+		case errors.Is(err, store.ErrNotFound):
 			p.expired(w, r)
+			return
+		case err != nil:
+			p.logger.ErrorContext(ctx, "move login flow", "err", err)
+			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 			return
 		}
 		// The second step's page is this POST's answer, as Keycloak's
@@ -168,6 +179,17 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 	default:
 		p.establish(w, r, f, user, f.Methods)
 	}
+}
+
+// showWaitingSecondStep shows the second step's page when this
+// browser's flow id waits there; false when it does not.
+func (p *Provider) showWaitingSecondStep(w http.ResponseWriter, r *http.Request, id string) bool {
+	f, err := p.loadFlow(r, id, store.FlowSecondFactor)
+	if err != nil {
+		return false
+	}
+	p.renderSecondFactor(w, r, http.StatusOK, f, "", "")
+	return true
 }
 
 type passwordPage struct {

@@ -287,11 +287,15 @@ func TestR11_PasswordAnswersWithSecondStep(t *testing.T) {
 			assert.Zero(t, sessionCount(t, e, b), "no session before the second step")
 
 			// A reload posts the password form again: the same page,
-			// whatever the password field holds, and nothing counted.
+			// whatever the password field holds, and nothing counted:
+			// more reloads than the password limit allows tries.
 			form.Set("password", "")
-			again := b.Post(e.URL+"/login", form)
-			require.Equal(t, http.StatusOK, again.StatusCode, again.Body)
-			require.True(t, isSecondFactor(again))
+			var again providertest.Page
+			for range provider.PasswordLimit + 2 {
+				again = b.Post(e.URL+"/login", form)
+				require.Equal(t, http.StatusOK, again.StatusCode, again.Body)
+				require.True(t, isSecondFactor(again))
+			}
 			assert.Equal(t, flow, again.Hidden().Get("flow"))
 			assert.Zero(t, sessionCount(t, e, b))
 			// Another browser cannot use the flow this way.
@@ -313,6 +317,29 @@ func TestR11_PasswordAnswersWithSecondStep(t *testing.T) {
 				}
 			}
 			assert.Equal(t, 1, n, "one password check, audited once")
+
+			// The password form posted twice at once (a double click):
+			// both answers are the second step's page.
+			b2 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			login, _ = b2.Follow(b2.Get(authURL), redirectURI)
+			form = login.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			pages := make([]providertest.Page, 2)
+			var wg sync.WaitGroup
+			for i := range pages {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					pages[i] = b2.Post(e.URL+"/login", form)
+				}()
+			}
+			wg.Wait()
+			for _, pg := range pages {
+				assert.Equal(t, http.StatusOK, pg.StatusCode, pg.Body)
+				assert.True(t, isSecondFactor(pg), pg.Body)
+			}
 		})
 	}
 }

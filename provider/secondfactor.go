@@ -442,14 +442,19 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 // advance moves a flow to its next state without a session yet (the
 // password was right but a second step remains).
 func (p *Provider) advance(w http.ResponseWriter, r *http.Request, f store.LoginFlow, next string) {
-	from := f.State
-	// A new step, a new count of tries (FlowFactorLimit).
-	f.State, f.Failures = next, 0
-	if err := p.store.UpdateLoginFlow(r.Context(), f, from); err != nil {
+	if _, err := p.move(r.Context(), f, next); err != nil {
 		p.expired(w, r)
 		return
 	}
 	http.Redirect(w, r, flowPage(next)+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// move puts the flow in state next, if it is still in its state (else
+// ErrConflict), with a new count of tries (FlowFactorLimit).
+func (p *Provider) move(ctx context.Context, f store.LoginFlow, next string) (store.LoginFlow, error) {
+	from := f.State
+	f.State, f.Failures = next, 0
+	return f, p.store.UpdateLoginFlow(ctx, f, from)
 }
 
 // flowPage is where each state is served.

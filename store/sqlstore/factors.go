@@ -49,6 +49,8 @@ func (s *Store) ListFactors(ctx context.Context, userID string) ([]store.Factor,
 // of codes is its one row, joined to the user's factors if any (a
 // sign-in's password step reads both, with or without factors).
 func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store.Factor, int, error) {
+	// store.Factor's fields, nullable: the count's row without a factor
+	// has NULL in every factor column. A new factor column goes here too.
 	var rows []struct {
 		ID           sql.NullString `db:"id"`
 		UserID       sql.NullString `db:"user_id"`
@@ -71,7 +73,7 @@ func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store
 		return nil, 0, wrap(err, "list factors and codes")
 	}
 	if len(rows) == 0 {
-		return nil, 0, errors.New("list factors and codes: no row")
+		return nil, 0, wrap(errors.New("no row"), "list factors and codes")
 	}
 	fs := []store.Factor{}
 	for _, r := range rows {
@@ -194,6 +196,10 @@ func (s *Store) Attempt(ctx context.Context, key string, lim store.Limit, now ti
 // inserting only when the one before it returned an allowed row, so a
 // sign-in step's two counts (the address, the account) cost one round
 // trip instead of two; SQLite is local and runs them one by one.
+//
+// The chain holds each row's lock until the statement ends, taking them
+// in the tries' order: the address's, then the account's. Success takes
+// the same two in the same order, so the two cannot deadlock.
 func (s *Store) Attempts(ctx context.Context, now time.Time, tries ...store.Try) ([]store.Throttle, error) {
 	now = now.UTC()
 	if len(tries) == 0 {
@@ -211,11 +217,11 @@ func (s *Store) Attempts(ctx context.Context, now time.Time, tries ...store.Try)
 			query, args := attemptSQL(t, now, "", store.Limit{})
 			var row throttleRow
 			if err := s.get(ctx, &row, query+` RETURNING failures, locked_until, streak`, args...); err != nil {
-				return out, wrap(err, "throttle attempt")
+				return nil, wrap(err, "throttle attempt")
 			}
 			th, err := s.settle(ctx, t, row, now)
 			if err != nil {
-				return out, err
+				return nil, err
 			}
 			if out = append(out, th); !th.Allowed {
 				break
@@ -254,18 +260,18 @@ func (s *Store) Attempts(ctx context.Context, now time.Time, tries ...store.Try)
 	var out []store.Throttle
 	for i, row := range rows {
 		if row.I != i {
-			return out, fmt.Errorf("throttle attempts: try %d missing", i)
+			return nil, fmt.Errorf("throttle attempts: try %d missing", i)
 		}
 		th, err := s.settle(ctx, tries[i], row, now)
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		if out = append(out, th); !th.Allowed {
 			break
 		}
 	}
 	if len(out) < len(tries) && (len(out) == 0 || out[len(out)-1].Allowed) {
-		return out, fmt.Errorf("throttle attempts: %d of %d tries counted", len(out), len(tries))
+		return nil, fmt.Errorf("throttle attempts: %d of %d tries counted", len(out), len(tries))
 	}
 	return out, nil
 }
@@ -400,7 +406,7 @@ func (s *Store) TakeWebAuthnSession(ctx context.Context, id string) (store.WebAu
 }
 
 // Success takes one attempt back from shared and clears keys. On
-// PostgreSQL that is one statement (a DELETE in a WITH); SQLite has no
+// PostgreSQL that is one statement (the refund in a WITH); SQLite has no
 // data-modifying WITH, and its two statements share a transaction.
 func (s *Store) Success(ctx context.Context, shared string, keys ...string) error {
 	if shared == "" {
@@ -417,7 +423,11 @@ func (s *Store) Success(ctx context.Context, shared string, keys ...string) erro
 	}
 	in := `(?` + strings.Repeat(", ?", len(keys)-1) + `)`
 	if s.dialect == "postgres" {
-		_, err := s.exec(ctx, `WITH cleared AS (DELETE FROM throttles WHERE key IN `+in+`) `+refund, append(args, shared)...)
+		// The DELETE's condition reads the refund, so the refund runs
+		// (and locks the shared key's row) before the DELETE locks any
+		// of keys': the order Attempts takes them in (no deadlock).
+		_, err := s.exec(ctx, `WITH refunded AS (`+refund+` RETURNING key)
+			DELETE FROM throttles WHERE key IN `+in+` AND (SELECT COUNT(*) FROM refunded) >= 0`, append([]any{shared}, args...)...)
 		return wrap(err, "throttle success")
 	}
 	return s.InTx(ctx, func(ctx context.Context) error {

@@ -3,8 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -167,7 +165,8 @@ func (s *Store) AttemptLoginFlow(ctx context.Context, id, state string) (store.L
 
 // LoginFlowUser loads a flow step's flow and user in one query. On
 // PostgreSQL a counted attempt is a data-modifying CTE of the same
-// statement; SQLite cannot, and is local: two statements.
+// statement; SQLite cannot, and is local: two statements. On both, an
+// attempt is counted even when the flow's user is gone.
 func (s *Store) LoginFlowUser(ctx context.Context, id, state string, attempt bool) (store.LoginFlow, store.User, error) {
 	if attempt && s.dialect != "postgres" {
 		f, err := s.AttemptLoginFlow(ctx, id, state)
@@ -194,32 +193,6 @@ func (s *Store) LoginFlowUser(ctx context.Context, id, state string, attempt boo
 	}
 	err := s.get(ctx, &row, query, id, state)
 	return row.F, row.U, wrap(err, "load login flow and user")
-}
-
-// qualified qualifies each of columns with table.
-func qualified(table, columns string) string {
-	var b strings.Builder
-	for i, c := range strings.Split(columns, ",") {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(table + "." + strings.TrimSpace(c))
-	}
-	return b.String()
-}
-
-// aliased qualifies each of columns with table and names it "table.column",
-// for sqlx to fill a struct field tagged table.
-func aliased(table, columns string) string {
-	var b strings.Builder
-	for i, c := range strings.Split(columns, ",") {
-		c = strings.TrimSpace(c)
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, `%s.%s AS "%s.%s"`, table, c, table, c)
-	}
-	return b.String()
 }
 
 // DeleteLoginFlow removes a flow.

@@ -290,3 +290,29 @@ func one(res sql.Result) error {
 	}
 	return nil
 }
+
+// qualified qualifies each of columns with table.
+func qualified(table, columns string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(columns, ",") {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(table + "." + strings.TrimSpace(c))
+	}
+	return b.String()
+}
+
+// aliased qualifies each of columns with table and names it "table.column",
+// for sqlx to fill a struct field tagged table.
+func aliased(table, columns string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(columns, ",") {
+		c = strings.TrimSpace(c)
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `%s.%s AS "%s.%s"`, table, c, table, c)
+	}
+	return b.String()
+}

@@ -467,4 +467,7 @@ func testLoginFlowUser(t *testing.T, s store.Store) {
 		_, _, err := s.LoginFlowUser(ctx, "f2", store.FlowSecondFactor, attempt)
 		require.ErrorIs(t, err, store.ErrNotFound)
 	}
+	got, err = s.GetLoginFlow(ctx, "f2")
+	require.NoError(t, err)
+	assert.Equal(t, 1, got.Failures, "the attempt is counted all the same")
 }

@@ -266,4 +266,30 @@ func testThrottleAttempts(t *testing.T, s store.Store) {
 	_, err := s.Attempts(ctx, at, store.Try{Key: "dup", Limit: shared}, store.Try{Key: "dup", Limit: shared})
 	require.Error(t, err)
 	assert.Equal(t, 0, count("dup"), "a refused statement counts nothing")
+
+	// Attempts and Success on the same two keys at once take their row
+	// locks in one order: no deadlock, no error.
+	wide := store.Limit{Max: 1 << 20, Lock: time.Minute}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*40)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				var err error
+				if (g+i)%2 == 0 {
+					_, err = s.Attempts(ctx, at, store.Try{Key: "pip", Limit: wide}, store.Try{Key: "pacct", Limit: wide})
+				} else {
+					err = s.Success(ctx, "pip", "pacct")
+				}
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
 }
