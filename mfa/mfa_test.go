@@ -168,3 +168,27 @@ func TestR15_R17_PolicyRules(t *testing.T) {
 		})
 	}
 }
+
+func TestR10_AllowedMethods(t *testing.T) {
+	agent := store.User{Population: store.PopulationAgent}
+	contact := store.User{Population: store.PopulationContact}
+	keysOnly := NewPolicies([]store.MFAPolicy{{Population: store.PopulationAgent, Methods: store.Strings{MethodWebAuthn}}})
+	for _, tc := range []struct {
+		name   string
+		user   store.User
+		pol    Policies
+		method string
+		want   bool
+	}{
+		{"no policy: every method", agent, Policies{}, MethodTOTP, true},
+		{"a policy without a list: every method", agent, NewPolicies([]store.MFAPolicy{{Population: store.PopulationAgent, Required: true}}), MethodTOTP, true},
+		{"listed", agent, keysOnly, MethodWebAuthn, true},
+		{"not listed", agent, keysOnly, MethodTOTP, false},
+		{"the other population's list", contact, keysOnly, MethodTOTP, true},
+		{"failing closed allows every method", agent, Policies{store.PopulationAgent: {Required: true}}, MethodWebAuthn, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Allowed(tc.user, tc.pol, tc.method))
+		})
+	}
+}

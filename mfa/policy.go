@@ -63,6 +63,24 @@ func RequiredNow(u store.User, pol Policies, now time.Time) bool {
 	return Required(u, pol) && !Deferrable(u, pol, now)
 }
 
+// Kinds of second factor a user sets up; an admin may allow only some of
+// them (R10). Recovery codes come with the first and are always allowed.
+const (
+	MethodTOTP     = "totp"
+	MethodWebAuthn = "webauthn"
+)
+
+// SetupMethods are the kinds Twofold can set up, in the order offered.
+var SetupMethods = []string{MethodTOTP, MethodWebAuthn}
+
+// Allowed tells whether u may set up a factor of kind method: the
+// population's policy lists it, or lists none (R10). A factor set up
+// before a kind was taken off the list still signs its user in.
+func Allowed(u store.User, pol Policies, method string) bool {
+	ms := pol[u.Population].Methods
+	return len(ms) == 0 || slices.Contains(ms, method)
+}
+
 // Claims returns amr and acr for a set of verified methods: "mfa" only
 // when two factors were truly presented — the password and a second
 // factor, or a key whose user verification (PIN, biometric) is the

@@ -24,6 +24,8 @@ type accountPage struct {
 	Enabled, Required          bool
 	Factors                    []factorView
 	CodesLeft                  int
+	// TOTP and WebAuthn: the kinds the user may add (R10).
+	TOTP, WebAuthn bool
 }
 
 // notices are the fixed messages a redirect can ask the page to show.
@@ -58,6 +60,7 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
 		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
+	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.LastUsedAt != nil {
@@ -105,6 +108,10 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "reauth.html", map[string]string{"CSRF": p.csrfToken("account", sess.ID)})
 		return
 	}
+	if !p.mayUse(ctx, user, action) {
+		p.renderAccount(w, r, http.StatusForbidden, sess, user, "", notAllowed)
+		return
+	}
 	hidden := map[string]string{"csrf": p.csrfToken("account", sess.ID)}
 	switch action {
 	case "start-totp":
@@ -113,7 +120,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden,
+		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden, TOTP: true,
 			Secret: e.Secret, URI: e.URI, QR: template.URL(e.QRPNG)})
 	case "confirm-totp":
 		before, err := p.confirmedFactors(ctx, user.ID)
@@ -148,7 +155,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !ok {
-			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden})
+			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden, TOTP: true})
 			return
 		}
 		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))

@@ -22,6 +22,8 @@ type enrolPage struct {
 	Required, CanCancel bool
 	// DeferUntil is set when the setup may be skipped until then (R17).
 	DeferUntil string
+	// TOTP and WebAuthn: the kinds the user may set up (R10).
+	TOTP, WebAuthn bool
 }
 
 type codesPage struct {
@@ -68,11 +70,37 @@ func (p *Provider) handleEnrolPage(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user store.User) enrolPage {
 	page := enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
 		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
+	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
 	if until := p.deferralFor(ctx, f, user); !until.IsZero() {
 		page.Required, page.CanCancel = false, false
 		page.DeferUntil = until.UTC().Format("2 January 2006, 15:04 UTC")
 	}
 	return page
+}
+
+// notAllowed answers a setup of a kind the user's population may not use.
+const notAllowed = "Your organisation does not allow this method. Choose another."
+
+// allowedMethods says which kinds user may set up (R10).
+func (p *Provider) allowedMethods(ctx context.Context, user store.User) (totp, webauthn bool) {
+	pol := p.policies(ctx)
+	return mfa.Allowed(user, pol, mfa.MethodTOTP), mfa.Allowed(user, pol, mfa.MethodWebAuthn)
+}
+
+// mayUse is false for a setup step (of the sign-in's setup page or the
+// account page) of a kind user may not set up (R10); every other action
+// passes.
+func (p *Provider) mayUse(ctx context.Context, user store.User, action string) bool {
+	var method string
+	switch action {
+	case "start-totp", "confirm-totp":
+		method = mfa.MethodTOTP
+	case "start-webauthn", "finish-webauthn":
+		method = mfa.MethodWebAuthn
+	default:
+		return true
+	}
+	return mfa.Allowed(user, p.policies(ctx), method)
 }
 
 // deferralFor is until when this sign-in may skip the setup (R17): only
@@ -96,7 +124,13 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		p.advance(w, r, f, store.FlowSecondFactor)
 		return
 	}
-	switch r.PostForm.Get("action") {
+	action := r.PostForm.Get("action")
+	if !p.mayUse(ctx, user, action) {
+		page.Error = notAllowed
+		p.render(w, r, http.StatusForbidden, "enrol.html", page)
+		return
+	}
+	switch action {
 	case "start-totp":
 		e, err := p.startTOTP(ctx, user)
 		if err != nil {

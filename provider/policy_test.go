@@ -135,3 +135,58 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestR10_AllowedMethods: with security keys the only kind agents may set
+// up, their setup pages (at sign-in and on the account page) offer no
+// authenticator app and refuse one posted anyway; a contact is offered
+// both; an agent's app set up before still signs them in.
+func TestR10_AllowedMethods(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newMFAEnv(t, dialect)
+			bo := e.User(t, "bo@example.com", password, store.PopulationContact)
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, bo.ID, true, time.Now()))
+			// Set before the first sign-in: the provider keeps policies 5 s.
+			require.NoError(t, e.Store.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true,
+				Methods: store.Strings{"webauthn"}, UpdatedAt: time.Now()}))
+
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol", page.Body)
+			assert.NotContains(t, page.Body, `value="start-totp"`, "no authenticator app offered")
+			assert.Contains(t, page.Body, `value="start-webauthn"`)
+			form := page.Hidden()
+			form.Set("action", "start-totp")
+			res := b.Post(e.URL+"/login/enrol", form)
+			assert.Equal(t, http.StatusForbidden, res.StatusCode)
+			assert.Contains(t, res.Body, "does not allow this method")
+			assert.NotContains(t, res.Body, "otpauth://", "no secret made")
+			form.Set("action", "confirm-totp")
+			form.Set("code", "123456")
+			assert.Equal(t, http.StatusForbidden, b.Post(e.URL+"/login/enrol", form).StatusCode)
+			factors, err := e.Store.ListFactors(ctx, e.user.ID)
+			require.NoError(t, err)
+			assert.Empty(t, factors)
+
+			b2 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			page = e.toSecondStep(t, b2, authURL, "bo@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol", page.Body)
+			assert.Contains(t, page.Body, `value="start-totp"`, "a contact is offered both")
+			assert.Contains(t, page.Body, `value="start-webauthn"`)
+
+			// An app set up before the choice still signs its agent in;
+			// the account page offers keys only.
+			secret := e.addTOTP(t, e.user.ID)
+			b3 := providertest.NewBrowser(t)
+			acct := e.signInAccount(t, b3, secret)
+			assert.NotContains(t, acct.Body, `value="start-totp"`)
+			assert.Contains(t, acct.Body, `value="start-webauthn"`)
+			res = b3.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, acct)}, "action": {"start-totp"}})
+			assert.Equal(t, http.StatusForbidden, res.StatusCode)
+			assert.Contains(t, res.Body, "does not allow this method")
+		})
+	}
+}

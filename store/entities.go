@@ -224,10 +224,12 @@ type WebAuthnSession struct {
 
 // MFAPolicy is a population's requirement of a second factor (R15): every
 // agent, or every contact, must have one. Until GraceUntil its users may
-// put the setup off at sign-in (R17).
+// put the setup off at sign-in (R17). Methods are the kinds of factor
+// its users may set up (R10), empty for every kind.
 type MFAPolicy struct {
 	Population Population `db:"population"`
 	Required   bool       `db:"required"`
 	GraceUntil *time.Time `db:"grace_until"`
+	Methods    Strings    `db:"methods"`
 	UpdatedAt  time.Time  `db:"updated_at"`
 }

@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
 func (a *app) policyCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "policy", Short: "Rules for a whole population: two-step verification for every agent or every contact"}
-	cmd.AddCommand(a.policyShowCmd(), a.policyMFACmd())
+	cmd := &cobra.Command{Use: "policy", Short: "Rules for a whole population: two-step verification for every agent or every contact, and its methods"}
+	cmd.AddCommand(a.policyShowCmd(), a.policyMFACmd(), a.policyMethodsCmd())
 	return cmd
 }
 
@@ -24,7 +27,9 @@ type policyJSON struct {
 	Population string     `json:"population"`
 	RequireMFA bool       `json:"require_mfa"`
 	GraceUntil *time.Time `json:"grace_until,omitempty"`
-	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+	// Methods are the kinds of second factor its users may set up.
+	Methods   []string   `json:"methods"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
 func (a *app) policyShowCmd() *cobra.Command {
@@ -46,7 +51,10 @@ func (a *app) policyShowCmd() *cobra.Command {
 			var out []policyJSON
 			for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
 				p, ok := byPop[pop]
-				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil}
+				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil, Methods: p.Methods}
+				if len(j.Methods) == 0 {
+					j.Methods = mfa.SetupMethods
+				}
 				if ok {
 					t := p.UpdatedAt.UTC()
 					j.UpdatedAt = &t
@@ -57,7 +65,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 				return writeJSON(a.stdout, out)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "POPULATION\tTWO-STEP VERIFICATION\tSETUP MAY BE PUT OFF UNTIL")
+			fmt.Fprintln(tw, "POPULATION\tTWO-STEP VERIFICATION\tSETUP MAY BE PUT OFF UNTIL\tMETHODS")
 			for _, j := range out {
 				req, grace := "optional", "-"
 				if j.RequireMFA {
@@ -66,7 +74,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 						grace = j.GraceUntil.UTC().Format(time.RFC3339)
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", j.Population, req, grace)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", j.Population, req, grace, strings.Join(j.Methods, ","))
 			}
 			return tw.Flush()
 		})
@@ -125,14 +133,13 @@ offline until it expires. Users with a factor can no longer turn it off
 			var sessions, tokens int64
 			var was bool
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				ps, err := s.ListMFAPolicies(ctx)
+				old, err := policyOf(ctx, s, pop)
 				if err != nil {
 					return err
 				}
-				for _, p := range ps {
-					was = was || (p.Population == pop && p.Required)
-				}
-				if err := s.SetMFAPolicy(ctx, store.MFAPolicy{Population: pop, Required: require, GraceUntil: grace, UpdatedAt: time.Now()}); err != nil {
+				was = old.Required
+				if err := s.SetMFAPolicy(ctx, store.MFAPolicy{Population: pop, Required: require, GraceUntil: grace,
+					Methods: old.Methods, UpdatedAt: time.Now()}); err != nil {
 					return err
 				}
 				if require && !was {
@@ -159,6 +166,99 @@ offline until it expires. Users with a factor can no longer turn it off
 					fmt.Fprintf(a.stdout, "; %d session(s) of %ss without a second factor ended", sessions, pop)
 				}
 				fmt.Fprintln(a.stdout)
+			}
+			return nil
+		})
+	}
+	return cmd
+}
+
+// policyOf is pop's stored policy, or the zero policy (nothing required,
+// every method) when it has none.
+func policyOf(ctx context.Context, s store.Store, pop store.Population) (store.MFAPolicy, error) {
+	ps, err := s.ListMFAPolicies(ctx)
+	if err != nil {
+		return store.MFAPolicy{}, err
+	}
+	for _, p := range ps {
+		if p.Population == pop {
+			return p, nil
+		}
+	}
+	return store.MFAPolicy{Population: pop}, nil
+}
+
+// policyMethodsCmd sets which kinds of second factor a population may set
+// up (R10). Allowing a method requires nothing: that is policy mfa.
+func (a *app) policyMethodsCmd() *cobra.Command {
+	var population string
+	var allow []string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "methods [--population agent|contact] (--allow METHOD[,METHOD] | --all)",
+		Short: "Choose the kinds of second factor users may set up",
+		Long: `Choose which kinds of second factor users may set up (R10): totp (an
+authenticator app) and webauthn (a security key or passkey). Without
+--population the choice is for agents and contacts alike. Allowing a method
+does not require two-step verification (see policy mfa). A factor set up
+before its kind was taken off the list still signs its user in, until they
+replace it; recovery codes are always allowed. Running servers see a change
+within 5 seconds.`,
+		Args: exactArgs(0),
+	}
+	f := cmd.Flags()
+	f.StringVar(&population, "population", "", "agent or contact (default: both)")
+	f.StringSliceVar(&allow, "allow", nil, "the methods allowed: "+strings.Join(mfa.SetupMethods, ", "))
+	f.BoolVar(&all, "all", false, "allow every method (the default)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		pops := []store.Population{store.PopulationAgent, store.PopulationContact}
+		if population != "" {
+			pop := store.Population(population)
+			if !pop.Valid() {
+				return usageError{fmt.Errorf("--population %q: want agent or contact", population)}
+			}
+			pops = []store.Population{pop}
+		}
+		if all == (len(allow) > 0) {
+			return usageError{errors.New("give --allow with at least one method, or --all")}
+		}
+		var methods store.Strings
+		for _, m := range allow {
+			m = strings.TrimSpace(m)
+			switch {
+			case !slices.Contains(mfa.SetupMethods, m):
+				return usageError{fmt.Errorf("--allow %q: want %s", m, strings.Join(mfa.SetupMethods, " or "))}
+			case !slices.Contains(methods, m):
+				methods = append(methods, m)
+			}
+		}
+		if len(methods) == len(mfa.SetupMethods) {
+			methods = nil // every method: kept as no list, so a new kind is allowed too
+		}
+		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
+				for _, pop := range pops {
+					p, err := policyOf(ctx, s, pop)
+					if err != nil {
+						return err
+					}
+					p.Methods, p.UpdatedAt = methods, time.Now()
+					if err := s.SetMFAPolicy(ctx, p); err != nil {
+						return err
+					}
+				}
+				detail, _ := json.Marshal(map[string]any{"populations": pops, "methods": methods})
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.methods", ActorID: "cli", Detail: string(detail)})
+			})
+			if err != nil {
+				return err
+			}
+			shown := []string(methods)
+			if len(shown) == 0 {
+				shown = mfa.SetupMethods
+			}
+			for _, pop := range pops {
+				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown, ", "))
 			}
 			return nil
 		})

@@ -102,3 +102,66 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestR10_PolicyMethods: admins choose the kinds of second factor a
+// population may set up; that requires nothing, and policy mfa keeps the
+// choice (as policy methods keeps the requirement).
+func TestR10_PolicyMethods(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			env := migratedDB(t, dialect)
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			show := func() []policyJSON {
+				t.Helper()
+				r := twofold(t, env, "", "policy", "show", "--output", "json")
+				require.Equal(t, 0, r.code, r.stderr)
+				var out []policyJSON
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+				require.Len(t, out, 2)
+				return out
+			}
+			before := show()
+			assert.Equal(t, []string{"totp", "webauthn"}, before[0].Methods, "every method by default")
+			assert.Equal(t, []string{"totp", "webauthn"}, before[1].Methods)
+
+			for _, args := range [][]string{
+				{},
+				{"--allow", "sms"},
+				{"--allow", "totp", "--all"},
+				{"--population", "robot", "--all"},
+				{"--allow", ""},
+			} {
+				r := twofold(t, env, "", append([]string{"policy", "methods"}, args...)...)
+				assert.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+			}
+			assert.Equal(t, before, show(), "nothing changed")
+
+			r := twofold(t, env, "", "policy", "methods", "--population", "agent", "--allow", "webauthn")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "agents may set up: webauthn")
+			got := show()
+			assert.Equal(t, []string{"webauthn"}, got[0].Methods)
+			assert.False(t, got[0].RequireMFA, "allowing a method requires nothing (R10)")
+			assert.Equal(t, []string{"totp", "webauthn"}, got[1].Methods, "contacts keep every method")
+			events, err := s.ListAudit(ctx, store.AuditFilter{Limit: 1})
+			require.NoError(t, err)
+			assert.Equal(t, "policy.methods", events[0].Type)
+
+			// policy mfa keeps the methods; policy methods keeps the requirement.
+			r = twofold(t, env, "", "policy", "mfa", "--population", "agent", "--require")
+			require.Equal(t, 0, r.code, r.stderr)
+			got = show()
+			assert.True(t, got[0].RequireMFA)
+			assert.Equal(t, []string{"webauthn"}, got[0].Methods)
+			r = twofold(t, env, "", "policy", "methods", "--allow", "totp,webauthn")
+			require.Equal(t, 0, r.code, r.stderr)
+			got = show()
+			assert.True(t, got[0].RequireMFA, "still required")
+			assert.Equal(t, []string{"totp", "webauthn"}, got[0].Methods)
+			r = twofold(t, env, "", "policy", "show")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Contains(t, r.stdout, "METHODS")
+		})
+	}
+}

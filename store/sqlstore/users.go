@@ -100,14 +100,14 @@ func wrap(err error, what string) error {
 // ListMFAPolicies returns every population's policy.
 func (s *Store) ListMFAPolicies(ctx context.Context) ([]store.MFAPolicy, error) {
 	ps := []store.MFAPolicy{}
-	err := s.sel(ctx, &ps, `SELECT population, required, grace_until, updated_at FROM mfa_policies ORDER BY population`)
+	err := s.sel(ctx, &ps, `SELECT population, required, grace_until, methods, updated_at FROM mfa_policies ORDER BY population`)
 	return ps, wrap(err, "list mfa policies")
 }
 
 // SetMFAPolicy inserts or replaces a population's policy.
 func (s *Store) SetMFAPolicy(ctx context.Context, p store.MFAPolicy) error {
-	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, required, grace_until, updated_at) VALUES (?, ?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, required, grace_until, methods, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (population) DO UPDATE SET required = excluded.required, grace_until = excluded.grace_until,
-		updated_at = excluded.updated_at`, p.Population, p.Required, utcPtr(p.GraceUntil), p.UpdatedAt.UTC())
+		methods = excluded.methods, updated_at = excluded.updated_at`, p.Population, p.Required, utcPtr(p.GraceUntil), p.Methods, p.UpdatedAt.UTC())
 	return wrap(err, "set mfa policy")
 }

@@ -11,14 +11,16 @@ import (
 )
 
 // testMFAPolicies: a population's policy is set, read back (its grace
-// date to the second) and replaced; a population without one has none.
+// date to the second, its methods) and replaced; a population without
+// one has none.
 func testMFAPolicies(t *testing.T, s store.Store) {
 	ps, err := s.ListMFAPolicies(ctx)
 	require.NoError(t, err)
 	assert.Empty(t, ps)
 
 	grace := base.Add(72 * time.Hour)
-	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &grace, UpdatedAt: base}))
+	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &grace,
+		Methods: store.Strings{"webauthn"}, UpdatedAt: base}))
 	ps, err = s.ListMFAPolicies(ctx)
 	require.NoError(t, err)
 	require.Len(t, ps, 1)
@@ -26,6 +28,7 @@ func testMFAPolicies(t *testing.T, s store.Store) {
 	assert.True(t, ps[0].Required)
 	require.NotNil(t, ps[0].GraceUntil)
 	sameTime(t, grace, *ps[0].GraceUntil, "grace_until")
+	assert.Equal(t, store.Strings{"webauthn"}, ps[0].Methods)
 	sameTime(t, base, ps[0].UpdatedAt, "updated_at")
 
 	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationContact, Required: true, UpdatedAt: base}))
@@ -36,6 +39,7 @@ func testMFAPolicies(t *testing.T, s store.Store) {
 	assert.Equal(t, store.PopulationAgent, ps[0].Population)
 	assert.False(t, ps[0].Required, "replaced")
 	assert.Nil(t, ps[0].GraceUntil, "no grace any more")
+	assert.Empty(t, ps[0].Methods, "every method again")
 	assert.Equal(t, store.PopulationContact, ps[1].Population)
 	assert.True(t, ps[1].Required)
 	assert.Nil(t, ps[1].GraceUntil)
