@@ -81,26 +81,26 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 // notAllowed answers a setup of a kind the user's population may not use.
 const notAllowed = "Your organisation does not allow this method. Choose another."
 
-// allowedMethods says which kinds user may set up (R10).
+// allowedMethods says which kinds user may set up: those their
+// population allows (R10), keys only where this issuer can serve
+// WebAuthn (a host name, not an IP address).
 func (p *Provider) allowedMethods(ctx context.Context, user store.User) (totp, webauthn bool) {
 	pol := p.policies(ctx)
-	return mfa.Allowed(user, pol, mfa.MethodTOTP), mfa.Allowed(user, pol, mfa.MethodWebAuthn)
+	return mfa.Allowed(user, pol, mfa.MethodTOTP), p.webauthn != nil && mfa.Allowed(user, pol, mfa.MethodWebAuthn)
 }
 
 // mayUse is false for a setup step (of the sign-in's setup page or the
-// account page) of a kind user may not set up (R10); every other action
+// account page) of a kind user may not set up; every other action
 // passes.
 func (p *Provider) mayUse(ctx context.Context, user store.User, action string) bool {
-	var method string
+	totp, webauthn := p.allowedMethods(ctx, user)
 	switch action {
 	case "start-totp", "confirm-totp":
-		method = mfa.MethodTOTP
+		return totp
 	case "start-webauthn", "finish-webauthn":
-		method = mfa.MethodWebAuthn
-	default:
-		return true
+		return webauthn
 	}
-	return mfa.Allowed(user, p.policies(ctx), method)
+	return true
 }
 
 // deferralFor is until when this sign-in may skip the setup (R17): only

@@ -139,12 +139,21 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 // TestR10_AllowedMethods: with security keys the only kind agents may set
 // up, their setup pages (at sign-in and on the account page) offer no
 // authenticator app and refuse one posted anyway; a contact is offered
-// both; an agent's app set up before still signs them in.
+// both; an agent's app set up before still signs them in. Where the
+// issuer cannot serve WebAuthn (an IP address), no key is offered.
 func TestR10_AllowedMethods(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
 			ctx := context.Background()
-			e := newMFAEnv(t, dialect)
+			plain := newMFAEnv(t, dialect) // http://127.0.0.1:PORT
+			require.NoError(t, plain.Store.SetUserMFARequired(ctx, plain.user.ID, true, time.Now()))
+			authURL, _ := plain.authURL()
+			page := plain.toSecondStep(t, providertest.NewBrowser(t), authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol", page.Body)
+			assert.Contains(t, page.Body, `value="start-totp"`)
+			assert.NotContains(t, page.Body, `value="start-webauthn"`, "no WebAuthn for an IP address")
+
+			e := newKeyEnv(t, dialect, nil)
 			bo := e.User(t, "bo@example.com", password, store.PopulationContact)
 			require.NoError(t, e.Store.SetUserMFARequired(ctx, bo.ID, true, time.Now()))
 			// Set before the first sign-in: the provider keeps policies 5 s.
@@ -152,8 +161,8 @@ func TestR10_AllowedMethods(t *testing.T) {
 				Methods: store.Strings{"webauthn"}, UpdatedAt: time.Now()}))
 
 			b := providertest.NewBrowser(t)
-			authURL, _ := e.authURL()
-			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			authURL, _ = e.authURL()
+			page = e.toSecondStep(t, b, authURL, "ada@example.com")
 			require.Contains(t, page.Request.URL.Path, "/login/enrol", page.Body)
 			assert.NotContains(t, page.Body, `value="start-totp"`, "no authenticator app offered")
 			assert.Contains(t, page.Body, `value="start-webauthn"`)
