@@ -29,21 +29,31 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// benchArgon is providertest's argon2id cost (m=8 MiB, t=1, p=1): the
+// bench's users are hashed with it, so no sign-in rehashes.
+var benchArgon = accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
+
+// benchEnv starts a provider on SQLite and creates the bench's clients,
+// 4 users and totpUsers TOTP users with setup, in the fixture it returns.
+func benchEnv(t *testing.T, totpUsers int) (env *providertest.Env, dir, fixture string, fx *Fixture) {
+	t.Helper()
+	env = providertest.Start(t, "sqlite", providertest.Options{})
+	dir = t.TempDir()
+	fixture = filepath.Join(dir, "bench.json")
+	fx, err := setup(context.Background(), setupOptions{DatabaseURL: env.DBURL, SecretsKey: base64.StdEncoding.EncodeToString(env.Key),
+		Users: 4, TOTPUsers: totpUsers, Out: fixture, Argon2: benchArgon})
+	require.NoError(t, err)
+	return env, dir, fixture, fx
+}
+
 // TestRunEveryFlow starts a provider on SQLite, creates the bench's users
 // and clients with setup, and runs every flow with 2 virtual users for a
 // short while: no errors, and operations counted. No timing is asserted.
 func TestRunEveryFlow(t *testing.T) {
-	env := providertest.Start(t, "sqlite", providertest.Options{})
-	dir := t.TempDir()
-	fixture := filepath.Join(dir, "bench.json")
-	// providertest's accounts hash with m=8 MiB, t=1, p=1: hash with the
-	// same so no sign-in rehashes.
-	argon := accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
-	ctx := context.Background()
-	fx, err := setup(ctx, setupOptions{DatabaseURL: env.DBURL, SecretsKey: base64.StdEncoding.EncodeToString(env.Key),
-		Users: 4, TOTPUsers: 300, Out: fixture, Argon2: argon})
-	require.NoError(t, err)
+	env, dir, fixture, fx := benchEnv(t, 300)
 	require.Len(t, fx.TOTP, 300)
+	argon, ctx := benchArgon, context.Background()
+	var err error
 
 	var out bytes.Buffer
 	jsonOut := filepath.Join(dir, "report.json")
@@ -123,14 +133,8 @@ func TestRunEveryFlow(t *testing.T) {
 // password every sign-in fails; the repetition is bounded to 2, so more
 // errors than that came from the warm-up.
 func TestWarmupErrorsFailTheRun(t *testing.T) {
-	env := providertest.Start(t, "sqlite", providertest.Options{})
-	dir := t.TempDir()
-	fixture := filepath.Join(dir, "bench.json")
-	argon := accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}
-	ctx := context.Background()
-	fx, err := setup(ctx, setupOptions{DatabaseURL: env.DBURL, SecretsKey: base64.StdEncoding.EncodeToString(env.Key),
-		Users: 4, TOTPUsers: 1, Out: fixture, Argon2: argon})
-	require.NoError(t, err)
+	env, dir, fixture, fx := benchEnv(t, 1)
+	argon, ctx := benchArgon, context.Background()
 	fx.Password = "not the password"
 	b, err := json.Marshal(fx)
 	require.NoError(t, err)

@@ -39,14 +39,7 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 			for _, u := range []store.User{none, has, contact} {
 				signIn(u, "-1")
 			}
-			show := func() []policyJSON {
-				t.Helper()
-				r := twofold(t, env, "", "policy", "show", "--output", "json")
-				require.Equal(t, 0, r.code, r.stderr)
-				var out []policyJSON
-				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
-				return out
-			}
+			show := func() []policyJSON { return showPolicies(t, env) }
 			before := show()
 			require.Len(t, before, 2)
 			assert.False(t, before[0].RequireMFA || before[1].RequireMFA, "optional by default (R14)")
@@ -103,6 +96,17 @@ func TestR15_R16_PolicyCommands(t *testing.T) {
 	}
 }
 
+// showPolicies is policy show's JSON: both populations, agents first.
+func showPolicies(t *testing.T, env []string) []policyJSON {
+	t.Helper()
+	r := twofold(t, env, "", "policy", "show", "--output", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var out []policyJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	require.Len(t, out, 2)
+	return out
+}
+
 // TestR10_PolicyMethods: admins choose the kinds of second factor a
 // population may set up; that requires nothing, and policy mfa keeps the
 // choice (as policy methods keeps the requirement).
@@ -112,15 +116,7 @@ func TestR10_PolicyMethods(t *testing.T) {
 			ctx := context.Background()
 			env := migratedDB(t, dialect)
 			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
-			show := func() []policyJSON {
-				t.Helper()
-				r := twofold(t, env, "", "policy", "show", "--output", "json")
-				require.Equal(t, 0, r.code, r.stderr)
-				var out []policyJSON
-				require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
-				require.Len(t, out, 2)
-				return out
-			}
+			show := func() []policyJSON { return showPolicies(t, env) }
 			before := show()
 			assert.Equal(t, []string{"totp", "webauthn"}, before[0].Methods, "every method by default")
 			assert.Equal(t, []string{"totp", "webauthn"}, before[1].Methods)
