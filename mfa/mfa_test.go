@@ -185,7 +185,7 @@ func TestR10_AllowedMethods(t *testing.T) {
 		{"listed", agent, keysOnly, MethodWebAuthn, true},
 		{"not listed", agent, keysOnly, MethodTOTP, false},
 		{"the other population's list", contact, keysOnly, MethodTOTP, true},
-		{"failing closed allows every method", agent, Policies{store.PopulationAgent: {Required: true}}, MethodWebAuthn, true},
+		{"required, no list: every method", agent, Policies{store.PopulationAgent: {Required: true}}, MethodWebAuthn, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, Allowed(tc.user, tc.pol, tc.method))

@@ -61,6 +61,9 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
 		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
 	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
+	if !page.TOTP && !page.WebAuthn && page.Error == "" {
+		page.Error = noMethod
+	}
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.LastUsedAt != nil {
@@ -108,8 +111,8 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		p.render(w, r, http.StatusOK, "reauth.html", map[string]string{"CSRF": p.csrfToken("account", sess.ID)})
 		return
 	}
-	if !p.mayUse(ctx, user, action) {
-		p.renderAccount(w, r, http.StatusForbidden, sess, user, "", notAllowed)
+	if msg := p.refusal(ctx, user, action); msg != "" {
+		p.renderAccount(w, r, http.StatusForbidden, sess, user, "", msg)
 		return
 	}
 	hidden := map[string]string{"csrf": p.csrfToken("account", sess.ID)}
@@ -155,7 +158,9 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !ok {
-			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden, TOTP: true})
+			retry := enrolPage{Action: "/account/security", Hidden: hidden}
+			retry.TOTP, retry.WebAuthn = p.allowedMethods(ctx, user)
+			p.retryEnrol(w, r, user, retry)
 			return
 		}
 		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))

@@ -71,6 +71,10 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 	page := enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
 		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
 	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
+	if !page.TOTP && !page.WebAuthn {
+		p.logger.WarnContext(ctx, "no second factor can be set up: keys only allowed, and this issuer cannot serve WebAuthn", "population", user.Population)
+		page.Error = noMethod
+	}
 	if until := p.deferralFor(ctx, f, user); !until.IsZero() {
 		page.Required, page.CanCancel = false, false
 		page.DeferUntil = until.UTC().Format("2 January 2006, 15:04 UTC")
@@ -78,8 +82,14 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 	return page
 }
 
-// notAllowed answers a setup of a kind the user's population may not use.
-const notAllowed = "Your organisation does not allow this method. Choose another."
+// Answers to a setup of a kind that cannot be set up: not allowed for
+// the user's population (R10), or not served here (keys need a host
+// name), or nothing at all can be.
+const (
+	notAllowed   = "Your organisation does not allow this method. Choose another."
+	notAvailable = "This method is not available here. Choose another."
+	noMethod     = "None of the methods your organisation allows can be set up here. Ask your administrator."
+)
 
 // allowedMethods says which kinds user may set up: those their
 // population allows (R10), keys only where this issuer can serve
@@ -89,18 +99,25 @@ func (p *Provider) allowedMethods(ctx context.Context, user store.User) (totp, w
 	return mfa.Allowed(user, pol, mfa.MethodTOTP), p.webauthn != nil && mfa.Allowed(user, pol, mfa.MethodWebAuthn)
 }
 
-// mayUse is false for a setup step (of the sign-in's setup page or the
-// account page) of a kind user may not set up; every other action
-// passes.
-func (p *Provider) mayUse(ctx context.Context, user store.User, action string) bool {
-	totp, webauthn := p.allowedMethods(ctx, user)
+// refusal is why a setup step (of the sign-in's setup page or the
+// account page) of a kind user may not set up is refused, or "" when the
+// action may go on (every other action does).
+func (p *Provider) refusal(ctx context.Context, user store.User, action string) string {
+	pol := p.policies(ctx)
 	switch action {
 	case "start-totp", "confirm-totp":
-		return totp
+		if !mfa.Allowed(user, pol, mfa.MethodTOTP) {
+			return notAllowed
+		}
 	case "start-webauthn", "finish-webauthn":
-		return webauthn
+		if !mfa.Allowed(user, pol, mfa.MethodWebAuthn) {
+			return notAllowed
+		}
+		if p.webauthn == nil {
+			return notAvailable
+		}
 	}
-	return true
+	return ""
 }
 
 // deferralFor is until when this sign-in may skip the setup (R17): only
@@ -125,8 +142,8 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PostForm.Get("action")
-	if !p.mayUse(ctx, user, action) {
-		page.Error = notAllowed
+	if msg := p.refusal(ctx, user, action); msg != "" {
+		page.Error = msg
 		p.render(w, r, http.StatusForbidden, "enrol.html", page)
 		return
 	}

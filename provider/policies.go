@@ -11,7 +11,8 @@ import (
 
 // policyCacheTTL is how long a replica trusts the populations' policies
 // it has read: every sign-in consults them, and they change rarely. A
-// change (`twofold policy mfa`) reaches every replica within this time.
+// change (`twofold policy mfa`, `policy methods`) reaches every replica
+// within this time.
 const policyCacheTTL = 5 * time.Second
 
 type policyCache struct {
@@ -21,8 +22,15 @@ type policyCache struct {
 }
 
 // failClosed is every population requiring a second factor, with no
-// grace: what a sign-in gets while the policies cannot be read.
-var failClosed = mfa.Policies{store.PopulationAgent: {Required: true}, store.PopulationContact: {Required: true}}
+// grace, and the methods last read (every method if none were): what a
+// sign-in gets while the policies cannot be read.
+func failClosed(last mfa.Policies) mfa.Policies {
+	out := mfa.Policies{}
+	for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
+		out[pop] = store.MFAPolicy{Population: pop, Required: true, Methods: last[pop].Methods}
+	}
+	return out
+}
 
 // policies returns the populations' MFA policies (R15, R17), read at most
 // once per policyCacheTTL (the store is not read under the lock, so a
@@ -41,7 +49,7 @@ func (p *Provider) policies(ctx context.Context) mfa.Policies {
 	ttl := policyCacheTTL
 	if err != nil {
 		p.logger.ErrorContext(ctx, "read mfa policies", "err", err)
-		pol, ttl = failClosed, time.Second
+		pol, ttl = failClosed(pol), time.Second
 	} else {
 		pol = mfa.NewPolicies(ps)
 	}

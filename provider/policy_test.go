@@ -32,8 +32,7 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 				t.Helper()
 				// Set before the first sign-in: the provider reads
 				// policies then and keeps them for 5 s.
-				require.NoError(t, e.Store.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true,
-					GraceUntil: grace, UpdatedAt: time.Now()}))
+				require.NoError(t, e.Store.SetMFARequirement(ctx, store.PopulationAgent, true, grace, time.Now()))
 			}
 			skip := func(e *mfaEnv, b *providertest.Browser, page providertest.Page) providertest.Page {
 				form := page.Hidden()
@@ -152,13 +151,22 @@ func TestR10_AllowedMethods(t *testing.T) {
 			require.Contains(t, page.Request.URL.Path, "/login/enrol", page.Body)
 			assert.Contains(t, page.Body, `value="start-totp"`)
 			assert.NotContains(t, page.Body, `value="start-webauthn"`, "no WebAuthn for an IP address")
+			// Keys the only kind allowed there: nothing can be set up,
+			// and the page says so.
+			require.NoError(t, plain.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{"webauthn"}, time.Now()))
+			plain.Provider.ExpirePolicies()
+			authURL, _ = plain.authURL()
+			page = plain.toSecondStep(t, providertest.NewBrowser(t), authURL, "ada@example.com")
+			assert.NotContains(t, page.Body, `value="start-totp"`)
+			assert.NotContains(t, page.Body, `value="start-webauthn"`)
+			assert.Contains(t, page.Body, "None of the methods your organisation allows can be set up here")
 
 			e := newKeyEnv(t, dialect, nil)
 			bo := e.User(t, "bo@example.com", password, store.PopulationContact)
 			require.NoError(t, e.Store.SetUserMFARequired(ctx, bo.ID, true, time.Now()))
 			// Set before the first sign-in: the provider keeps policies 5 s.
-			require.NoError(t, e.Store.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true,
-				Methods: store.Strings{"webauthn"}, UpdatedAt: time.Now()}))
+			require.NoError(t, e.Store.SetMFARequirement(ctx, store.PopulationAgent, true, nil, time.Now()))
+			require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{"webauthn"}, time.Now()))
 
 			b := providertest.NewBrowser(t)
 			authURL, _ = e.authURL()
@@ -196,6 +204,36 @@ func TestR10_AllowedMethods(t *testing.T) {
 			res = b3.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, acct)}, "action": {"start-totp"}})
 			assert.Equal(t, http.StatusForbidden, res.StatusCode)
 			assert.Contains(t, res.Body, "does not allow this method")
+		})
+	}
+}
+
+// TestR15_R10_PoliciesFailClosed: while the policies cannot be read,
+// every population requires a second factor, with the methods last read.
+// The table is renamed away under the running provider: its other
+// queries work, the policies' read fails.
+func TestR15_R10_PoliciesFailClosed(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newKeyEnv(t, dialect, nil)
+			require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{"webauthn"}, time.Now()))
+			_, idt, _ := e.rp.login(t, providertest.NewBrowser(t), "ada@example.com")
+			assert.Equal(t, []string{"pwd"}, claimsOf(t, idt).Amr, "optional: a password sign-in")
+
+			db := sqltest.OpenURL(t, e.DBURL, false)
+			_, err := db.DB().ExecContext(ctx, `ALTER TABLE mfa_policies RENAME TO mfa_policies_gone`)
+			require.NoError(t, err)
+			t.Cleanup(func() { _, _ = db.DB().ExecContext(ctx, `ALTER TABLE mfa_policies_gone RENAME TO mfa_policies`) })
+			e.Provider.ExpirePolicies()
+
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol", "required while the policies cannot be read")
+			assert.NotContains(t, page.Body, `value="start-totp"`, "the methods last read still hold")
+			assert.Contains(t, page.Body, `value="start-webauthn"`)
+			assert.NotContains(t, page.Body, "Skip for now")
 		})
 	}
 }

@@ -106,8 +106,14 @@ type Store interface {
 	// ListMFAPolicies returns the populations' policies (R15, R17); a
 	// population without a row has none.
 	ListMFAPolicies(ctx context.Context) ([]MFAPolicy, error)
-	// SetMFAPolicy inserts or replaces a population's policy.
-	SetMFAPolicy(ctx context.Context, p MFAPolicy) error
+	// SetMFARequirement sets whether a population requires a second
+	// factor, and until when its setup may be put off, leaving the
+	// population's methods as they are (each statement writes only its
+	// own columns, so two admins' changes cannot undo each other).
+	SetMFARequirement(ctx context.Context, pop Population, required bool, graceUntil *time.Time, at time.Time) error
+	// SetMFAMethods sets the kinds of factor a population may set up
+	// (nil: every kind), leaving its requirement as it is.
+	SetMFAMethods(ctx context.Context, pop Population, methods Strings, at time.Time) error
 	// SignOutWithoutFactors ends the sessions, sign-ins in progress and
 	// ceremonies, and revokes the codes and tokens, of a population's
 	// users who have no confirmed second factor

@@ -51,10 +51,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 			var out []policyJSON
 			for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
 				p, ok := byPop[pop]
-				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil, Methods: p.Methods}
-				if len(j.Methods) == 0 {
-					j.Methods = mfa.SetupMethods
-				}
+				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil, Methods: shown(p.Methods)}
 				if ok {
 					t := p.UpdatedAt.UTC()
 					j.UpdatedAt = &t
@@ -138,8 +135,7 @@ offline until it expires. Users with a factor can no longer turn it off
 					return err
 				}
 				was = old.Required
-				if err := s.SetMFAPolicy(ctx, store.MFAPolicy{Population: pop, Required: require, GraceUntil: grace,
-					Methods: old.Methods, UpdatedAt: time.Now()}); err != nil {
+				if err := s.SetMFARequirement(ctx, pop, require, grace, time.Now()); err != nil {
 					return err
 				}
 				if require && !was {
@@ -224,7 +220,7 @@ within 5 seconds.`,
 		}
 		var methods store.Strings
 		for _, m := range allow {
-			m = strings.TrimSpace(m)
+			m = strings.ToLower(strings.TrimSpace(m))
 			switch {
 			case !slices.Contains(mfa.SetupMethods, m):
 				return usageError{fmt.Errorf("--allow %q: want %s", m, strings.Join(mfa.SetupMethods, " or "))}
@@ -238,32 +234,34 @@ within 5 seconds.`,
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
 				for _, pop := range pops {
-					p, err := policyOf(ctx, s, pop)
-					if err != nil {
-						return err
-					}
-					p.Methods, p.UpdatedAt = methods, time.Now()
-					if err := s.SetMFAPolicy(ctx, p); err != nil {
+					if err := s.SetMFAMethods(ctx, pop, methods, time.Now()); err != nil {
 						return err
 					}
 				}
-				detail, _ := json.Marshal(map[string]any{"populations": pops, "methods": methods})
+				detail, _ := json.Marshal(map[string]any{"populations": pops, "methods": shown(methods)})
 				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.methods", ActorID: "cli", Detail: string(detail)})
 			})
 			if err != nil {
 				return err
 			}
-			shown := []string(methods)
-			if len(shown) == 0 {
-				shown = mfa.SetupMethods
-			}
 			for _, pop := range pops {
-				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown, ", "))
+				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown(methods), ", "))
+			}
+			if !slices.Contains(shown(methods), mfa.MethodTOTP) {
+				fmt.Fprintln(a.stderr, "note: security keys need an issuer with a host name (not an IP address); where a server has none, these users can set nothing up")
 			}
 			return nil
 		})
 	}
 	return cmd
+}
+
+// shown is a list of methods as stored, nil meaning every one, spelled out.
+func shown(methods store.Strings) []string {
+	if len(methods) == 0 {
+		return mfa.SetupMethods
+	}
+	return methods
 }
 
 // parseDate reads YYYY-MM-DD (the start of that day, UTC) or RFC 3339.

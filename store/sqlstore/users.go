@@ -104,10 +104,18 @@ func (s *Store) ListMFAPolicies(ctx context.Context) ([]store.MFAPolicy, error) 
 	return ps, wrap(err, "list mfa policies")
 }
 
-// SetMFAPolicy inserts or replaces a population's policy.
-func (s *Store) SetMFAPolicy(ctx context.Context, p store.MFAPolicy) error {
-	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, required, grace_until, methods, updated_at) VALUES (?, ?, ?, ?, ?)
+// SetMFARequirement upserts a population's requirement columns only.
+func (s *Store) SetMFARequirement(ctx context.Context, pop store.Population, required bool, graceUntil *time.Time, at time.Time) error {
+	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, required, grace_until, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (population) DO UPDATE SET required = excluded.required, grace_until = excluded.grace_until,
-		methods = excluded.methods, updated_at = excluded.updated_at`, p.Population, p.Required, utcPtr(p.GraceUntil), p.Methods, p.UpdatedAt.UTC())
-	return wrap(err, "set mfa policy")
+		updated_at = excluded.updated_at`, pop, required, utcPtr(graceUntil), at.UTC())
+	return wrap(err, "set mfa requirement")
+}
+
+// SetMFAMethods upserts a population's methods column only.
+func (s *Store) SetMFAMethods(ctx context.Context, pop store.Population, methods store.Strings, at time.Time) error {
+	_, err := s.exec(ctx, `INSERT INTO mfa_policies (population, methods, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (population) DO UPDATE SET methods = excluded.methods, updated_at = excluded.updated_at`,
+		pop, methods, at.UTC())
+	return wrap(err, "set mfa methods")
 }

@@ -19,8 +19,8 @@ func testMFAPolicies(t *testing.T, s store.Store) {
 	assert.Empty(t, ps)
 
 	grace := base.Add(72 * time.Hour)
-	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: true, GraceUntil: &grace,
-		Methods: store.Strings{"webauthn"}, UpdatedAt: base}))
+	require.NoError(t, s.SetMFARequirement(ctx, store.PopulationAgent, true, &grace, base.Add(-time.Hour)))
+	require.NoError(t, s.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{"webauthn"}, base))
 	ps, err = s.ListMFAPolicies(ctx)
 	require.NoError(t, err)
 	require.Len(t, ps, 1)
@@ -31,18 +31,30 @@ func testMFAPolicies(t *testing.T, s store.Store) {
 	assert.Equal(t, store.Strings{"webauthn"}, ps[0].Methods)
 	sameTime(t, base, ps[0].UpdatedAt, "updated_at")
 
-	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationContact, Required: true, UpdatedAt: base}))
-	require.NoError(t, s.SetMFAPolicy(ctx, store.MFAPolicy{Population: store.PopulationAgent, Required: false, UpdatedAt: base.Add(time.Hour)}))
+	require.NoError(t, s.SetMFARequirement(ctx, store.PopulationContact, true, nil, base))
+	require.NoError(t, s.SetMFARequirement(ctx, store.PopulationAgent, false, nil, base.Add(time.Hour)))
 	ps, err = s.ListMFAPolicies(ctx)
 	require.NoError(t, err)
 	require.Len(t, ps, 2)
 	assert.Equal(t, store.PopulationAgent, ps[0].Population)
 	assert.False(t, ps[0].Required, "replaced")
 	assert.Nil(t, ps[0].GraceUntil, "no grace any more")
-	assert.Empty(t, ps[0].Methods, "every method again")
+	assert.Equal(t, store.Strings{"webauthn"}, ps[0].Methods, "the requirement leaves the methods")
+	sameTime(t, base.Add(time.Hour), ps[0].UpdatedAt, "updated_at")
 	assert.Equal(t, store.PopulationContact, ps[1].Population)
 	assert.True(t, ps[1].Required)
 	assert.Nil(t, ps[1].GraceUntil)
+	assert.Empty(t, ps[1].Methods, "every method")
+
+	// The methods leave the requirement; nil is every method again.
+	require.NoError(t, s.SetMFAMethods(ctx, store.PopulationContact, store.Strings{"totp"}, base))
+	require.NoError(t, s.SetMFAMethods(ctx, store.PopulationAgent, nil, base))
+	ps, err = s.ListMFAPolicies(ctx)
+	require.NoError(t, err)
+	assert.True(t, ps[1].Required, "still required")
+	assert.Equal(t, store.Strings{"totp"}, ps[1].Methods)
+	assert.Empty(t, ps[0].Methods)
+	assert.False(t, ps[0].Required)
 }
 
 // testSignOutWithoutFactors: switching a policy on signs out the users of
