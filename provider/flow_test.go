@@ -438,6 +438,46 @@ func TestOneTimePasswordMustChange(t *testing.T) {
 	assert.False(t, u.PasswordMustChange)
 }
 
+// TestOneTimePasswordThenSecondStep: a user with a second factor who
+// must change a one-time password gets the second step's page as the
+// new password's answer; posting that form again (a reload) shows the
+// page again and changes nothing.
+func TestOneTimePasswordThenSecondStep(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	u, err := env.Accounts.CreateUser(context.Background(), accounts.NewUser{Email: "ann@example.com",
+		Population: store.PopulationAgent, Role: store.RoleAgent, Password: "one-time-password-1", MustChange: true})
+	require.NoError(t, err)
+	env.AddTOTP(t, u.ID)
+	r := newRP(t, env, clients.Spec{FirstParty: true})
+	b := providertest.NewBrowser(t)
+	p, _ := b.Follow(b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))), redirectURI)
+	form := p.Hidden()
+	form.Set("email", "ann@example.com")
+	form.Set("password", "one-time-password-1")
+	p, _ = b.Follow(b.Post(env.URL+"/login", form), redirectURI)
+	require.Contains(t, p.Request.URL.Path, "/login/password")
+
+	f := p.Hidden()
+	f.Set("password", "a brand new password")
+	f.Set("repeat", "a brand new password")
+	res := b.Post(env.URL+"/login/password", f)
+	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	require.Contains(t, res.Body, `action="/login/2fa"`)
+	changed, err := env.Store.GetUser(context.Background(), u.ID)
+	require.NoError(t, err)
+
+	f.Set("password", "yet another password")
+	f.Set("repeat", "yet another password")
+	again := b.Post(env.URL+"/login/password", f)
+	require.Equal(t, http.StatusOK, again.StatusCode, again.Body)
+	assert.Contains(t, again.Body, `action="/login/2fa"`)
+	after, err := env.Store.GetUser(context.Background(), u.ID)
+	require.NoError(t, err)
+	assert.Equal(t, changed.PasswordHash, after.PasswordHash, "the reload changed nothing")
+	// Another browser cannot use the flow this way.
+	assert.Equal(t, http.StatusBadRequest, providertest.NewBrowser(t).Post(env.URL+"/login/password", f).StatusCode)
+}
+
 func mustURL(t *testing.T, s string) *url.URL {
 	u, err := url.Parse(s)
 	require.NoError(t, err)

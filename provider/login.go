@@ -209,6 +209,13 @@ func (p *Provider) handleNewPasswordPage(w http.ResponseWriter, r *http.Request)
 // handleNewPasswordSubmit replaces a one-time password, then goes on.
 func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if r.ParseForm() == nil && p.checkCSRF("pwchange", r.PostForm.Get("flow"), r.PostForm.Get("csrf")) &&
+		p.showWaitingSecondStep(w, r, r.PostForm.Get("flow")) {
+		// Its answer reloaded: the new password is set, and this
+		// browser's flow waits for its second step (as after the
+		// password form, handleLoginSubmit).
+		return
+	}
 	f, user, ok := p.flowStep(w, r, "pwchange", store.FlowPasswordChange, false)
 	if !ok {
 		return
