@@ -128,6 +128,9 @@ type Store interface {
 	GetClient(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
 	DeleteClient(ctx context.Context, id string) error
+	// DeleteClientTokens removes every code and token row of a client
+	// (its users' and its own) and returns how many went.
+	DeleteClientTokens(ctx context.Context, id string) (int64, error)
 	// UpdateClient replaces a registration (not its id, secret, public
 	// flag or creation time) if its updated_at is still since: else
 	// ErrConflict (a concurrent update), or ErrNotFound for an unknown id.

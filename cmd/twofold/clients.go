@@ -196,6 +196,7 @@ func registrationFlags(f *pflag.FlagSet, spec *clients.Spec, jwks *string) {
 func (a *app) clientsUpdateCmd() *cobra.Command {
 	var set clients.Spec
 	var jwks string
+	var revoke bool
 	cmd := &cobra.Command{
 		Use:   "update CLIENT_ID [flags]",
 		Short: "Change a client's registration: only the flags given change, and a repeatable flag replaces the whole list",
@@ -204,13 +205,17 @@ flag (--redirect-uri, --scope…) replaces the whole list, and given once as ""
 empties it (scopes and grant types then go back to their defaults). The
 client id and secret stay, and so does how the client authenticates, except
 a switch between client_secret_basic and client_secret_post. Tokens already
-issued keep what they were granted until they expire; running servers see
-the change within 5 seconds (their client cache).`,
+issued keep what they were granted until they expire, unless
+--revoke-tokens removes every code and token the client holds (its users
+sign in again; a JWT access token already handed out stays valid offline
+until it expires). Running servers see the change within 5 seconds (their
+client cache).`,
 		Args: exactArgs(1),
 	}
 	output := outputFlag(cmd)
 	f := cmd.Flags()
 	registrationFlags(f, &set, &jwks)
+	f.BoolVar(&revoke, "revoke-tokens", false, "also revoke every code, access and refresh token the client holds (alone: only that)")
 	for name, usage := range map[string]string{
 		"name":                       "display name, shown on the consent page",
 		"redirect-uri":               `redirect URI, matched exactly (repeatable; replaces the list)`,
@@ -235,7 +240,7 @@ the change within 5 seconds (their client cache).`,
 				given = append(given, name)
 			}
 		}
-		if len(given) == 0 {
+		if len(given) == 0 && !revoke {
 			return usageError{errors.New("nothing to change: give at least one flag (see --help)")}
 		}
 		jwksSet, err := readArgOrFile(jwks)
@@ -289,18 +294,29 @@ the change within 5 seconds (their client cache).`,
 		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
 			var c store.Client
 			var changes map[string]any
+			var revoked int64
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
 				var err error
+				// With no registration flag, edit changes nothing: the
+				// update only finds the client.
 				if c, changes, err = r.Update(ctx, args[0], edit); err != nil {
 					if errors.Is(err, store.ErrConflict) {
 						return fmt.Errorf("client %q was changed meanwhile: run the update again", args[0])
 					}
 					return clientNotFound(args[0], err)
 				}
-				if len(changes) == 0 {
-					return nil // the same values: nothing written, nothing to audit
+				if len(changes) > 0 {
+					if err := auditClient(ctx, s, "client.updated", c.ID, changes); err != nil {
+						return err
+					}
 				}
-				return auditClient(ctx, s, "client.updated", c.ID, changes)
+				if !revoke {
+					return nil
+				}
+				if revoked, err = s.DeleteClientTokens(ctx, c.ID); err != nil {
+					return err
+				}
+				return auditClient(ctx, s, "client.tokens_revoked", c.ID, map[string]any{"token_rows": revoked})
 			})
 			if err != nil {
 				return err
@@ -308,12 +324,16 @@ the change within 5 seconds (their client cache).`,
 			if *output == "json" {
 				return writeJSON(a.stdout, clientToJSON(c))
 			}
-			if len(changes) == 0 {
+			switch {
+			case len(changes) > 0:
+				fields := slices.Sorted(maps.Keys(changes))
+				fmt.Fprintf(a.stdout, "updated client %s (%s)\n", c.ID, strings.Join(fields, ", "))
+			case len(given) > 0:
 				fmt.Fprintf(a.stdout, "client %s already has these values: nothing changed\n", c.ID)
-				return nil
 			}
-			fields := slices.Sorted(maps.Keys(changes))
-			fmt.Fprintf(a.stdout, "updated client %s (%s)\n", c.ID, strings.Join(fields, ", "))
+			if revoke {
+				fmt.Fprintf(a.stdout, "revoked %d code and token row(s) of client %s\n", revoked, c.ID)
+			}
 			return nil
 		})
 	}

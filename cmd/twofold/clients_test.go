@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/assert"
@@ -356,4 +357,59 @@ func TestClientsUpdateKeys(t *testing.T) {
 	c = show()
 	assert.Equal(t, "https://backend.example.com/keys", c.JWKSURI)
 	assert.Empty(t, c.JWKS, "jwks_uri replaces jwks")
+}
+
+// TestClientsUpdateRevokeTokens: --revoke-tokens removes every code and
+// token row of the client, alone or with a change, and only its own; the
+// client stays; both are audited.
+func TestClientsUpdateRevokeTokens(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			env := append(migratedDB(t, dialect), "TWOFOLD_SECRETS_KEY="+secrets.GenerateKey())
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			create := func(name string) string {
+				r := twofold(t, env, "", "clients", "create", "--output", "json", "--name", name, "--redirect-uri", "https://app.example.com/cb")
+				require.Equal(t, 0, r.code, r.stderr)
+				var creds map[string]string
+				require.NoError(t, json.Unmarshal([]byte(r.stdout), &creds))
+				return creds["client_id"]
+			}
+			app, other := create("App"), create("Other")
+			now := time.Now().UTC()
+			token := func(sig, clientID string) {
+				require.NoError(t, s.CreateOAuth2Request(ctx, store.OAuth2Request{Kind: store.KindRefreshToken, Signature: sig,
+					RequestID: "req-" + sig, ClientID: clientID, Subject: "u1", Active: true, RequestedAt: now,
+					ExpiresAt: now.Add(time.Hour), Data: `{}`}))
+			}
+			token("a1", app)
+			token("a2", app)
+			token("o1", other)
+			has := func(sig string) bool {
+				_, err := s.GetOAuth2Request(ctx, store.KindRefreshToken, sig)
+				return err == nil
+			}
+
+			r := twofold(t, env, "", "clients", "update", app, "--revoke-tokens")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, "revoked 2 code and token row(s) of client "+app+"\n", r.stdout)
+			assert.False(t, has("a1") || has("a2"), "the client's tokens are gone")
+			assert.True(t, has("o1"), "another client's stay")
+			assert.Equal(t, "App", showClient(t, env, app).Name, "the client stays")
+			events, err := s.ListAudit(ctx, store.AuditFilter{Limit: 1})
+			require.NoError(t, err)
+			assert.Equal(t, "client.tokens_revoked", events[0].Type)
+			assert.JSONEq(t, `{"token_rows":2}`, events[0].Detail)
+
+			token("a3", app)
+			r = twofold(t, env, "", "clients", "update", app, "--scope", "openid", "--revoke-tokens")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, "updated client "+app+" (scopes)\nrevoked 1 code and token row(s) of client "+app+"\n", r.stdout)
+			assert.False(t, has("a3"))
+
+			r = twofold(t, env, "", "clients", "update", "no-such-client", "--revoke-tokens")
+			assert.Equal(t, exitFailed, r.code)
+			assert.True(t, has("o1"))
+		})
+	}
 }

@@ -54,9 +54,15 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		if err != nil {
 			return wrap(err, "delete client")
 		}
-		_, err = s.exec(ctx, `DELETE FROM oauth2_requests WHERE client_id = ?`, id)
-		return wrap(err, "delete client tokens")
+		_, err = s.DeleteClientTokens(ctx, id)
+		return err
 	})
+}
+
+// DeleteClientTokens removes a client's rows of oauth2_requests.
+func (s *Store) DeleteClientTokens(ctx context.Context, id string) (int64, error) {
+	n, err := count(s.exec(ctx, `DELETE FROM oauth2_requests WHERE client_id = ?`, id))
+	return n, wrap(err, "delete client tokens")
 }
 
 // UpdateClient replaces a client's registration: everything but its id,

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/twofold-idp/twofold/store"
@@ -102,12 +101,6 @@ func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population)
 // user's id or, for client_credentials, the client's: only users' rows
 // go. A sign-in still at its password step has no user yet and stays.
 func (s *Store) signOut(ctx context.Context, users string, arg any) (sessions, tokens int64, err error) {
-	count := func(res sql.Result, err error) (int64, error) {
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
-	}
 	err = s.InTx(ctx, func(ctx context.Context) error {
 		var err error
 		if sessions, err = count(s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id IN (`+users+`)`, arg)); err != nil {

@@ -316,3 +316,11 @@ func aliased(table, columns string) string {
 	}
 	return b.String()
 }
+
+// count is how many rows a statement's result touched.
+func count(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -257,9 +257,23 @@ func testClientDelete(t *testing.T, s store.Store) {
 		require.NoError(t, s.CreateOAuth2Request(ctx, r))
 	}
 
+	// Revoking the client's tokens leaves the client; deleting it
+	// removes whatever tokens it got since.
+	n, err := s.DeleteClientTokens(ctx, "app")
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, n)
+	_, err = s.GetClient(ctx, "app")
+	require.NoError(t, err, "the client stays")
+	_, err = s.GetOAuth2Request(ctx, store.KindAccessToken, "sig-access")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	n, err = s.DeleteClientTokens(ctx, "app")
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left")
+	require.NoError(t, s.CreateOAuth2Request(ctx, newOAuth2Request(store.KindAccessToken, "sig-access", "req3", "app")))
+
 	require.NoError(t, s.DeleteClient(ctx, "app"))
 
-	_, err := s.GetClient(ctx, "app")
+	_, err = s.GetClient(ctx, "app")
 	require.ErrorIs(t, err, store.ErrNotFound)
 	for _, r := range []struct{ kind, sig string }{
 		{store.KindAuthorizeCode, "sig-code"},
