@@ -128,6 +128,48 @@ func BenchmarkStore(b *testing.B) {
 			}
 		})
 		step := time.Now().Unix() / 30
+		b.Run("AttemptsAndSuccess", func(b *testing.B) {
+			// A sign-in step's counts: the address and the account in
+			// one call, then the success that clears them.
+			tries := []store.Try{{Key: "ip:127.0.0.1", Limit: store.Limit{Max: 1 << 30, Lock: 15 * time.Minute, Window: time.Hour}},
+				{Key: "mfa:user:" + u.ID, Limit: store.Limit{Max: 10, Lock: 15 * time.Minute, Cap: 100}}}
+			for b.Loop() {
+				ths, err := s.Attempts(ctx, time.Now(), tries...)
+				if err != nil || len(ths) != 2 || !ths[1].Allowed {
+					b.Fatal(err, ths)
+				}
+				if err := s.Success(ctx, tries[0].Key, tries[1].Key); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("AttemptTwiceAndSuccess", func(b *testing.B) {
+			// The same counts as two Attempt calls, as before Attempts.
+			for b.Loop() {
+				for _, t := range []store.Try{{Key: "ip:127.0.0.2", Limit: store.Limit{Max: 1 << 30, Lock: 15 * time.Minute, Window: time.Hour}},
+					{Key: "mfa:user:" + u.ID, Limit: store.Limit{Max: 10, Lock: 15 * time.Minute, Cap: 100}}} {
+					if th, err := s.Attempt(ctx, t.Key, t.Limit, time.Now()); err != nil || !th.Allowed {
+						b.Fatal(err, th)
+					}
+				}
+				if err := s.Success(ctx, "ip:127.0.0.2", "mfa:user:"+u.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("LoginFlowUser", func(b *testing.B) {
+			now := time.Now().UTC()
+			fl := store.LoginFlow{ID: benchID(), State: store.FlowSecondFactor, UserID: u.ID, ClientID: c.ID,
+				AuthorizeForm: "response_type=code&client_id=tf_bench&scope=openid", CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+			if err := s.CreateLoginFlow(ctx, fl); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, _, err := s.LoginFlowUser(ctx, fl.ID, fl.State, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run("UseTOTPStep", func(b *testing.B) {
 			for b.Loop() {
 				step++
