@@ -44,10 +44,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			byPop := map[store.Population]store.MFAPolicy{}
-			for _, p := range ps {
-				byPop[p.Population] = p
-			}
+			byPop := mfa.NewPolicies(ps)
 			var out []policyJSON
 			for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
 				p, ok := byPop[pop]
@@ -130,11 +127,11 @@ offline until it expires. Users with a factor can no longer turn it off
 			var sessions, tokens int64
 			var was bool
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				old, err := policyOf(ctx, s, pop)
+				ps, err := s.ListMFAPolicies(ctx)
 				if err != nil {
 					return err
 				}
-				was = old.Required
+				was = mfa.NewPolicies(ps)[pop].Required
 				if err := s.SetMFARequirement(ctx, pop, require, grace, time.Now()); err != nil {
 					return err
 				}
@@ -167,21 +164,6 @@ offline until it expires. Users with a factor can no longer turn it off
 		})
 	}
 	return cmd
-}
-
-// policyOf is pop's stored policy, or the zero policy (nothing required,
-// every method) when it has none.
-func policyOf(ctx context.Context, s store.Store, pop store.Population) (store.MFAPolicy, error) {
-	ps, err := s.ListMFAPolicies(ctx)
-	if err != nil {
-		return store.MFAPolicy{}, err
-	}
-	for _, p := range ps {
-		if p.Population == pop {
-			return p, nil
-		}
-	}
-	return store.MFAPolicy{Population: pop}, nil
 }
 
 // policyMethodsCmd sets which kinds of second factor a population may set

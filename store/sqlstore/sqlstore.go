@@ -293,28 +293,22 @@ func one(res sql.Result) error {
 
 // qualified qualifies each of columns with table.
 func qualified(table, columns string) string {
-	var b strings.Builder
-	for i, c := range strings.Split(columns, ",") {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(table + "." + strings.TrimSpace(c))
-	}
-	return b.String()
+	return eachColumn(columns, func(c string) string { return table + "." + c })
 }
 
 // aliased qualifies each of columns with table and names it "table.column",
 // for sqlx to fill a struct field tagged table.
 func aliased(table, columns string) string {
-	var b strings.Builder
-	for i, c := range strings.Split(columns, ",") {
-		c = strings.TrimSpace(c)
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, `%s.%s AS "%s.%s"`, table, c, table, c)
+	return eachColumn(columns, func(c string) string { return fmt.Sprintf(`%s.%s AS "%s.%s"`, table, c, table, c) })
+}
+
+// eachColumn rewrites each of a comma-separated list of columns.
+func eachColumn(columns string, rewrite func(string) string) string {
+	cs := strings.Split(columns, ",")
+	for i, c := range cs {
+		cs[i] = rewrite(strings.TrimSpace(c))
 	}
-	return b.String()
+	return strings.Join(cs, ", ")
 }
 
 // count is how many rows a statement's result touched.
