@@ -162,6 +162,9 @@ type Consent struct {
 const (
 	FactorTOTP     = "totp"
 	FactorWebAuthn = "webauthn"
+	// FactorEmail: codes sent to the account's address (R08); the
+	// factor has no secret, it records that the address was proved.
+	FactorEmail = "email"
 )
 
 // Factor is a user's second factor. A factor counts only once Confirmed:
@@ -184,6 +187,19 @@ type Factor struct {
 	Confirmed    bool       `db:"confirmed"`
 	CreatedAt    time.Time  `db:"created_at"`
 	LastUsedAt   *time.Time `db:"last_used_at"`
+}
+
+// OneTimeCode is a code sent to a user by email (R08), bound to one
+// purpose: a sign-in, or a setup on the account page. Hash is the
+// code's HMAC, never the code. Sends counts the codes sent for the
+// purpose, this one included (each resend waits longer).
+type OneTimeCode struct {
+	UserID    string    `db:"user_id"`
+	Purpose   string    `db:"purpose"`
+	Hash      []byte    `db:"code_hash"`
+	Sends     int       `db:"sends"`
+	SentAt    time.Time `db:"sent_at"`
+	ExpiresAt time.Time `db:"expires_at"`
 }
 
 // Limit is a throttle's rule: at most Max attempts, then a lock of Lock.

@@ -157,8 +157,9 @@ type Store interface {
 	// DeleteSubjectTokens removes every access and refresh token (and
 	// pending code) issued for a user: sign-out everywhere.
 	DeleteSubjectTokens(ctx context.Context, subject string) error
-	// DeleteExpired removes OAuth 2.0 rows, login flows, sessions and
-	// JWT assertions that expired before t; it returns how many.
+	// DeleteExpired removes OAuth 2.0 rows, login flows, sessions, JWT
+	// assertions, ceremonies and one-time codes that expired before t;
+	// it returns how many.
 	DeleteExpired(ctx context.Context, t time.Time) (int64, error)
 
 	// UseJTI records a one-time id until exp (a client assertion's jti,
@@ -246,6 +247,20 @@ type Store interface {
 	// CountRecoveryCodes returns how many unused codes remain.
 	CountRecoveryCodes(ctx context.Context, userID string) (int, error)
 	DeleteRecoveryCodes(ctx context.Context, userID string) error
+
+	// GetOneTimeCode returns the code stored for a user and purpose,
+	// expired or not; ErrNotFound when there is none.
+	GetOneTimeCode(ctx context.Context, userID, purpose string) (OneTimeCode, error)
+	// PutOneTimeCode stores c, replacing the code of its user and
+	// purpose only if that one's Sends is still prevSends (0: no code
+	// stored); otherwise ErrConflict, so of two racing sends one wins.
+	PutOneTimeCode(ctx context.Context, c OneTimeCode, prevSends int) error
+	// UseOneTimeCode deletes the code of a user and purpose if its hash
+	// is hash and it has not expired at now; ErrNotFound otherwise. Of
+	// concurrent uses exactly one succeeds.
+	UseOneTimeCode(ctx context.Context, userID, purpose string, hash []byte, now time.Time) error
+	// DeleteOneTimeCode removes the code of a user and purpose, if any.
+	DeleteOneTimeCode(ctx context.Context, userID, purpose string) error
 
 	// Attempt reserves one attempt under key before a secret is checked:
 	// past lim.Max counted attempts the key locks for lim.Lock and the

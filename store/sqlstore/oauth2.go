@@ -126,7 +126,7 @@ func (s *Store) DeleteExpired(ctx context.Context, t time.Time) (int64, error) {
 		row = "ctid"
 	}
 	var total int64
-	for _, table := range []string{"oauth2_requests", "login_flows", "sso_sessions", "jwt_assertions", "webauthn_sessions"} {
+	for _, table := range []string{"oauth2_requests", "login_flows", "sso_sessions", "jwt_assertions", "webauthn_sessions", "one_time_codes"} {
 		for {
 			res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE `+row+` IN (SELECT `+row+` FROM `+table+
 				` WHERE expires_at < ? LIMIT `+strconv.Itoa(deleteBatch)+`)`, t.UTC())

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Consent", testConsent},
 		{"FactorsAndCodes", testFactorsAndCodes},
 		{"FactorsDeleteAll", testFactorsDeleteAll},
+		{"OneTimeCodes", testOneTimeCodes},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

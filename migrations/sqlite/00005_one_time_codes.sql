@@ -1,0 +1,18 @@
+-- +goose Up
+-- Codes sent by email (R08): the HMAC of the code, never the code, one
+-- live code per user and purpose (a sign-in, or a setup on the account
+-- page). sends counts the codes sent for the purpose: each resend waits
+-- 30 s longer than the one before.
+CREATE TABLE one_time_codes (
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL,
+    code_hash  BLOB NOT NULL,
+    sends      INTEGER NOT NULL,
+    sent_at    DATETIME NOT NULL,
+    expires_at DATETIME NOT NULL,
+    PRIMARY KEY (user_id, purpose)
+);
+CREATE INDEX one_time_codes_expires_at ON one_time_codes (expires_at);
+
+-- +goose Down
+DROP TABLE one_time_codes;
