@@ -102,6 +102,8 @@ func TestR02_Claims(t *testing.T) {
 		{[]string{"pwd"}, []string{"pwd"}, ACRPassword},
 		{[]string{"pwd", "otp"}, []string{"pwd", "otp", "mfa"}, ACRMFA},
 		{[]string{"pwd", "rc"}, []string{"pwd", "rc", "mfa"}, ACRMFA},
+		{[]string{"pwd", "email"}, []string{"pwd", "email", "mfa"}, ACRMFA},
+		{[]string{"email"}, []string{"email"}, ACRPassword}, // an email code alone is one factor
 		{[]string{"pwd", "hwk"}, []string{"pwd", "hwk", "mfa"}, ACRPhishingResistant},
 		{[]string{"pwd", "swk", "user"}, []string{"pwd", "swk", "user", "mfa"}, ACRPhishingResistant},
 		{[]string{"hwk", "user"}, []string{"hwk", "user", "mfa"}, ACRPhishingResistant},

@@ -68,10 +68,13 @@ func RequiredNow(u store.User, pol Policies, now time.Time) bool {
 const (
 	MethodTOTP     = "totp"
 	MethodWebAuthn = "webauthn"
+	// MethodEmail is codes sent to the account's address (R08); it can
+	// be set up only where Twofold has a mail server to send with.
+	MethodEmail = "email"
 )
 
 // SetupMethods are the kinds Twofold can set up, in the order offered.
-var SetupMethods = []string{MethodTOTP, MethodWebAuthn}
+var SetupMethods = []string{MethodTOTP, MethodWebAuthn, MethodEmail}
 
 // Allowed tells whether u may set up a factor of kind method: the
 // population's policy lists it, or lists none (R10). A factor set up
@@ -87,7 +90,8 @@ func Allowed(u store.User, pol Policies, method string) bool {
 // second. A key among them makes the sign-in phishing-resistant.
 func Claims(methods []string) (amr []string, acr string) {
 	amr = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == AMRMFA })
-	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) || hasKey(methods)
+	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMREmail) ||
+		slices.Contains(methods, AMRRecovery) || hasKey(methods)
 	two := (slices.Contains(methods, AMRPassword) && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
 	switch {
 	case two && hasKey(methods):

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -24,8 +25,8 @@ type accountPage struct {
 	Enabled, Required          bool
 	Factors                    []factorView
 	CodesLeft                  int
-	// TOTP and WebAuthn: the kinds the user may add (R10).
-	TOTP, WebAuthn bool
+	// Kinds the user may add (R10); email codes only once.
+	Kinds setupKinds
 }
 
 // notices are the fixed messages a redirect can ask the page to show.
@@ -36,6 +37,7 @@ var notices = map[string]string{
 	"reauthed":    "Thanks: you can change your settings for the next few minutes.",
 	"codes-saved": "Keep your recovery codes somewhere safe.",
 	"key-added":   "Your security key was added.",
+	"email-added": "Codes by email are on.",
 }
 
 // handleAccountPage is /account/security (R14, R18): the user's methods
@@ -60,10 +62,11 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
 		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
-	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
-	if !page.TOTP && !page.WebAuthn && page.Error == "" {
+	page.Kinds = p.allowedMethods(ctx, user)
+	if page.Kinds.none() && page.Error == "" {
 		page.Error = noMethod
 	}
+	page.Kinds.Email = page.Kinds.Email && !hasEmailFactor(factors)
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.LastUsedAt != nil {
@@ -123,7 +126,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden, TOTP: true,
+		p.render(w, r, http.StatusOK, "enrol.html", enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{TOTP: true},
 			Secret: e.Secret, URI: e.URI, QR: template.URL(e.QRPNG)})
 	case "confirm-totp":
 		before, err := p.confirmedFactors(ctx, user.ID)
@@ -131,17 +134,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		th, err := p.store.Attempt(ctx, factorKey(user.ID), factorRule, p.now())
-		if err != nil {
-			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
-			return
-		}
-		if !th.Allowed {
-			msg := lockedMessage(th.RetryAt)
-			if th.Capped {
-				msg = cappedMessage
-			}
-			p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", msg)
+		if !p.accountAttempt(w, r, sess, user) {
 			return
 		}
 		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
@@ -158,9 +151,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !ok {
-			retry := enrolPage{Action: "/account/security", Hidden: hidden}
-			retry.TOTP, retry.WebAuthn = p.allowedMethods(ctx, user)
-			p.retryEnrol(w, r, user, retry)
+			p.retryEnrol(w, r, user, enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: p.allowedMethods(ctx, user)})
 			return
 		}
 		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
@@ -190,6 +181,36 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(before) > 0 {
 			http.Redirect(w, r, "/account/security?notice=key-added", http.StatusSeeOther)
+			return
+		}
+		p.showAccountCodes(w, r, user, hidden)
+	case "start-email":
+		p.enrolSendCode(w, r, enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{Email: true},
+			EmailTo: mfa.MaskEmail(user.Email)}, user, accountPurpose(sess.ID))
+	case "confirm-email":
+		before, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !p.accountAttempt(w, r, sess, user) {
+			return
+		}
+		ok, err := p.confirmEmail(ctx, r, user, accountPurpose(sess.ID), r.PostForm.Get("code"))
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !ok {
+			page := enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{Email: true},
+				EmailTo: mfa.MaskEmail(user.Email), Error: wrongEmailCode}
+			page.EmailSent, _ = p.codeState(ctx, user, accountPurpose(sess.ID))
+			p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
+			return
+		}
+		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
+		if len(before) > 0 {
+			http.Redirect(w, r, "/account/security?notice=email-added", http.StatusSeeOther)
 			return
 		}
 		p.showAccountCodes(w, r, user, hidden)
@@ -233,6 +254,26 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.renderAccount(w, r, http.StatusBadRequest, sess, user, "", "Unknown action.")
 	}
+}
+
+// accountAttempt counts a code's try on the account page against the
+// account's second-factor counter. False when refused (the answer is
+// written).
+func (p *Provider) accountAttempt(w http.ResponseWriter, r *http.Request, sess store.Session, user store.User) bool {
+	th, err := p.store.Attempt(r.Context(), factorKey(user.ID), factorRule, p.now())
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+		return false
+	}
+	if !th.Allowed {
+		msg := lockedMessage(th.RetryAt)
+		if th.Capped {
+			msg = cappedMessage
+		}
+		p.renderAccount(w, r, http.StatusTooManyRequests, sess, user, "", msg)
+		return false
+	}
+	return true
 }
 
 func (p *Provider) showAccountCodes(w http.ResponseWriter, r *http.Request, user store.User, hidden map[string]string) {

@@ -22,9 +22,18 @@ type enrolPage struct {
 	Required, CanCancel bool
 	// DeferUntil is set when the setup may be skipped until then (R17).
 	DeferUntil string
-	// TOTP and WebAuthn: the kinds the user may set up (R10).
-	TOTP, WebAuthn bool
+	// The kinds the user may set up (R10).
+	setupKinds
+	// EmailTo is the masked address codes go to; EmailSent says one was
+	// sent, so the page asks for it.
+	EmailTo   string
+	EmailSent bool
 }
+
+// setupKinds are the kinds of factor a user may set up here (R10).
+type setupKinds struct{ TOTP, WebAuthn, Email bool }
+
+func (k setupKinds) none() bool { return !k.TOTP && !k.WebAuthn && !k.Email }
 
 type codesPage struct {
 	Action, Error string
@@ -70,9 +79,9 @@ func (p *Provider) handleEnrolPage(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user store.User) enrolPage {
 	page := enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
 		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
-	page.TOTP, page.WebAuthn = p.allowedMethods(ctx, user)
-	if !page.TOTP && !page.WebAuthn {
-		p.logger.WarnContext(ctx, "no second factor can be set up: keys only allowed, and this issuer cannot serve WebAuthn", "population", user.Population)
+	page.setupKinds, page.EmailTo = p.allowedMethods(ctx, user), mfa.MaskEmail(user.Email)
+	if page.none() {
+		p.logger.WarnContext(ctx, "no second factor can be set up: the kinds allowed need WebAuthn (a host name) or a mail server, which this server has not", "population", user.Population)
 		page.Error = noMethod
 	}
 	if until := p.deferralFor(ctx, f, user); !until.IsZero() {
@@ -93,10 +102,15 @@ const (
 
 // allowedMethods says which kinds user may set up: those their
 // population allows (R10), keys only where this issuer can serve
-// WebAuthn (a host name, not an IP address).
-func (p *Provider) allowedMethods(ctx context.Context, user store.User) (totp, webauthn bool) {
+// WebAuthn (a host name, not an IP address), email codes only where
+// there is a mail server.
+func (p *Provider) allowedMethods(ctx context.Context, user store.User) setupKinds {
 	pol := p.policies(ctx)
-	return mfa.Allowed(user, pol, mfa.MethodTOTP), p.webauthn != nil && mfa.Allowed(user, pol, mfa.MethodWebAuthn)
+	return setupKinds{
+		TOTP:     mfa.Allowed(user, pol, mfa.MethodTOTP),
+		WebAuthn: p.webauthn != nil && mfa.Allowed(user, pol, mfa.MethodWebAuthn),
+		Email:    p.mailer != nil && mfa.Allowed(user, pol, mfa.MethodEmail),
+	}
 }
 
 // refusal is why a setup step (of the sign-in's setup page or the
@@ -114,6 +128,13 @@ func (p *Provider) refusal(ctx context.Context, user store.User, action string) 
 			return notAllowed
 		}
 		if p.webauthn == nil {
+			return notAvailable
+		}
+	case "start-email", "confirm-email":
+		if !mfa.Allowed(user, pol, mfa.MethodEmail) {
+			return notAllowed
+		}
+		if p.mailer == nil {
 			return notAvailable
 		}
 	}
@@ -207,6 +228,31 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.enrolled(w, r, f, user)
+	case "start-email":
+		p.enrolSendCode(w, r, page, user, flowPurpose(f.ID))
+	case "confirm-email":
+		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
+			return
+		}
+		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
+			if locked != "" {
+				page.Error = locked
+				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
+			}
+			return
+		}
+		ok, err := p.confirmEmail(ctx, r, user, flowPurpose(f.ID), r.PostForm.Get("code"))
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
+			return
+		}
+		if !ok {
+			page.EmailSent, _ = p.codeState(ctx, user, flowPurpose(f.ID))
+			page.Error = wrongEmailCode
+			p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
+			return
+		}
+		p.enrolled(w, r, f, user)
 	case "skip":
 		// R17: the population's policy requires a factor from a date
 		// not reached yet; until then the user may sign in without.
@@ -250,6 +296,32 @@ func (p *Provider) enrolled(w http.ResponseWriter, r *http.Request, f store.Logi
 	}
 	p.showFlowCodes(w, r, f, user, "")
 }
+
+// wrongEmailCode answers a code that is wrong, used or expired alike.
+const wrongEmailCode = "That code didn't work. Check the latest email, or send a new code."
+
+// enrolSendCode sends a code to set email codes up with (the sign-in's
+// setup page and the account page alike) and shows the page that asks
+// for it.
+func (p *Provider) enrolSendCode(w http.ResponseWriter, r *http.Request, page enrolPage, user store.User, purpose string) {
+	status := http.StatusOK
+	err := p.sendCode(r.Context(), user, purpose)
+	var soon errTooSoon
+	switch {
+	case errors.As(err, &soon):
+		status, page.Error = http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
+	case err != nil:
+		p.logger.ErrorContext(r.Context(), "email code", "err", err)
+		status, page.Error = http.StatusServiceUnavailable, mailFailed
+	default:
+		p.audit(r.Context(), r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, Detail: `{"for":"setup"}`})
+	}
+	page.EmailSent, _ = p.codeState(r.Context(), user, purpose)
+	p.render(w, r, status, "enrol.html", page)
+}
+
+// mailFailed answers a code the mail server would not take.
+const mailFailed = "The email could not be sent. Try again in a minute, or choose another method."
 
 // retryEnrol shows the pending secret again after a wrong code (this is
 // the answer to a POST; GET never shows a secret).

@@ -58,11 +58,18 @@ func newMFAEnv(t *testing.T, dialect string) *mfaEnv { return newMFAEnvWith(t, d
 
 // newMFAEnvWith is newMFAEnv with the provider's configuration changed.
 func newMFAEnvWith(t *testing.T, dialect string, config func(*provider.Config)) *mfaEnv {
+	return startMFAEnv(t, dialect, providertest.Options{Config: config})
+}
+
+// startMFAEnv is newMFAEnv with the test provider's options (its clock
+// is set here).
+func startMFAEnv(t *testing.T, dialect string, o providertest.Options) *mfaEnv {
 	// The clock starts three hours back and only moves forward toward
 	// real time: fosite checks auth_time against the real clock, and
 	// each TOTP code in a test needs a new time step.
 	c := &clock{off: -3 * time.Hour}
-	env := providertest.Start(t, dialect, providertest.Options{Now: c.Now, Config: config})
+	o.Now = c.Now
+	env := providertest.Start(t, dialect, o)
 	u := env.User(t, "ada@example.com", password, store.PopulationAgent)
 	return &mfaEnv{Env: env, clock: c, rp: newRP(t, env, clients.Spec{FirstParty: true}), user: u}
 }
@@ -112,6 +119,7 @@ func isSecondFactor(p providertest.Page) bool {
 // submitCode posts a code on the second-factor page.
 func (e *mfaEnv) submitCode(b *providertest.Browser, page providertest.Page, method, code string) providertest.Page {
 	form := page.Hidden()
+	form.Del("action") // the email page's send button
 	form.Set("method", method)
 	form.Set("code", code)
 	return b.Post(e.URL+"/login/2fa", form)

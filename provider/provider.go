@@ -86,8 +86,10 @@ type Options struct {
 	SecretsKey []byte
 	// ClientSecrets hashes and compares client secrets (clients package).
 	ClientSecrets fosite.Hasher
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Mailer sends email codes (R08); nil leaves them out.
+	Mailer Mailer
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Provider serves the OpenID Connect endpoints.
@@ -103,6 +105,8 @@ type Provider struct {
 	pages    *templates.Set
 	box      *secrets.Box
 	recovery *mfa.RecoveryHasher
+	codes    *mfa.CodeHasher
+	mailer   Mailer             // nil when no mail server is configured
 	webauthn *webauthn.WebAuthn // nil when the issuer's host is an IP
 	csrfKey  []byte
 	logger   *slog.Logger
@@ -158,6 +162,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
 		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
+		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer,
 	}
 	if p.forwarded, err = realclientip.NewRightmostTrustedRangeStrategy("X-Forwarded-For", o.Config.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)

@@ -128,6 +128,9 @@ func (p *Provider) offered(all []store.Factor, codes int) []method {
 	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
 		out = append(out, method{"totp", "Authenticator app"})
 	}
+	if hasEmailFactor(factors) && p.mailer != nil {
+		out = append(out, method{"email", "A code by email"})
+	}
 	if codes > 0 {
 		out = append(out, method{"recovery", "A recovery code"})
 	}
@@ -146,6 +149,10 @@ type secondFactorPage struct {
 	Flow, CSRF, Method, Error string
 	Others                    []method
 	Key                       keyOptions
+	// EmailTo is the masked address of an email code; EmailSent says a
+	// code for this sign-in is live.
+	EmailTo   string
+	EmailSent bool
 }
 
 func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request) {
@@ -176,10 +183,14 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 		chosen = ms[0].ID
 	}
 	page := secondFactorPage{Flow: f.ID, CSRF: p.csrfToken("2fa", f.ID), Method: chosen, Error: errMsg}
-	if chosen == "webauthn" {
+	if chosen == "webauthn" || chosen == "email" {
 		user, err := p.store.GetUser(r.Context(), f.UserID)
-		if err == nil {
+		if err == nil && chosen == "webauthn" {
 			page.Key, err = p.beginKeyLogin(r.Context(), user)
+		}
+		if err == nil && chosen == "email" {
+			page.EmailTo = mfa.MaskEmail(user.Email)
+			page.EmailSent, _ = p.codeState(r.Context(), user, flowPurpose(f.ID))
 		}
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
@@ -227,9 +238,14 @@ func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 	p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
 }
 
-// handleSecondFactorSubmit checks a TOTP or recovery code (R11, R13).
+// handleSecondFactorSubmit checks a TOTP, email or recovery code, or a
+// security key (R11, R13), or sends an email code (R08).
 func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if r.ParseForm() == nil && r.PostForm.Get("action") == "send-email" {
+		p.sendSignInCode(w, r)
+		return
+	}
 	// Loading the flow counts this attempt in it (FlowFactorLimit).
 	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor, true)
 	if !ok {
@@ -248,14 +264,50 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 	amr, err := p.verifySecondFactor(ctx, r, f, user, chosen)
 	if err != nil {
 		msg := "That code didn't work. Check it and try again."
-		if chosen == "webauthn" {
+		switch chosen {
+		case "webauthn":
 			msg = "That security key could not be verified. Try again, or try another way."
+		case "email":
+			msg = wrongEmailCode
 		}
 		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, msg)
 		return
 	}
 	p.factorSucceeded(ctx, r, user)
 	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr...))
+}
+
+// sendSignInCode emails a code for this sign-in to a user who set email
+// codes up. Sending checks nothing secret, so it is not counted as a
+// try; the resend countdown limits it.
+func (p *Provider) sendSignInCode(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor, false)
+	if !ok {
+		return
+	}
+	ms, err := p.methods(ctx, user.ID)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	if !slices.ContainsFunc(ms, func(m method) bool { return m.ID == "email" }) {
+		p.showSecondFactor(w, r, http.StatusBadRequest, f, ms, "", notAvailable)
+		return
+	}
+	status, msg := http.StatusOK, ""
+	err = p.sendCode(ctx, user, flowPurpose(f.ID))
+	var soon errTooSoon
+	switch {
+	case errors.As(err, &soon):
+		status, msg = http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
+	case err != nil:
+		p.logger.ErrorContext(ctx, "email code", "err", err)
+		status, msg = http.StatusServiceUnavailable, mailFailed
+	default:
+		p.audit(ctx, r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, ClientID: f.ClientID, Detail: `{"for":"sign-in"}`})
+	}
+	p.showSecondFactor(w, r, status, f, ms, "email", msg)
 }
 
 // cappedMessage answers a try past AccountFactorCap: no time opens it.
@@ -339,6 +391,17 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			return nil, errWrongCode
 		}
 		return amr, nil
+	case "email":
+		factors, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			return nil, err
+		}
+		if hasEmailFactor(factors) && p.useCode(ctx, user, flowPurpose(f.ID), code) == nil {
+			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"email"}`})
+			return []string{mfa.AMREmail}, nil
+		}
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"email"}`})
+		return nil, errWrongCode
 	case "recovery":
 		hash, ok := p.recovery.Hash(code)
 		if ok {

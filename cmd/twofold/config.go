@@ -17,6 +17,7 @@ import (
 	"github.com/realclientip/realclientip-go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store/sqlstore"
 )
@@ -35,11 +36,29 @@ type Config struct {
 	Tokens      TokensConfig   `yaml:"tokens"`
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
 	Throttle    ThrottleConfig `yaml:"throttle"`
+	Email       EmailConfig    `yaml:"email"`
 	Debug       DebugConfig    `yaml:"debug"`
 	// TrustedProxies are the reverse proxies in front of Twofold, as IP
 	// addresses or CIDR ranges (in the environment, comma-separated):
 	// from them the client's address is read from X-Forwarded-For.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// EmailConfig is the mail server that sends sign-in codes by email
+// (R08). With no smtp_addr there are no email codes.
+type EmailConfig struct {
+	SMTPAddr string `yaml:"smtp_addr"` // host:port, as in smtp.example.com:587
+	From     string `yaml:"from"`      // "Twofold <no-reply@example.com>"
+	Username string `yaml:"username"`  // SMTP AUTH; empty for none
+	Password string `yaml:"password"`
+	// TLS is starttls (the default: required, never plain), tls
+	// (implicit, port 465) or none (a mail server on loopback only).
+	TLS string `yaml:"tls"`
+}
+
+// mail is the sender's configuration.
+func (e EmailConfig) mail() mail.Config {
+	return mail.Config{Addr: e.SMTPAddr, From: e.From, Username: e.Username, Password: e.Password, TLS: e.TLS}
 }
 
 // DebugConfig turns on diagnostics that must never face the internet.
@@ -311,6 +330,11 @@ func (c Config) Validate() []string {
 	for _, proxy := range c.TrustedProxies {
 		if _, err := realclientip.AddressesAndRangesToIPNets(proxy); err != nil {
 			add("trusted_proxies", "%q is not an IP address or a CIDR range such as 10.0.0.0/8", proxy)
+		}
+	}
+	if c.Email != (EmailConfig{}) {
+		for _, problem := range c.Email.mail().Validate() {
+			p = append(p, "email."+problem)
 		}
 	}
 	if c.DatabaseURL == "" {

@@ -176,7 +176,8 @@ func (a *app) policyMethodsCmd() *cobra.Command {
 		Use:   "methods [--population agent|contact] (--allow METHOD[,METHOD] | --all)",
 		Short: "Choose the kinds of second factor users may set up",
 		Long: `Choose which kinds of second factor users may set up (R10): totp (an
-authenticator app) and webauthn (a security key or passkey). Without
+authenticator app), webauthn (a security key or passkey) and email (codes
+sent to the account's address, where a mail server is configured). Without
 --population the choice is for agents and contacts alike. Allowing a method
 does not require two-step verification (see policy mfa). A factor set up
 before its kind was taken off the list still signs its user in, until they
@@ -230,7 +231,7 @@ within 5 seconds.`,
 				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown(methods), ", "))
 			}
 			if !slices.Contains(shown(methods), mfa.MethodTOTP) {
-				fmt.Fprintln(a.stderr, "note: security keys need an issuer with a host name (not an IP address); where a server has none, these users can set nothing up")
+				fmt.Fprintln(a.stderr, "note: security keys need an issuer with a host name (not an IP address) and email codes a mail server (email.smtp_addr); where a server has neither, these users can set nothing up")
 			}
 			return nil
 		})

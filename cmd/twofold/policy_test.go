@@ -118,8 +118,8 @@ func TestR10_PolicyMethods(t *testing.T) {
 			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
 			show := func() []policyJSON { return showPolicies(t, env) }
 			before := show()
-			assert.Equal(t, []string{"totp", "webauthn"}, before[0].Methods, "every method by default")
-			assert.Equal(t, []string{"totp", "webauthn"}, before[1].Methods)
+			assert.Equal(t, []string{"totp", "webauthn", "email"}, before[0].Methods, "every method by default")
+			assert.Equal(t, []string{"totp", "webauthn", "email"}, before[1].Methods)
 
 			for _, args := range [][]string{
 				{},
@@ -139,7 +139,7 @@ func TestR10_PolicyMethods(t *testing.T) {
 			got := show()
 			assert.Equal(t, []string{"webauthn"}, got[0].Methods)
 			assert.False(t, got[0].RequireMFA, "allowing a method requires nothing (R10)")
-			assert.Equal(t, []string{"totp", "webauthn"}, got[1].Methods, "contacts keep every method")
+			assert.Equal(t, []string{"totp", "webauthn", "email"}, got[1].Methods, "contacts keep every method")
 			events, err := s.ListAudit(ctx, store.AuditFilter{Limit: 1})
 			require.NoError(t, err)
 			assert.Equal(t, "policy.methods", events[0].Type)
@@ -150,11 +150,11 @@ func TestR10_PolicyMethods(t *testing.T) {
 			got = show()
 			assert.True(t, got[0].RequireMFA)
 			assert.Equal(t, []string{"webauthn"}, got[0].Methods)
-			r = twofold(t, env, "", "policy", "methods", "--allow", "totp,webauthn")
+			r = twofold(t, env, "", "policy", "methods", "--allow", "totp,Email")
 			require.Equal(t, 0, r.code, r.stderr)
 			got = show()
 			assert.True(t, got[0].RequireMFA, "still required")
-			assert.Equal(t, []string{"totp", "webauthn"}, got[0].Methods)
+			assert.Equal(t, []string{"totp", "email"}, got[0].Methods)
 			r = twofold(t, env, "", "policy", "show")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Contains(t, r.stdout, "METHODS")

@@ -19,6 +19,7 @@ import (
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/demo"
+	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/server"
@@ -188,11 +189,19 @@ func (a *app) seedAdmin(ctx context.Context, cfg Config, s store.Store) error {
 
 // newProvider builds the OIDC provider from the configuration.
 func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, logger *slog.Logger) (*provider.Provider, error) {
-	return provider.New(ctx, provider.Options{
+	o := provider.Options{
 		Config: providerConfig(cfg),
 		Store:  s, Accounts: cfg.accounts(s), SecretsKey: key,
 		ClientSecrets: clients.NewSecretHasher(key), Logger: logger,
-	})
+	}
+	if cfg.Email.SMTPAddr != "" {
+		sender, err := mail.New(cfg.Email.mail())
+		if err != nil {
+			return nil, err
+		}
+		o.Mailer = sender
+	}
+	return provider.New(ctx, o)
 }
 
 func providerConfig(cfg Config) provider.Config {

@@ -69,6 +69,8 @@ type Options struct {
 	// __Host- and Secure. Use Env.HTTPClient, NewBrowserFor, or
 	// Env.CAFile (for Node) to trust the CA.
 	TLS bool
+	// Mailer sends email codes; nil leaves them out.
+	Mailer provider.Mailer
 }
 
 // Start runs a provider on a fresh database of dialect.
@@ -111,7 +113,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now})
+	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer})
 	if err != nil {
 		t.Fatalf("provider: %v", err)
 	}

@@ -1,0 +1,272 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/oauth2"
+
+	"github.com/twofold-idp/twofold/mail"
+	"github.com/twofold-idp/twofold/mail/mailtest"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// emailEnv is an mfaEnv whose provider sends email codes through a real
+// SMTP exchange with an SMTP server of the test's own.
+type emailEnv struct {
+	*mfaEnv
+	smtp *mailtest.Server
+}
+
+func newEmailEnv(t *testing.T, dialect string) *emailEnv {
+	srv := mailtest.Start(t, mailtest.Options{})
+	sender, err := mail.New(mail.Config{Addr: srv.Addr, From: "Twofold <no-reply@example.com>", TLS: mail.TLSNone})
+	require.NoError(t, err)
+	return &emailEnv{mfaEnv: startMFAEnv(t, dialect, providertest.Options{Mailer: sender}), smtp: srv}
+}
+
+var mailedCode = regexp.MustCompile(`(?m)^\s+(\d{6})$`)
+
+// code waits for the n-th message and returns the code in it.
+func (e *emailEnv) mailed(t *testing.T, n int) string {
+	t.Helper()
+	msgs := e.smtp.Wait(t, n)
+	m := msgs[n-1]
+	assert.Equal(t, []string{"ada@example.com"}, m.To)
+	assert.Equal(t, "Your sign-in code", m.Subject)
+	c := mailedCode.FindStringSubmatch(m.Body)
+	require.Len(t, c, 2, m.Body)
+	return c[1]
+}
+
+func sendEmail(b *providertest.Browser, e *emailEnv, page providertest.Page) providertest.Page {
+	form := page.Hidden()
+	form.Set("action", "send-email")
+	return b.Post(e.URL+"/login/2fa", form)
+}
+
+// TestR08_EmailCodes: a user proves their address with a mailed code on
+// the account page, then signs in with codes mailed to it; tokens say
+// "email". A code works once, for its own sign-in, for 10 minutes; a
+// resend waits 30 s more each time; a failed send changes nothing.
+func TestR08_EmailCodes(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			b := providertest.NewBrowser(t)
+			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			require.Contains(t, p.Body, "Get codes by email")
+			csrf := accountCSRF(t, p)
+
+			// Set-up: the address is proved by a code sent to it.
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-email"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "a•••@example.com")
+			setup := e.mailed(t, 1)
+			again := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-email"}})
+			assert.Equal(t, http.StatusTooManyRequests, again.StatusCode)
+			assert.Contains(t, again.Body, "in 30 seconds")
+			assert.Len(t, e.smtp.Messages(), 1, "no second mail within the countdown")
+
+			wrong := "000000"
+			if setup == wrong {
+				wrong = "111111"
+			}
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {wrong}})
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode)
+			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			assert.Empty(t, fs, "no factor for a wrong code")
+
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {setup}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "I have saved these codes", "recovery codes come with the first method (R07)")
+			fs, err = e.confirmed(t)
+			require.NoError(t, err)
+			require.Len(t, fs, 1)
+			assert.Equal(t, store.FactorEmail, fs[0].Kind)
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {setup}})
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode, "a code works once")
+			p, _ = b.Follow(b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"saved-codes"}}), "")
+			assert.Contains(t, p.Body, "Two-step verification: on")
+			assert.NotContains(t, p.Body, "Get codes by email", "set up once")
+
+			// Sign-in: nothing is mailed until the user asks.
+			authURL, verifier := e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.True(t, isSecondFactor(page), page.Body)
+			assert.Contains(t, page.Body, "Email me a code")
+			assert.Len(t, e.smtp.Messages(), 1)
+			sent := sendEmail(b, e, page)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			first := e.mailed(t, 2)
+
+			// A code is bound to its sign-in: one mailed for another
+			// browser's sign-in does not work here.
+			b2 := providertest.NewBrowser(t)
+			other := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			require.Equal(t, http.StatusOK, sendEmail(b2, e, other).StatusCode)
+			otherCode := e.mailed(t, 3)
+			if otherCode != first {
+				res := e.submitCode(b, sent, "email", otherCode)
+				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "another sign-in's code")
+			}
+
+			// The countdown: 30 s, then 60 s more; a resend voids the
+			// code before it.
+			assert.Equal(t, http.StatusTooManyRequests, sendEmail(b, e, sent).StatusCode)
+			e.clock.Advance(31 * time.Second)
+			require.Equal(t, http.StatusOK, sendEmail(b, e, sent).StatusCode)
+			second := e.mailed(t, 4)
+			e.clock.Advance(31 * time.Second)
+			res := sendEmail(b, e, sent)
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the second resend waits 60 s")
+			assert.Regexp(t, `in (2[89]|30) seconds`, res.Body, "the rest of 60 s")
+			if first != second {
+				res = e.submitCode(b, sent, "email", first)
+				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "the code before a resend")
+			}
+
+			// A mail server that refuses: an honest error, and the code
+			// and countdown stay as they were.
+			e.clock.Advance(31 * time.Second)
+			e.smtp.Reject(554)
+			res = sendEmail(b, e, sent)
+			assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+			assert.Contains(t, res.Body, "could not be sent")
+			assert.Len(t, e.smtp.Messages(), 4)
+
+			cb := b.Finish(e.submitCode(b, sent, "email", second), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "email", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+
+			// Expiry: a code older than 10 minutes is refused.
+			b3 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b3, authURL, "ada@example.com")
+			require.Equal(t, http.StatusOK, sendEmail(b3, e, page).StatusCode)
+			late := e.mailed(t, 5)
+			e.clock.Advance(mfa.EmailCodeLife + time.Second)
+			res = e.submitCode(b3, page, "email", late)
+			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "an expired code")
+
+			events, err := e.Store.ListAudit(ctx, store.AuditFilter{UserID: e.user.ID, Limit: 100})
+			require.NoError(t, err)
+			types := auditTypes(events)
+			for _, want := range []string{"email_code.sent", "factor.enrolled", "factor.success", "factor.failure"} {
+				assert.Contains(t, types, want)
+			}
+		})
+	}
+}
+
+// TestR08_R10_EmailNeedsMailServerAndPolicy: without a mail server email
+// codes are not offered nor accepted; a policy that leaves email out
+// refuses its set-up, yet a factor set up before still signs in.
+func TestR08_R10_EmailNeedsMailServerAndPolicy(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			for _, tc := range []struct {
+				name   string
+				mailer bool
+				allow  store.Strings
+				want   string
+			}{
+				{"no mail server", false, nil, "not available here"},
+				{"not allowed", true, store.Strings{mfa.MethodTOTP}, "does not allow"},
+			} {
+				var e *mfaEnv
+				if tc.mailer {
+					e = newEmailEnv(t, dialect).mfaEnv
+				} else {
+					e = newMFAEnv(t, dialect)
+				}
+				require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, tc.allow, time.Now()))
+				e.Provider.ExpirePolicies()
+				b := providertest.NewBrowser(t)
+				p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+				form := p.Hidden()
+				form.Set("email", "ada@example.com")
+				form.Set("password", password)
+				p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+				assert.NotContains(t, p.Body, "Get codes by email", tc.name)
+				p = b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"start-email"}})
+				assert.Equal(t, http.StatusForbidden, p.StatusCode, tc.name)
+				assert.Contains(t, p.Body, tc.want, tc.name)
+			}
+
+			// Set up while allowed, then taken off the list: still signs in.
+			e := newEmailEnv(t, dialect)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{mfa.MethodTOTP}, time.Now()))
+			e.Provider.ExpirePolicies()
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Equal(t, http.StatusOK, sendEmail(b, e, page).StatusCode)
+			cb := b.Finish(e.submitCode(b, page, "email", e.mailed(t, 1)), redirectURI)
+			assert.Equal(t, []string{"pwd", "email", "mfa"}, e.tokensFrom(t, cb, verifier).Amr)
+		})
+	}
+}
+
+// TestR22_R08_EmailSetUpDuringSignIn: a user required to have a second
+// factor sets email codes up on the sign-in's setup page, then presents
+// the factor like any other (a factor made after the password alone
+// proves nothing yet).
+func TestR22_R08_EmailSetUpDuringSignIn(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, true, time.Now()))
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			require.Contains(t, page.Body, "Email codes to a•••@example.com")
+
+			start := page.Hidden()
+			start.Set("action", "start-email")
+			p := b.Post(e.URL+"/login/enrol", start)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "Check your email")
+			confirm := p.Hidden()
+			confirm.Set("action", "confirm-email")
+			confirm.Set("code", e.mailed(t, 1))
+			p = b.Post(e.URL+"/login/enrol", confirm)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			require.Contains(t, p.Body, "I have saved these codes")
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b))
+
+			tick := p.Hidden()
+			tick.Set("saved", "yes")
+			next, done := b.Follow(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			require.Empty(t, done, "no code before the new factor is presented")
+			require.True(t, isSecondFactor(next), next.Body)
+			sent := sendEmail(b, e, next)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			cb := b.Finish(e.submitCode(b, sent, "email", e.mailed(t, 2)), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "email", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+		})
+	}
+}
