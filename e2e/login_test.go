@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/mail"
+	"github.com/twofold-idp/twofold/mail/mailtest"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/store"
@@ -180,4 +183,31 @@ func TestBrowser_EnrolmentDuringLogin(t *testing.T) {
 	b.do(chromedp.SendKeys(css("#code"), code), chromedp.Click(css(`form[action="/login/2fa"] button[type=submit]`)))
 	claims := b.claims()
 	assert.Equal(t, "pwd,otp,mfa", amrOf(claims), claims)
+}
+
+// A user with codes by email asks for one, reads it from the mail a
+// real SMTP exchange delivered, and signs in (R08).
+func TestBrowser_EmailCode(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	sender, err := mail.New(mail.Config{Addr: smtp.Addr, From: "Twofold <no-reply@example.com>", TLS: mail.TLSNone})
+	require.NoError(t, err)
+	e := providertest.Start(t, "sqlite", providertest.Options{Localhost: true, Mailer: sender})
+	rp := startRP(t, e)
+	u := e.User(t, "ada@example.com", password, store.PopulationAgent)
+	require.NoError(t, e.Store.CreateFactor(context.Background(), store.Factor{ID: "email-1", UserID: u.ID,
+		Kind: store.FactorEmail, Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+	b := newBrowser(t)
+	b.do(chromedp.Navigate(rp.URL + "/start"))
+	b.passwordStep("ada@example.com")
+	b.do(chromedp.WaitVisible(css(`input[value="send-email"] ~ button`)))
+	b.shot("email-code-offer")
+	assert.Empty(t, smtp.Messages(), "nothing is mailed before the user asks")
+	b.do(chromedp.Click(css(`input[value="send-email"] ~ button`)), chromedp.WaitVisible(css("#code")))
+	b.shot("email-code-sent")
+	msgs := smtp.Wait(t, 1)
+	code := regexp.MustCompile(`(?m)^\s+(\d{6})$`).FindStringSubmatch(msgs[0].Body)
+	require.Len(t, code, 2, msgs[0].Body)
+	b.do(chromedp.SendKeys(css("#code"), code[1]), chromedp.Click(css(`form[action="/login/2fa"] input[name=method][value=email] ~ button`)))
+	claims := b.claims()
+	assert.Equal(t, "pwd,email,mfa", amrOf(claims), claims)
 }
