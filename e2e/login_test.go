@@ -209,5 +209,5 @@ func TestBrowser_EmailCode(t *testing.T) {
 	require.Len(t, code, 2, msgs[0].Body)
 	b.do(chromedp.SendKeys(css("#code"), code[1]), chromedp.Click(css(`form[action="/login/2fa"] input[name=method][value=email] ~ button`)))
 	claims := b.claims()
-	assert.Equal(t, "pwd,email,mfa", amrOf(claims), claims)
+	assert.Equal(t, "pwd,email", amrOf(claims), claims)
 }

@@ -102,8 +102,9 @@ func TestR02_Claims(t *testing.T) {
 		{[]string{"pwd"}, []string{"pwd"}, ACRPassword},
 		{[]string{"pwd", "otp"}, []string{"pwd", "otp", "mfa"}, ACRMFA},
 		{[]string{"pwd", "rc"}, []string{"pwd", "rc", "mfa"}, ACRMFA},
-		{[]string{"pwd", "email"}, []string{"pwd", "email", "mfa"}, ACRMFA},
-		{[]string{"email"}, []string{"email"}, ACRPassword}, // an email code alone is one factor
+		{[]string{"pwd", "email"}, []string{"pwd", "email"}, ACRPassword}, // email is no second factor (S12)
+		{[]string{"email"}, []string{"email"}, ACRPassword},
+		{[]string{"pwd", "email", "otp"}, []string{"pwd", "email", "otp", "mfa"}, ACRMFA},
 		{[]string{"pwd", "hwk"}, []string{"pwd", "hwk", "mfa"}, ACRPhishingResistant},
 		{[]string{"pwd", "swk", "user"}, []string{"pwd", "swk", "user", "mfa"}, ACRPhishingResistant},
 		{[]string{"hwk", "user"}, []string{"hwk", "user", "mfa"}, ACRPhishingResistant},
@@ -115,6 +116,12 @@ func TestR02_Claims(t *testing.T) {
 		assert.Equal(t, tc.amr, amr)
 		assert.Equal(t, tc.acr, acr)
 	}
+	// A second step meets a policy; only two factors are MFA.
+	assert.True(t, SecondStep([]string{"pwd", "email"}))
+	assert.False(t, IsMFA([]string{"pwd", "email"}))
+	assert.True(t, SecondStep([]string{"pwd", "otp", "mfa"}))
+	assert.False(t, SecondStep([]string{"pwd"}))
+	assert.False(t, SecondStep([]string{"email"}))
 }
 
 func TestR23_WantsMFA(t *testing.T) {

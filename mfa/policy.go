@@ -87,11 +87,14 @@ func Allowed(u store.User, pol Policies, method string) bool {
 // Claims returns amr and acr for a set of verified methods: "mfa" only
 // when two factors were truly presented — the password and a second
 // factor, or a key whose user verification (PIN, biometric) is the
-// second. A key among them makes the sign-in phishing-resistant.
+// second. A key among them makes the sign-in phishing-resistant. An
+// email code is no second factor (NIST SP 800-63B §5.1.3.1: email is not
+// out-of-band authentication; security.md S12): the password and a
+// mailed code stay at the password's acr, with no "mfa", though they
+// meet a policy's second step (SecondStep).
 func Claims(methods []string) (amr []string, acr string) {
 	amr = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == AMRMFA })
-	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMREmail) ||
-		slices.Contains(methods, AMRRecovery) || hasKey(methods)
+	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) || hasKey(methods)
 	two := (slices.Contains(methods, AMRPassword) && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
 	switch {
 	case two && hasKey(methods):
@@ -100,6 +103,14 @@ func Claims(methods []string) (amr []string, acr string) {
 		return append(amr, AMRMFA), ACRMFA
 	}
 	return amr, ACRPassword
+}
+
+// SecondStep tells whether amr records a sign-in that passed a second
+// step: two factors, or the password and a code by email. It is what a
+// requirement of two-step verification (R15, a user's flag) asks of a
+// session; a client or request that asks for MFA needs IsMFA (R23).
+func SecondStep(amr []string) bool {
+	return IsMFA(amr) || (slices.Contains(amr, AMRPassword) && slices.Contains(amr, AMREmail))
 }
 
 // IsMFA tells whether amr records two factors.

@@ -204,7 +204,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			page := enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{Email: true},
 				EmailTo: mfa.MaskEmail(user.Email), Error: wrongEmailCode}
-			page.EmailSent, _ = p.codeState(ctx, user, accountPurpose(sess.ID))
+			page.EmailSent = p.codeSent(ctx, user, accountPurpose(sess.ID))
 			p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
 			return
 		}

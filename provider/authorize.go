@@ -49,7 +49,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	// Step-up (R23): the session has the password only, and this client
 	// or request needs two factors. Ask for the second factor only (or
 	// enrolment), never the password again.
-	if !mfa.IsMFA(sess.AMR) && p.stepUpNeeded(ctx, ar, user) {
+	if p.stepUpNeeded(ctx, ar, sess, user) {
 		if slices.Contains(prompt, "none") {
 			p.authorizeError(w, r, ar, fosite.ErrInteractionRequired.WithHint("A second factor is required, and prompt=none forbids asking."))
 			return
@@ -80,11 +80,18 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	p.finish(w, r, ar, sess, user, ar.GetRequestedAt())
 }
 
-// stepUpNeeded: the user's policy, the client's registration or the
-// request itself demands two factors.
-func (p *Provider) stepUpNeeded(ctx context.Context, ar fosite.AuthorizeRequester, user store.User) bool {
+// stepUpNeeded: the session lacks what the user's policy (a second
+// step, a code by email included) or the client's registration or the
+// request itself (two factors) demands.
+func (p *Provider) stepUpNeeded(ctx context.Context, ar fosite.AuthorizeRequester, sess store.Session, user store.User) bool {
+	if mfa.IsMFA(sess.AMR) {
+		return false
+	}
 	c, _ := ar.GetClient().(*client)
-	return mfa.RequiredNow(user, p.policies(ctx), p.now()) || (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm())
+	if (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm()) {
+		return true
+	}
+	return mfa.RequiredNow(user, p.policies(ctx), p.now()) && !mfa.SecondStep(sess.AMR)
 }
 
 // authorizeError answers a failed authorization request. An error the

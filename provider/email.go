@@ -30,16 +30,33 @@ func tooSoonMessage(wait time.Duration) string {
 	return fmt.Sprintf("A code was sent moments ago. You can ask for a new one in %d seconds.", max(1, int(math.Ceil(wait.Seconds()))))
 }
 
-// Purposes a code is bound to: the sign-in it was sent for, or the
-// session that is setting email codes up on the account page. A code
-// sent for one never works for another.
+// Purposes a code is bound to: the sign-in it was sent for (its second
+// step, or its setup of email codes), or the session that is setting
+// them up on the account page. A code sent for one never works for
+// another.
 func flowPurpose(flowID string) string       { return "flow:" + flowID }
+func enrolPurpose(flowID string) string      { return "enrol:" + flowID }
 func accountPurpose(sessionID string) string { return "account:" + sessionID }
 
+// Sends of codes per account (security.md §3.1.4: 3 per 15 minutes and
+// 10 a day per account and destination; the destination is the
+// account's own address). Counted before the mail goes, never refunded.
+var (
+	sendRule    = store.Limit{Max: 3, Window: 15 * time.Minute, Lock: 15 * time.Minute}
+	sendDayRule = store.Limit{Max: 10, Window: 24 * time.Hour, Lock: 24 * time.Hour}
+)
+
+func sendKeys(userID string) []store.Try {
+	return []store.Try{{Key: "mail:15m:" + userID, Limit: sendRule}, {Key: "mail:day:" + userID, Limit: sendDayRule}}
+}
+
 // sendCode emails user a new code for purpose, replacing any earlier one.
-// The resend countdown is enforced here, by the store's conditional
-// write: two racing requests send one mail. When the mail cannot be
-// sent, the code stored for it is taken back, so nothing changes.
+// The resend countdown is enforced by the store's conditional write (the
+// send count read must still be the stored one, and every send raises
+// it), so two racing requests send one mail; the per-account caps hold
+// across purposes. A send the mail server refuses still counts: the
+// server may have taken the message after all, and a refund would let
+// a failing server be used to mail without limit.
 func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string) error {
 	if p.mailer == nil {
 		return errors.New("no mail server configured")
@@ -49,16 +66,21 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	sends := 1
 	if err == nil && now.Before(prev.ExpiresAt) {
 		if at := mfa.ResendAt(prev.SentAt, prev.Sends); now.Before(at) {
 			return errTooSoon{at}
 		}
-		sends = prev.Sends + 1
+	}
+	ths, err := p.store.Attempts(ctx, now, sendKeys(user.ID)...)
+	if err != nil {
+		return err
+	}
+	if th := ths[len(ths)-1]; len(ths) < 2 || !th.Allowed {
+		return errTooSoon{th.RetryAt}
 	}
 	code := mfa.NewEmailCode()
 	hash, _ := p.codes.Hash(purpose, code)
-	c := store.OneTimeCode{UserID: user.ID, Purpose: purpose, Hash: hash, Sends: sends,
+	c := store.OneTimeCode{UserID: user.ID, Purpose: purpose, Hash: hash, Sends: prev.Sends + 1,
 		SentAt: now.UTC(), ExpiresAt: now.Add(mfa.EmailCodeLife).UTC()}
 	if err := p.store.PutOneTimeCode(ctx, c, prev.Sends); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -69,18 +91,7 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 	body := fmt.Sprintf("Your code for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
 		"If you did not just sign in or set up two-step verification, someone knows your password: change it.\n",
 		p.issuer.Host, code, int(mfa.EmailCodeLife.Minutes()))
-	if err := p.mailer.Send(ctx, user.Email, "Your sign-in code", body); err != nil {
-		// Put back what was there: the failed send neither counts nor
-		// voids the code sent before it.
-		var rerr error
-		if prev.Sends == 0 {
-			rerr = p.store.DeleteOneTimeCode(ctx, user.ID, purpose)
-		} else {
-			rerr = p.store.PutOneTimeCode(ctx, prev, sends)
-		}
-		if rerr != nil {
-			p.logger.ErrorContext(ctx, "restore one-time code", "err", rerr)
-		}
+	if err := p.mailer.Send(ctx, user.Email, "Your Twofold code", body); err != nil {
 		return fmt.Errorf("send code: %w", err)
 	}
 	return nil
@@ -96,15 +107,24 @@ func (p *Provider) useCode(ctx context.Context, user store.User, purpose, code s
 	return p.store.UseOneTimeCode(ctx, user.ID, purpose, hash, p.now())
 }
 
-// codeState is what a page shows of the code for purpose: whether one is
-// live, and how long until another may be sent.
-func (p *Provider) codeState(ctx context.Context, user store.User, purpose string) (sent bool, wait time.Duration) {
+// codeSent says whether a code for purpose is live: the page then asks
+// for it.
+func (p *Provider) codeSent(ctx context.Context, user store.User, purpose string) bool {
 	c, err := p.store.GetOneTimeCode(ctx, user.ID, purpose)
-	now := p.now()
-	if err != nil || !now.Before(c.ExpiresAt) {
-		return false, 0
+	return err == nil && p.now().Before(c.ExpiresAt)
+}
+
+// sendAnswer is the status and message of a page after sendCode.
+func (p *Provider) sendAnswer(ctx context.Context, err error) (int, string) {
+	var soon errTooSoon
+	switch {
+	case err == nil:
+		return http.StatusOK, ""
+	case errors.As(err, &soon):
+		return http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
 	}
-	return true, max(0, mfa.ResendAt(c.SentAt, c.Sends).Sub(now))
+	p.logger.ErrorContext(ctx, "email code not sent", "err", err)
+	return http.StatusServiceUnavailable, mailFailed
 }
 
 // hasEmailFactor tells whether user set email codes up.

@@ -43,7 +43,7 @@ func (e *emailEnv) mailed(t *testing.T, n int) string {
 	msgs := e.smtp.Wait(t, n)
 	m := msgs[n-1]
 	assert.Equal(t, []string{"ada@example.com"}, m.To)
-	assert.Equal(t, "Your sign-in code", m.Subject)
+	assert.Equal(t, "Your Twofold code", m.Subject)
 	c := mailedCode.FindStringSubmatch(m.Body)
 	require.Len(t, c, 2, m.Body)
 	return c[1]
@@ -57,8 +57,9 @@ func sendEmail(b *providertest.Browser, e *emailEnv, page providertest.Page) pro
 
 // TestR08_EmailCodes: a user proves their address with a mailed code on
 // the account page, then signs in with codes mailed to it; tokens say
-// "email". A code works once, for its own sign-in, for 10 minutes; a
-// resend waits 30 s more each time; a failed send changes nothing.
+// "email", and not "mfa" (security.md S12). A code works once, for its
+// own sign-in, for 10 minutes; a resend waits 30 s more each time; sends
+// are capped at 3 per 15 minutes per account; a refused send counts.
 func TestR08_EmailCodes(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
@@ -83,11 +84,7 @@ func TestR08_EmailCodes(t *testing.T) {
 			assert.Contains(t, again.Body, "in 30 seconds")
 			assert.Len(t, e.smtp.Messages(), 1, "no second mail within the countdown")
 
-			wrong := "000000"
-			if setup == wrong {
-				wrong = "111111"
-			}
-			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {wrong}})
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {other(setup)}})
 			assert.Equal(t, http.StatusUnauthorized, p.StatusCode)
 			fs, err := e.confirmed(t)
 			require.NoError(t, err)
@@ -106,7 +103,9 @@ func TestR08_EmailCodes(t *testing.T) {
 			assert.Contains(t, p.Body, "Two-step verification: on")
 			assert.NotContains(t, p.Body, "Get codes by email", "set up once")
 
-			// Sign-in: nothing is mailed until the user asks.
+			// Sign-in, in a new 15-minute window: nothing is mailed until
+			// the user asks.
+			e.clock.Advance(15*time.Minute + time.Second)
 			authURL, verifier := e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
 			page := e.toSecondStep(t, b, authURL, "ada@example.com")
 			require.True(t, isSecondFactor(page), page.Body)
@@ -119,11 +118,10 @@ func TestR08_EmailCodes(t *testing.T) {
 			// A code is bound to its sign-in: one mailed for another
 			// browser's sign-in does not work here.
 			b2 := providertest.NewBrowser(t)
-			other := e.toSecondStep(t, b2, authURL, "ada@example.com")
-			require.Equal(t, http.StatusOK, sendEmail(b2, e, other).StatusCode)
-			otherCode := e.mailed(t, 3)
-			if otherCode != first {
-				res := e.submitCode(b, sent, "email", otherCode)
+			page2 := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			require.Equal(t, http.StatusOK, sendEmail(b2, e, page2).StatusCode)
+			if code2 := e.mailed(t, 3); code2 != first {
+				res := e.submitCode(b, sent, "email", code2)
 				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "another sign-in's code")
 			}
 
@@ -141,26 +139,34 @@ func TestR08_EmailCodes(t *testing.T) {
 				res = e.submitCode(b, sent, "email", first)
 				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "the code before a resend")
 			}
-
-			// A mail server that refuses: an honest error, and the code
-			// and countdown stay as they were.
+			// The account's fourth send in 15 minutes is refused, whatever
+			// the sign-in.
 			e.clock.Advance(31 * time.Second)
-			e.smtp.Reject(554)
 			res = sendEmail(b, e, sent)
-			assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
-			assert.Contains(t, res.Body, "could not be sent")
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "3 sends per 15 minutes")
 			assert.Len(t, e.smtp.Messages(), 4)
 
 			cb := b.Finish(e.submitCode(b, sent, "email", second), redirectURI)
 			c := e.tokensFrom(t, cb, verifier)
-			assert.Equal(t, []string{"pwd", "email", "mfa"}, c.Amr)
-			assert.Equal(t, provider.ACRMFA, c.Acr)
+			assert.Equal(t, []string{"pwd", "email"}, c.Amr, "a mailed code is no second factor")
+			assert.Equal(t, provider.ACRPassword, c.Acr)
 
-			// Expiry: a code older than 10 minutes is refused.
+			// A mail server that refuses: an honest error; the send
+			// counts (the countdown runs), and the next one works.
+			e.clock.Advance(15*time.Minute + time.Second)
 			b3 := providertest.NewBrowser(t)
 			page = e.toSecondStep(t, b3, authURL, "ada@example.com")
+			e.smtp.Reject(554)
+			res = sendEmail(b3, e, page)
+			assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+			assert.Contains(t, res.Body, "could not be sent")
+			assert.Len(t, e.smtp.Messages(), 4)
+			assert.Equal(t, http.StatusTooManyRequests, sendEmail(b3, e, page).StatusCode)
+			e.clock.Advance(31 * time.Second)
 			require.Equal(t, http.StatusOK, sendEmail(b3, e, page).StatusCode)
 			late := e.mailed(t, 5)
+
+			// Expiry: a code older than 10 minutes is refused.
 			e.clock.Advance(mfa.EmailCodeLife + time.Second)
 			res = e.submitCode(b3, page, "email", late)
 			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "an expired code")
@@ -171,6 +177,104 @@ func TestR08_EmailCodes(t *testing.T) {
 			for _, want := range []string{"email_code.sent", "factor.enrolled", "factor.success", "factor.failure"} {
 				assert.Contains(t, types, want)
 			}
+		})
+	}
+}
+
+// other is a code that is not c.
+func other(c string) string {
+	if c == "000000" {
+		return "111111"
+	}
+	return "000000"
+}
+
+// TestR23_R08_EmailIsNotMFA: a client or request that asks for two
+// factors is not offered email codes; a user who has nothing else gets
+// unmet_authentication_requirements, never a token. A posted email code
+// is refused too.
+func TestR23_R08_EmailIsNotMFA(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
+			p, done := b.Follow(b.Get(authURL), redirectURI)
+			require.Empty(t, done)
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			res := b.Post(e.URL+"/login", form)
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			q := mustQuery(t, res.Location())
+			assert.Equal(t, "unmet_authentication_requirements", q.Get("error"))
+			assert.Empty(t, q.Get("code"))
+			assert.Empty(t, e.smtp.Messages())
+
+			// With recovery codes, those are offered, and email is not
+			// sent or accepted even when posted.
+			e.AddRecoveryCodes(t, e.user.ID)
+			b2 := providertest.NewBrowser(t)
+			page := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			require.True(t, isSecondFactor(page))
+			assert.NotContains(t, page.Body, "Email me a code")
+			assert.NotContains(t, page.Body, "A code by email")
+			assert.Equal(t, http.StatusBadRequest, sendEmail(b2, e, page).StatusCode, "a send posted anyway")
+			assert.Empty(t, e.smtp.Messages())
+		})
+	}
+}
+
+// TestR25_EmailCodesThrottled: wrong email codes count like app codes:
+// the sixth try of a sign-in ends it, and on the account page the
+// account locks after ten.
+func TestR25_EmailCodesThrottled(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			sent := sendEmail(b, e, page)
+			require.Equal(t, http.StatusOK, sent.StatusCode)
+			code := e.mailed(t, 1)
+			for range provider.FlowFactorLimit {
+				assert.Equal(t, http.StatusUnauthorized, e.submitCode(b, sent, "email", other(code)).StatusCode)
+			}
+			res := e.submitCode(b, sent, "email", code)
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "past the sign-in's tries even the right code fails")
+			assert.Contains(t, res.Body, "This sign-in has ended")
+
+			// The account page's set-up counts against the account.
+			_, err := e.Store.DeleteFactors(ctx, e.user.ID)
+			require.NoError(t, err)
+			e.clock.Advance(16 * time.Minute) // the lock the sign-in's tries left (if any) and the send window pass
+			b2 := providertest.NewBrowser(t)
+			p, _ := b2.Follow(b2.Get(e.URL+"/account/security"), "")
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			p, _ = b2.Follow(b2.Post(e.URL+"/login", form), "")
+			csrf := accountCSRF(t, p)
+			require.Equal(t, http.StatusOK, b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-email"}}).StatusCode)
+			setup := e.mailed(t, 2)
+			locked := false
+			for range provider.AccountFactorLimit + 1 {
+				p = b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {other(setup)}})
+				locked = locked || p.StatusCode == http.StatusTooManyRequests
+			}
+			assert.True(t, locked, "wrong set-up codes lock the account's second step")
+			p = b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {setup}})
+			assert.Equal(t, http.StatusTooManyRequests, p.StatusCode, "locked: even the right code waits")
+			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			assert.Empty(t, fs)
 		})
 	}
 }
@@ -222,7 +326,7 @@ func TestR08_R10_EmailNeedsMailServerAndPolicy(t *testing.T) {
 			page := e.toSecondStep(t, b, authURL, "ada@example.com")
 			require.Equal(t, http.StatusOK, sendEmail(b, e, page).StatusCode)
 			cb := b.Finish(e.submitCode(b, page, "email", e.mailed(t, 1)), redirectURI)
-			assert.Equal(t, []string{"pwd", "email", "mfa"}, e.tokensFrom(t, cb, verifier).Amr)
+			assert.Equal(t, []string{"pwd", "email"}, e.tokensFrom(t, cb, verifier).Amr)
 		})
 	}
 }
@@ -265,8 +369,8 @@ func TestR22_R08_EmailSetUpDuringSignIn(t *testing.T) {
 			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
 			cb := b.Finish(e.submitCode(b, sent, "email", e.mailed(t, 2)), redirectURI)
 			c := e.tokensFrom(t, cb, verifier)
-			assert.Equal(t, []string{"pwd", "email", "mfa"}, c.Amr)
-			assert.Equal(t, provider.ACRMFA, c.Acr)
+			assert.Equal(t, []string{"pwd", "email"}, c.Amr, "the user's requirement is met; the claims stay honest")
+			assert.Equal(t, provider.ACRPassword, c.Acr)
 		})
 	}
 }

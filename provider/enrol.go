@@ -80,6 +80,8 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 	page := enrolPage{Action: "/login/enrol", Required: true, CanCancel: f.ClientID != "",
 		Hidden: map[string]string{"flow": f.ID, "csrf": p.csrfToken("enrol", f.ID)}}
 	page.setupKinds, page.EmailTo = p.allowedMethods(ctx, user), mfa.MaskEmail(user.Email)
+	// A client that asks for two factors needs more than a mailed code.
+	page.Email = page.Email && !p.mfaAsked(ctx, f)
 	if page.none() {
 		p.logger.WarnContext(ctx, "no second factor can be set up: the kinds allowed need WebAuthn (a host name) or a mail server, which this server has not", "population", user.Population)
 		page.Error = noMethod
@@ -163,7 +165,11 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PostForm.Get("action")
-	if msg := p.refusal(ctx, user, action); msg != "" {
+	msg := p.refusal(ctx, user, action)
+	if (action == "start-email" || action == "confirm-email") && msg == "" && p.mfaAsked(ctx, f) {
+		msg = "This application asks for an authenticator app or a security key: a code by email is not enough."
+	}
+	if msg != "" {
 		page.Error = msg
 		p.render(w, r, http.StatusForbidden, "enrol.html", page)
 		return
@@ -229,7 +235,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.enrolled(w, r, f, user)
 	case "start-email":
-		p.enrolSendCode(w, r, page, user, flowPurpose(f.ID))
+		p.enrolSendCode(w, r, page, user, enrolPurpose(f.ID))
 	case "confirm-email":
 		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
 			return
@@ -241,13 +247,13 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		ok, err := p.confirmEmail(ctx, r, user, flowPurpose(f.ID), r.PostForm.Get("code"))
+		ok, err := p.confirmEmail(ctx, r, user, enrolPurpose(f.ID), r.PostForm.Get("code"))
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
 		if !ok {
-			page.EmailSent, _ = p.codeState(ctx, user, flowPurpose(f.ID))
+			page.EmailSent = p.codeSent(ctx, user, enrolPurpose(f.ID))
 			page.Error = wrongEmailCode
 			p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
 			return
@@ -268,14 +274,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	case "cancel":
 		// The user cannot set a factor up now: the client gets an honest
 		// error rather than a token that claims less than it required.
-		ar, err := p.resume(r, f)
-		_ = p.store.DeleteLoginFlow(ctx, f.ID)
-		p.clearCookie(w, flowCookie)
-		if err != nil {
-			p.authorizeError(w, r, ar, err)
-			return
-		}
-		p.authorizeError(w, r, ar, errUnmet.WithHint("The user has no second factor and did not set one up."))
+		p.unmet(w, r, f, "The user has no second factor and did not set one up.")
 	default:
 		p.expired(w, r)
 	}
@@ -297,6 +296,20 @@ func (p *Provider) enrolled(w http.ResponseWriter, r *http.Request, f store.Logi
 	p.showFlowCodes(w, r, f, user, "")
 }
 
+// unmet ends sign-in f and answers its client with OIDC's
+// unmet_authentication_requirements: a token that claims less than it
+// asked for would not be honest.
+func (p *Provider) unmet(w http.ResponseWriter, r *http.Request, f store.LoginFlow, hint string) {
+	ar, err := p.resume(r, f)
+	_ = p.store.DeleteLoginFlow(r.Context(), f.ID)
+	p.clearCookie(w, flowCookie)
+	if err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	p.authorizeError(w, r, ar, errUnmet.WithHint(hint))
+}
+
 // wrongEmailCode answers a code that is wrong, used or expired alike.
 const wrongEmailCode = "That code didn't work. Check the latest email, or send a new code."
 
@@ -304,19 +317,13 @@ const wrongEmailCode = "That code didn't work. Check the latest email, or send a
 // setup page and the account page alike) and shows the page that asks
 // for it.
 func (p *Provider) enrolSendCode(w http.ResponseWriter, r *http.Request, page enrolPage, user store.User, purpose string) {
-	status := http.StatusOK
 	err := p.sendCode(r.Context(), user, purpose)
-	var soon errTooSoon
-	switch {
-	case errors.As(err, &soon):
-		status, page.Error = http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
-	case err != nil:
-		p.logger.ErrorContext(r.Context(), "email code", "err", err)
-		status, page.Error = http.StatusServiceUnavailable, mailFailed
-	default:
+	status, msg := p.sendAnswer(r.Context(), err)
+	if err == nil {
 		p.audit(r.Context(), r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, Detail: `{"for":"setup"}`})
 	}
-	page.EmailSent, _ = p.codeState(r.Context(), user, purpose)
+	page.Error = msg
+	page.EmailSent = p.codeSent(r.Context(), user, purpose)
 	p.render(w, r, status, "enrol.html", page)
 }
 

@@ -170,7 +170,7 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 		// the server a request and two reads (issue 7). Reloading it
 		// posts the password form again, which shows this page again
 		// (handleLoginSubmit).
-		p.showSecondFactor(w, r, http.StatusOK, f, p.offered(all, codes), "", "")
+		p.showSecondFactor(w, r, http.StatusOK, f, p.offered(ctx, f, all, codes), "", "")
 	case p.mfaNeeded(ctx, f, user) || !p.deferral(ctx, user).IsZero():
 		// Needed now, or required by the population's policy within its
 		// grace period (R17): then the setup page lets it be put off.

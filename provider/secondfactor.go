@@ -107,19 +107,21 @@ var errUnmet = &fosite.RFC6749Error{
 // method is one way to pass the second step.
 type method struct{ ID, Label string }
 
-// methods lists what the user can present, safest first (R12): security
-// keys, the authenticator app, then recovery codes (R13).
-func (p *Provider) methods(ctx context.Context, userID string) ([]method, error) {
-	all, n, err := p.store.ListFactorsAndCodes(ctx, userID)
+// methods lists what the user of f can present, safest first (R12):
+// security keys, the authenticator app, codes by email, then recovery
+// codes (R13).
+func (p *Provider) methods(ctx context.Context, f store.LoginFlow) ([]method, error) {
+	all, n, err := p.store.ListFactorsAndCodes(ctx, f.UserID)
 	if err != nil {
 		return nil, err
 	}
-	return p.offered(all, n), nil
+	return p.offered(ctx, f, all, n), nil
 }
 
 // offered is methods from a user's factors and count of unused
-// recovery codes.
-func (p *Provider) offered(all []store.Factor, codes int) []method {
+// recovery codes. A sign-in whose client or request asks for MFA is not
+// offered email codes, which are no second factor (mfa.Claims).
+func (p *Provider) offered(ctx context.Context, f store.LoginFlow, all []store.Factor, codes int) []method {
 	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	var out []method
 	if hasKeyFactor(factors) && p.webauthn != nil {
@@ -128,7 +130,7 @@ func (p *Provider) offered(all []store.Factor, codes int) []method {
 	if slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorTOTP }) {
 		out = append(out, method{"totp", "Authenticator app"})
 	}
-	if hasEmailFactor(factors) && p.mailer != nil {
+	if hasEmailFactor(factors) && p.mailer != nil && !p.mfaAsked(ctx, f) {
 		out = append(out, method{"email", "A code by email"})
 	}
 	if codes > 0 {
@@ -165,7 +167,7 @@ func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request
 }
 
 func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, chosen, errMsg string) {
-	ms, err := p.methods(r.Context(), f.UserID)
+	ms, err := p.methods(r.Context(), f)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
@@ -176,6 +178,12 @@ func (p *Provider) renderSecondFactor(w http.ResponseWriter, r *http.Request, st
 // showSecondFactor renders the second step's page offering ms.
 func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, ms []method, chosen, errMsg string) {
 	if len(ms) == 0 {
+		if p.mfaAsked(r.Context(), f) {
+			// Only email codes, and the client asks for two factors:
+			// it is told so honestly (R23).
+			p.unmet(w, r, f, "The user has no second factor that meets the request: an email code is not one.")
+			return
+		}
 		p.expired(w, r) // the factors were removed meanwhile (an admin reset)
 		return
 	}
@@ -190,7 +198,7 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 		}
 		if err == nil && chosen == "email" {
 			page.EmailTo = mfa.MaskEmail(user.Email)
-			page.EmailSent, _ = p.codeState(r.Context(), user, flowPurpose(f.ID))
+			page.EmailSent = p.codeSent(r.Context(), user, flowPurpose(f.ID))
 		}
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
@@ -286,7 +294,7 @@ func (p *Provider) sendSignInCode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ms, err := p.methods(ctx, user.ID)
+	ms, err := p.methods(ctx, f)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
@@ -295,16 +303,9 @@ func (p *Provider) sendSignInCode(w http.ResponseWriter, r *http.Request) {
 		p.showSecondFactor(w, r, http.StatusBadRequest, f, ms, "", notAvailable)
 		return
 	}
-	status, msg := http.StatusOK, ""
 	err = p.sendCode(ctx, user, flowPurpose(f.ID))
-	var soon errTooSoon
-	switch {
-	case errors.As(err, &soon):
-		status, msg = http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
-	case err != nil:
-		p.logger.ErrorContext(ctx, "email code", "err", err)
-		status, msg = http.StatusServiceUnavailable, mailFailed
-	default:
+	status, msg := p.sendAnswer(ctx, err)
+	if err == nil {
 		p.audit(ctx, r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, ClientID: f.ClientID, Detail: `{"for":"sign-in"}`})
 	}
 	p.showSecondFactor(w, r, status, f, ms, "email", msg)
@@ -396,7 +397,7 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 		if err != nil {
 			return nil, err
 		}
-		if hasEmailFactor(factors) && p.useCode(ctx, user, flowPurpose(f.ID), code) == nil {
+		if hasEmailFactor(factors) && !p.mfaAsked(ctx, f) && p.useCode(ctx, user, flowPurpose(f.ID), code) == nil {
 			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"email"}`})
 			return []string{mfa.AMREmail}, nil
 		}
@@ -537,13 +538,17 @@ func flowPage(state string) string {
 	return "/login"
 }
 
-// mfaNeeded says whether this sign-in must include a second factor: the
+// mfaNeeded says whether this sign-in must include a second step: the
 // user's flag or their population's policy past its grace period (R15,
 // R17), the client's registration, or the request (R23).
 func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.User) bool {
-	if mfa.RequiredNow(user, p.policies(ctx), p.now()) {
-		return true
-	}
+	return mfa.RequiredNow(user, p.policies(ctx), p.now()) || p.mfaAsked(ctx, f)
+}
+
+// mfaAsked says whether the client of f, by its registration or its
+// request, asks for two factors (R23): then only a true second factor
+// will do, not a code by email.
+func (p *Provider) mfaAsked(ctx context.Context, f store.LoginFlow) bool {
 	if f.ClientID == "" {
 		return false
 	}
