@@ -157,6 +157,9 @@ func (p *Provider) confirmEmail(ctx context.Context, r *http.Request, user store
 	}
 	err = p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: user.ID, Kind: store.FactorEmail,
 		Name: "Email codes", Confirmed: true, CreatedAt: p.now().UTC()})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return true, nil // another set-up finished first (one per user)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -150,6 +150,10 @@ func TestR08_EmailCodes(t *testing.T) {
 			c := e.tokensFrom(t, cb, verifier)
 			assert.Equal(t, []string{"pwd", "email"}, c.Amr, "a mailed code is no second factor")
 			assert.Equal(t, provider.ACRPassword, c.Acr)
+			fs, err = e.confirmed(t)
+			require.NoError(t, err)
+			require.Len(t, fs, 1)
+			assert.NotNil(t, fs[0].LastUsedAt, "the account page shows its last use")
 
 			// A mail server that refuses: an honest error; the send
 			// counts (the countdown runs), and the next one works.
@@ -273,6 +277,32 @@ func TestR25_EmailCodesThrottled(t *testing.T) {
 			p = b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-email"}, "code": {setup}})
 			assert.Equal(t, http.StatusTooManyRequests, p.StatusCode, "locked: even the right code waits")
 			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			assert.Empty(t, fs)
+
+			// The sign-in's setup page counts its tries in the flow.
+			e.clock.Advance(16 * time.Minute)
+			require.NoError(t, e.Store.ResetThrottle(ctx, provider.FactorLockKey(e.user)))
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, true, time.Now()))
+			b3 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b3, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			start := page.Hidden()
+			start.Set("action", "start-email")
+			p = b3.Post(e.URL+"/login/enrol", start)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			enrol := e.mailed(t, 3)
+			confirm := p.Hidden()
+			confirm.Set("action", "confirm-email")
+			for range provider.FlowFactorLimit {
+				confirm.Set("code", other(enrol))
+				assert.Equal(t, http.StatusUnauthorized, b3.Post(e.URL+"/login/enrol", confirm).StatusCode)
+			}
+			confirm.Set("code", enrol)
+			p = b3.Post(e.URL+"/login/enrol", confirm)
+			assert.Equal(t, http.StatusTooManyRequests, p.StatusCode)
+			assert.Contains(t, p.Body, "This sign-in has ended")
+			fs, err = e.confirmed(t)
 			require.NoError(t, err)
 			assert.Empty(t, fs)
 		})

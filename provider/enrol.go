@@ -184,14 +184,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		page.Secret, page.URI, page.QR = e.Secret, e.URI, template.URL(e.QRPNG)
 		p.render(w, r, http.StatusOK, "enrol.html", page)
 	case "confirm-totp":
-		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
-			return
-		}
-		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
-			if locked != "" {
-				page.Error = locked
-				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
-			}
+		if f, ok = p.setupAttempt(w, r, f, user, page); !ok {
 			return
 		}
 		ok, err := p.confirmTOTP(ctx, r, user, r.PostForm.Get("code"))
@@ -216,14 +209,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.render(w, r, http.StatusOK, "webauthn_register.html", registerPage{Action: "/login/enrol", Key: k, Hidden: page.Hidden})
 	case "finish-webauthn":
-		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
-			return
-		}
-		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
-			if locked != "" {
-				page.Error = locked
-				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
-			}
+		if f, ok = p.setupAttempt(w, r, f, user, page); !ok {
 			return
 		}
 		_, err := p.finishRegistration(ctx, r, user, r.PostForm.Get("ceremony"), r.PostForm.Get("credential"))
@@ -237,14 +223,7 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 	case "start-email":
 		p.enrolSendCode(w, r, page, user, enrolPurpose(f.ID))
 	case "confirm-email":
-		if f, ok = p.attemptInFlow(w, r, f, user); !ok {
-			return
-		}
-		if ok, locked := p.factorAttempt(w, r, f, user); !ok {
-			if locked != "" {
-				page.Error = locked
-				p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
-			}
+		if f, ok = p.setupAttempt(w, r, f, user, page); !ok {
 			return
 		}
 		ok, err := p.confirmEmail(ctx, r, user, enrolPurpose(f.ID), r.PostForm.Get("code"))
@@ -308,6 +287,24 @@ func (p *Provider) unmet(w http.ResponseWriter, r *http.Request, f store.LoginFl
 		return
 	}
 	p.authorizeError(w, r, ar, errUnmet.WithHint(hint))
+}
+
+// setupAttempt counts a code's or key's try on the setup page: in the
+// flow (FlowFactorLimit), on the client's address and on the account.
+// False when refused (the answer is written).
+func (p *Provider) setupAttempt(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, page enrolPage) (store.LoginFlow, bool) {
+	f, ok := p.attemptInFlow(w, r, f, user)
+	if !ok {
+		return f, false
+	}
+	if ok, locked := p.factorAttempt(w, r, f, user); !ok {
+		if locked != "" {
+			page.Error = locked
+			p.render(w, r, http.StatusTooManyRequests, "enrol.html", page)
+		}
+		return f, false
+	}
+	return f, true
 }
 
 // wrongEmailCode answers a code that is wrong, used or expired alike.

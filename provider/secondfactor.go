@@ -397,7 +397,11 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 		if err != nil {
 			return nil, err
 		}
-		if hasEmailFactor(factors) && !p.mfaAsked(ctx, f) && p.useCode(ctx, user, flowPurpose(f.ID), code) == nil {
+		i := slices.IndexFunc(factors, func(fa store.Factor) bool { return fa.Kind == store.FactorEmail })
+		if i >= 0 && !p.mfaAsked(ctx, f) && p.useCode(ctx, user, flowPurpose(f.ID), code) == nil {
+			if err := p.store.TouchFactor(ctx, factors[i].ID, p.now()); err != nil {
+				p.logger.WarnContext(ctx, "record factor use", "err", err)
+			}
 			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"email"}`})
 			return []string{mfa.AMREmail}, nil
 		}

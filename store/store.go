@@ -223,6 +223,9 @@ type Store interface {
 	DeleteFactors(ctx context.Context, userID string) (int64, error)
 	// DeleteUnconfirmedFactors drops a user's abandoned enrolments.
 	DeleteUnconfirmedFactors(ctx context.Context, userID string) error
+	// TouchFactor records that a factor was used at at (one without a
+	// counter of its own: email codes).
+	TouchFactor(ctx context.Context, id string, at time.Time) error
 	// UseTOTPStep records step as the factor's last accepted one, only
 	// if it is later than the recorded one; otherwise ErrConflict (a
 	// replayed code), decided by the database.

@@ -387,8 +387,8 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 }
 
 // usersResetMFACmd removes a user's second factors (R19: a lost phone or
-// key): every authenticator app, security key and passkey, pending ones
-// included, the recovery codes, the second factor's lock and any sign-in
+// key): every authenticator app, security key, passkey and email codes,
+// pending ones included, the recovery codes, the second factor's lock and any sign-in
 // or key registration in progress. The user is signed out everywhere and
 // their tokens revoked, since those were won with the removed factors.
 // They set a method up again from the account page, or at their next
@@ -414,7 +414,7 @@ func (a *app) usersResetMFACmd() *cobra.Command {
 			return fmt.Sprintf("removed %d two-step verification method(s) and the recovery codes of %s; signed out everywhere", n, u.Email), err
 		})
 	cmd.Long = `Remove a user's two-step verification (R19: a lost phone or key): every
-authenticator app, security key and passkey, pending ones included, the
+authenticator app, security key, passkey and email codes, pending ones included, the
 recovery codes, the second factor's lock, and any sign-in in progress. The
 user is signed out everywhere and their codes, access and refresh tokens
 are revoked; a JWT access token already handed out stays valid where it

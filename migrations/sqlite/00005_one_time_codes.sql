@@ -13,6 +13,9 @@ CREATE TABLE one_time_codes (
     PRIMARY KEY (user_id, purpose)
 );
 CREATE INDEX one_time_codes_expires_at ON one_time_codes (expires_at);
+-- A user has email codes or not: two set-ups finishing at once make one.
+CREATE UNIQUE INDEX mfa_factors_one_email ON mfa_factors (user_id) WHERE kind = 'email';
 
 -- +goose Down
+DROP INDEX mfa_factors_one_email;
 DROP TABLE one_time_codes;

@@ -138,6 +138,15 @@ func (s *Store) UseTOTPStep(ctx context.Context, id string, step int64, at time.
 	return wrap(err, "use totp step")
 }
 
+// TouchFactor sets a factor's last use.
+func (s *Store) TouchFactor(ctx context.Context, id string, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE mfa_factors SET last_used_at = ? WHERE id = ?`, at.UTC(), id)
+	if err == nil {
+		err = one(res)
+	}
+	return wrap(err, "touch factor")
+}
+
 // ReplaceRecoveryCodes voids the old set and stores the new one.
 func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error {
 	return s.InTx(ctx, func(ctx context.Context) error {

@@ -73,6 +73,20 @@ func testOneTimeCodes(t *testing.T, s store.Store) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.NoError(t, s.DeleteOneTimeCode(ctx, "u2", "p"), "deleting nothing is no error")
 
+	// A user has one email factor at most.
+	email := store.Factor{ID: "e1", UserID: "u1", Kind: store.FactorEmail, Name: "Email codes", Confirmed: true, CreatedAt: base}
+	require.NoError(t, s.CreateFactor(ctx, email))
+	email.ID = "e2"
+	require.ErrorIs(t, s.CreateFactor(ctx, email), store.ErrAlreadyExists)
+	email.UserID = "u2"
+	require.NoError(t, s.CreateFactor(ctx, email), "another user's")
+	require.NoError(t, s.TouchFactor(ctx, "e1", base.Add(time.Hour)))
+	got1, err := s.GetFactor(ctx, "e1")
+	require.NoError(t, err)
+	require.NotNil(t, got1.LastUsedAt)
+	sameTime(t, base.Add(time.Hour), *got1.LastUsedAt, "last_used_at")
+	require.ErrorIs(t, s.TouchFactor(ctx, "nope", base), store.ErrNotFound)
+
 	// Expired codes go with the clean-up; live ones stay.
 	require.NoError(t, s.PutOneTimeCode(ctx, store.OneTimeCode{UserID: "u1", Purpose: "old", Hash: []byte("o"), Sends: 1, SentAt: base, ExpiresAt: base.Add(time.Minute)}, 0))
 	require.NoError(t, s.PutOneTimeCode(ctx, store.OneTimeCode{UserID: "u1", Purpose: "live", Hash: []byte("l"), Sends: 1, SentAt: base, ExpiresAt: base.Add(time.Hour)}, 0))
