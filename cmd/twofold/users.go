@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mail"
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -108,7 +111,7 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
-	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd(), a.usersResetMFACmd(), a.usersDeauthorizeCmd())
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd(), a.usersResetMFACmd(), a.usersSendRecoveryCodesCmd(), a.usersDeauthorizeCmd())
 	return cmd
 }
 
@@ -396,6 +399,9 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 func (a *app) usersResetMFACmd() *cobra.Command {
 	cmd := a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
 		func(ctx context.Context, s store.Store, u store.User) (string, error) {
+			if err := contactsEnforced(ctx, s, u); err != nil {
+				return "", err
+			}
 			n, err := s.DeleteFactors(ctx, u.ID)
 			if err != nil {
 				return "", err
@@ -421,6 +427,111 @@ are revoked; a JWT access token already handed out stays valid where it
 is checked offline until it expires. They set a method up again from the
 account page, or at their next sign-in when one is required of them.`
 	return cmd
+}
+
+// contactsEnforced refuses to remove a contact's two-step verification
+// while it is required of every contact (R20, seed 003): the contact gets
+// recovery codes by email instead.
+func contactsEnforced(ctx context.Context, s store.Store, u store.User) error {
+	if u.Population != store.PopulationContact {
+		return nil
+	}
+	ps, err := s.ListMFAPolicies(ctx)
+	if err != nil {
+		return err
+	}
+	if mfa.NewPolicies(ps)[store.PopulationContact].Required {
+		return fmt.Errorf("two-step verification is required of every contact, so it cannot be removed for %s (R20): "+
+			"send them recovery codes instead: twofold users send-recovery-codes %s", u.Email, u.Email)
+	}
+	return nil
+}
+
+// usersSendRecoveryCodesCmd mails a user a new set of recovery codes
+// (R20): the way back for a contact who lost their phone while every
+// contact must have two-step verification. They sign in with one, then
+// remove the lost method and set up a new one (R13).
+func (a *app) usersSendRecoveryCodesCmd() *cobra.Command {
+	var population string
+	cmd := &cobra.Command{
+		Use:   "send-recovery-codes ID|EMAIL",
+		Short: "Email a user a new set of recovery codes (the old set stops working)",
+		Long: `Email a user a new set of recovery codes (R20): the set they had stops
+working, and their second factor's lock is cleared. They sign in with one of
+the codes, then remove the lost method and set up a new one. Use it where
+two-step verification must not be removed (it is required of every contact);
+elsewhere reset-mfa also works. Needs the mail server of email.smtp_addr.
+The codes are written to nobody but the user's address.`,
+		Args: exactArgs(1),
+	}
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(cfg Config, s store.Store) error {
+			ctx := cmd.Context()
+			if cfg.Email.SMTPAddr == "" {
+				return usageError{errors.New("email.smtp_addr is not set: Twofold has no mail server to send the codes with")}
+			}
+			sender, err := mail.New(cfg.Email.mail())
+			if err != nil {
+				return usageError{err}
+			}
+			key, err := secretsKey(cfg, false, slog.New(slog.DiscardHandler))
+			if err != nil {
+				return err
+			}
+			u, err := findUser(ctx, s, args[0], population)
+			if err != nil {
+				return err
+			}
+			factors, err := s.ListFactors(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed }) {
+				return fmt.Errorf("%s has no two-step verification method: recovery codes would not be asked for", u.Email)
+			}
+			codes := mfa.NewRecoveryCodes()
+			hashes := make([][]byte, len(codes))
+			h := mfa.NewRecoveryHasher(key)
+			for i, c := range codes {
+				hashes[i], _ = h.Hash(c)
+			}
+			// The mail goes first: if it cannot be sent, the old codes still
+			// work and nothing changes. (Sending inside the transaction would
+			// hold SQLite's write lock for the whole SMTP exchange.)
+			if err := sender.Send(ctx, u.Email, "Your new recovery codes", recoveryMail(cfg.Issuer, codes)); err != nil {
+				return err
+			}
+			err = s.InTx(ctx, func(ctx context.Context) error {
+				if err := s.ReplaceRecoveryCodes(ctx, u.ID, hashes, time.Now()); err != nil {
+					return err
+				}
+				if err := s.ResetThrottle(ctx, provider.FactorLockKey(u)); err != nil {
+					return err
+				}
+				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "recovery_codes.sent", UserID: u.ID, ActorID: "cli"})
+			})
+			if err != nil {
+				return fmt.Errorf("the codes were mailed but not stored, so they do not work; run this again: %w", err)
+			}
+			fmt.Fprintf(a.stdout, "sent %d new recovery codes to %s; the old ones no longer work\n", len(codes), u.Email)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// recoveryMail is the message that carries a new set of codes.
+func recoveryMail(issuer string, codes []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Your administrator sent you new recovery codes for %s.\n\n", issuer)
+	b.WriteString("Sign in with your password and one of these codes (each works once), then\n")
+	b.WriteString("remove the lost method and set up a new one on your account page:\n\n")
+	for _, c := range codes {
+		b.WriteString("    " + c + "\n")
+	}
+	b.WriteString("\nYour earlier recovery codes no longer work. If you did not ask for this, tell your administrator.\n")
+	return b.String()
 }
 
 // usersDeauthorizeCmd signs every user out (R21): their sessions end and
