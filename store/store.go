@@ -98,6 +98,12 @@ type Store interface {
 	// query.
 	GetUserByEmail(ctx context.Context, p Population, emailKey string) (User, error)
 	ListUsers(ctx context.Context, f UserFilter) ([]User, error)
+	// GetFederatedUser finds the user an upstream provider's subject
+	// signs in as (R03); ErrNotFound when none is linked.
+	GetFederatedUser(ctx context.Context, upstream, subject string) (User, error)
+	// CreateFederatedUser creates u linked to the upstream's subject, both
+	// or neither; ErrAlreadyExists when the email or the link is taken.
+	CreateFederatedUser(ctx context.Context, u User, upstream, subject string) error
 	CountUsers(ctx context.Context) (int, error)
 	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error

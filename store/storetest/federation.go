@@ -1,0 +1,38 @@
+package storetest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// testFederatedUsers: a user created through an upstream is found by
+// (upstream, subject) only; an email or a link already taken creates
+// nothing.
+func testFederatedUsers(t *testing.T, s store.Store) {
+	_, err := s.GetFederatedUser(ctx, "corp", "sub-1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+
+	u := newUser("u1", "ada@example.com", store.PopulationAgent)
+	require.NoError(t, s.CreateFederatedUser(ctx, u, "corp", "sub-1"))
+	got, err := s.GetFederatedUser(ctx, "corp", "sub-1")
+	require.NoError(t, err)
+	assert.Equal(t, "u1", got.ID)
+	assert.Equal(t, "ada@example.com", got.Email)
+	_, err = s.GetFederatedUser(ctx, "other", "sub-1")
+	require.ErrorIs(t, err, store.ErrNotFound, "the same subject at another upstream is another person")
+
+	// The email is taken: no user, no link.
+	dup := newUser("u2", "ada@example.com", store.PopulationAgent)
+	require.ErrorIs(t, s.CreateFederatedUser(ctx, dup, "corp", "sub-2"), store.ErrAlreadyExists)
+	_, err = s.GetFederatedUser(ctx, "corp", "sub-2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	// The link is taken: the user is rolled back.
+	other := newUser("u3", "bo@example.com", store.PopulationAgent)
+	require.ErrorIs(t, s.CreateFederatedUser(ctx, other, "corp", "sub-1"), store.ErrAlreadyExists)
+	_, err = s.GetUser(ctx, "u3")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
