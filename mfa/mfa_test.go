@@ -105,6 +105,10 @@ func TestR02_Claims(t *testing.T) {
 		{[]string{"pwd", "email"}, []string{"pwd", "email"}, ACRPassword}, // email is no second factor (S12)
 		{[]string{"email"}, []string{"email"}, ACRPassword},
 		{[]string{"pwd", "email", "otp"}, []string{"pwd", "email", "otp", "mfa"}, ACRMFA},
+		{[]string{"fed"}, []string{"fed"}, ACRFederated},                   // R03: honest about the upstream
+		{[]string{"fed", "mfa"}, []string{"fed", "mfa"}, ACRFederated},     // a trusted upstream's mfa, never local mfa's acr
+		{[]string{"fed", "otp"}, []string{"fed", "otp", "mfa"}, ACRMFA},    // a local second factor after the upstream
+		{[]string{"fed", "email"}, []string{"fed", "email"}, ACRFederated}, // email is still no second factor
 		{[]string{"pwd", "hwk"}, []string{"pwd", "hwk", "mfa"}, ACRPhishingResistant},
 		{[]string{"pwd", "swk", "user"}, []string{"pwd", "swk", "user", "mfa"}, ACRPhishingResistant},
 		{[]string{"hwk", "user"}, []string{"hwk", "user", "mfa"}, ACRPhishingResistant},

@@ -15,10 +15,13 @@ const (
 	// ACRPhishingResistant: two factors, one of them a WebAuthn key,
 	// which answers only to Twofold's own origin.
 	ACRPhishingResistant = "urn:twofold:acr:phr"
+	// ACRFederated: an upstream provider signed the user in (R03);
+	// whatever it did there, Twofold saw none of it.
+	ACRFederated = "urn:twofold:acr:fed"
 )
 
 // ACRSupported lists the acr values Twofold can assert, weakest first.
-var ACRSupported = []string{ACRPassword, ACRMFA, ACRPhishingResistant}
+var ACRSupported = []string{ACRPassword, ACRFederated, ACRMFA, ACRPhishingResistant}
 
 // Methods a session can record, as RFC 8176 amr values; "rc" (recovery
 // code, a look-up secret) is Twofold's own.
@@ -27,6 +30,9 @@ const (
 	AMROTP      = "otp"
 	AMRRecovery = "rc"
 	AMRMFA      = "mfa"
+	// AMRFederated: signed in by an upstream provider (R03, RFC 8176
+	// has no value for it; "fed" as the product rules name it).
+	AMRFederated = "fed"
 )
 
 // Policies are the populations' requirements (R15), by population.
@@ -92,15 +98,25 @@ func Allowed(u store.User, pol Policies, method string) bool {
 // out-of-band authentication; security.md S12): the password and a
 // mailed code stay at the password's acr, with no "mfa", though they
 // meet a policy's second step (SecondStep).
+//
+// A federated sign-in ("fed") counts as the first factor, like the
+// password; alone it is at ACRFederated, and keeps "mfa" only when the
+// provider put it there for an upstream it trusts to say so (R03).
 func Claims(methods []string) (amr []string, acr string) {
 	amr = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == AMRMFA })
+	fed := slices.Contains(methods, AMRFederated)
+	first := slices.Contains(methods, AMRPassword) || fed
 	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) || hasKey(methods)
-	two := (slices.Contains(methods, AMRPassword) && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
+	two := (first && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
 	switch {
 	case two && hasKey(methods):
 		return append(amr, AMRMFA), ACRPhishingResistant
 	case two:
 		return append(amr, AMRMFA), ACRMFA
+	case fed && slices.Contains(methods, AMRMFA):
+		return append(amr, AMRMFA), ACRFederated // the trusted upstream's word
+	case fed:
+		return amr, ACRFederated
 	}
 	return amr, ACRPassword
 }
@@ -109,8 +125,13 @@ func Claims(methods []string) (amr []string, acr string) {
 // step: two factors, or the password and a code by email. It is what a
 // requirement of two-step verification (R15, a user's flag) asks of a
 // session; a client or request that asks for MFA needs IsMFA (R23).
+//
+// A federated sign-in meets it too: federated logins skip the local
+// second factor unless the upstream is set to ask for it (R03), and then
+// the sign-in asked before it made the session.
 func SecondStep(amr []string) bool {
-	return IsMFA(amr) || (slices.Contains(amr, AMRPassword) && slices.Contains(amr, AMREmail))
+	return IsMFA(amr) || slices.Contains(amr, AMRFederated) ||
+		(slices.Contains(amr, AMRPassword) && slices.Contains(amr, AMREmail))
 }
 
 // IsMFA tells whether amr records two factors.

@@ -14,15 +14,17 @@ const (
 	ACRMFA      = mfa.ACRMFA
 	// ACRPhishingResistant: two factors, one a WebAuthn key.
 	ACRPhishingResistant = mfa.ACRPhishingResistant
+	// ACRFederated: an upstream provider signed the user in (R03).
+	ACRFederated = mfa.ACRFederated
 )
 
 // acrSupported lists what this provider can honestly assert: no
-// phishing-resistant acr when WebAuthn is off (an IP-address issuer).
+// phishing-resistant acr when WebAuthn is off (an IP-address issuer),
+// no federated one without upstreams.
 func (p *Provider) acrSupported() []string {
-	if p.webauthn == nil {
-		return slices.DeleteFunc(slices.Clone(mfa.ACRSupported), func(a string) bool { return a == mfa.ACRPhishingResistant })
-	}
-	return mfa.ACRSupported
+	return slices.DeleteFunc(slices.Clone(mfa.ACRSupported), func(a string) bool {
+		return (a == mfa.ACRPhishingResistant && p.webauthn == nil) || (a == mfa.ACRFederated && len(p.upstreams) == 0)
+	})
 }
 
 var (

@@ -21,6 +21,8 @@ type loginPage struct {
 	Flow, CSRF, ClientName, Email, Population, Error string
 	// Passkey is set when passwordless sign-in is on.
 	Passkey *keyOptions
+	// Upstreams are the providers to sign in through (R03).
+	Upstreams []upstreamButton
 }
 
 // handleLoginPage shows the password step of a flow.
@@ -44,6 +46,7 @@ func (p *Provider) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status int, f store.LoginFlow, page loginPage) {
 	page.Flow = f.ID
 	page.CSRF = p.csrfToken("login", f.ID)
+	page.Upstreams = p.upstreamButtons()
 	if !p.cfg.NoPasswordless && p.webauthn != nil {
 		if k, err := p.beginPasskey(f.ID); err == nil {
 			page.Passkey = &k
@@ -131,14 +134,17 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		p.advance(w, r, f, store.FlowPasswordChange)
 		return
 	}
-	p.afterPassword(w, r, f, user)
+	p.afterFirstStep(w, r, f, user, "login.password_ok")
 }
 
-// afterPassword decides the step after a correct password. R01, R11: the
+// afterFirstStep decides the step after a correct password. R01, R11: the
 // password is only the first step. A user with a second factor always
 // presents it; one without gets enrolment when policy, the client or the
 // request demands two factors (R22).
-func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) {
+//
+// event is the audit event of a first step that leads on to another:
+// login.password_ok, or login.federated_ok after an upstream (R03).
+func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, event string) {
 	ctx := r.Context()
 	all, codes, err := p.store.ListFactorsAndCodes(ctx, user.ID)
 	if err != nil {
@@ -147,7 +153,7 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 	}
 	switch {
 	case slices.ContainsFunc(all, func(fa store.Factor) bool { return fa.Confirmed }):
-		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.audit(ctx, r, store.AuditEvent{Type: event, UserID: user.ID, ClientID: f.ClientID})
 		f, err = p.move(ctx, f, store.FlowSecondFactor)
 		switch {
 		case errors.Is(err, store.ErrConflict):
@@ -174,7 +180,7 @@ func (p *Provider) afterPassword(w http.ResponseWriter, r *http.Request, f store
 	case p.mfaNeeded(ctx, f, user) || !p.deferral(ctx, user).IsZero():
 		// Needed now, or required by the population's policy within its
 		// grace period (R17): then the setup page lets it be put off.
-		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
+		p.audit(ctx, r, store.AuditEvent{Type: event, UserID: user.ID, ClientID: f.ClientID})
 		p.advance(w, r, f, store.FlowEnrol)
 	default:
 		p.establish(w, r, f, user, f.Methods)
@@ -247,7 +253,7 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 	}
 	p.audit(ctx, r, store.AuditEvent{Type: "password.changed", UserID: user.ID, ActorID: user.ID, ClientID: f.ClientID})
 	user.PasswordMustChange = false
-	p.afterPassword(w, r, f, user)
+	p.afterFirstStep(w, r, f, user, "login.password_ok")
 }
 
 // authenticate checks a password. Without a population the account is

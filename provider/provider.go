@@ -20,6 +20,7 @@ import (
 	"github.com/realclientip/realclientip-go"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store"
@@ -88,6 +89,8 @@ type Options struct {
 	ClientSecrets fosite.Hasher
 	// Mailer sends email codes (R08); nil leaves them out.
 	Mailer Mailer
+	// Upstreams are the providers users may sign in through (R03).
+	Upstreams []federation.Upstream
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -107,6 +110,9 @@ type Provider struct {
 	recovery *mfa.RecoveryHasher
 	codes    *mfa.CodeHasher
 	mailer   Mailer             // nil when no mail server is configured
+	// upstreams are the federation connectors by id, in upstreamOrder.
+	upstreams     map[string]*federation.Connector
+	upstreamOrder []string
 	webauthn *webauthn.WebAuthn // nil when the issuer's host is an IP
 	csrfKey  []byte
 	logger   *slog.Logger
@@ -163,6 +169,15 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
 		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
 		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer,
+		upstreams: map[string]*federation.Connector{},
+	}
+	upstreamClient := &http.Client{Timeout: 10 * time.Second}
+	for _, up := range o.Upstreams {
+		if _, dup := p.upstreams[up.ID]; dup {
+			return nil, fmt.Errorf("upstream %q: listed twice", up.ID)
+		}
+		p.upstreams[up.ID] = federation.NewConnector(up, o.Config.Issuer+federatedCallback, upstreamClient)
+		p.upstreamOrder = append(p.upstreamOrder, up.ID)
 	}
 	if p.forwarded, err = realclientip.NewRightmostTrustedRangeStrategy("X-Forwarded-For", o.Config.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
@@ -245,6 +260,8 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("GET /login", p.handleLoginPage)
 	m.HandleFunc("POST /login", p.handleLoginSubmit)
 	m.HandleFunc("POST /login/passkey", p.handlePasskeySubmit)
+	m.HandleFunc("POST /login/federated", p.handleFederatedStart)
+	m.HandleFunc("GET "+federatedCallback, p.handleFederatedCallback)
 	m.HandleFunc("GET /login/password", p.handleNewPasswordPage)
 	m.HandleFunc("POST /login/password", p.handleNewPasswordSubmit)
 	m.HandleFunc("GET /login/2fa", p.handleSecondFactorPage)

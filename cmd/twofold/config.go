@@ -17,8 +17,10 @@ import (
 	"github.com/realclientip/realclientip-go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore"
 )
 
@@ -37,6 +39,9 @@ type Config struct {
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
 	Throttle    ThrottleConfig `yaml:"throttle"`
 	Email       EmailConfig    `yaml:"email"`
+	// Federation lists upstream OpenID Connect providers users may sign
+	// in through (R03); YAML only.
+	Federation []UpstreamConfig `yaml:"federation"`
 	Debug       DebugConfig    `yaml:"debug"`
 	// TrustedProxies are the reverse proxies in front of Twofold, as IP
 	// addresses or CIDR ranges (in the environment, comma-separated):
@@ -54,6 +59,29 @@ type EmailConfig struct {
 	// TLS is starttls (the default: required, never plain), tls
 	// (implicit, port 465) or none (a mail server on loopback only).
 	TLS string `yaml:"tls"`
+}
+
+// UpstreamConfig is one upstream provider (R03). Its redirect URI, to
+// register there, is ISSUER/login/federated/callback.
+type UpstreamConfig struct {
+	ID           string `yaml:"id"`
+	Name         string `yaml:"name"`
+	Issuer       string `yaml:"issuer"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// Population gets the accounts first signed in through it.
+	Population string `yaml:"population"`
+	// LocalMFA asks users who have a second factor here for it after
+	// the upstream (the bypass off). TrustMFA takes the upstream's "mfa".
+	LocalMFA bool `yaml:"local_mfa"`
+	TrustMFA bool `yaml:"trust_mfa"`
+	// TrustEmail takes its email addresses as verified.
+	TrustEmail bool `yaml:"trust_email"`
+}
+
+func (u UpstreamConfig) upstream() federation.Upstream {
+	return federation.Upstream{ID: u.ID, Name: u.Name, Issuer: u.Issuer, ClientID: u.ClientID, ClientSecret: u.ClientSecret,
+		Population: store.Population(u.Population), LocalMFA: u.LocalMFA, TrustMFA: u.TrustMFA, TrustEmail: u.TrustEmail}
 }
 
 // mail is the sender's configuration.
@@ -204,6 +232,9 @@ func envFields(cfg *Config) []envField {
 				walk(name+"_", v.Field(i))
 				continue
 			}
+			if f := v.Field(i); f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct {
+				continue // lists of settings are YAML only
+			}
 			out = append(out, envField{name: name, value: v.Field(i)})
 		}
 	}
@@ -336,6 +367,16 @@ func (c Config) Validate() []string {
 		for _, problem := range c.Email.mail().Validate() {
 			p = append(p, "email."+problem)
 		}
+	}
+	seen := map[string]bool{}
+	for i, u := range c.Federation {
+		for _, problem := range u.upstream().Validate() {
+			p = append(p, fmt.Sprintf("federation[%d].%s", i, problem))
+		}
+		if seen[u.ID] {
+			add(fmt.Sprintf("federation[%d].id", i), "%q is listed twice", u.ID)
+		}
+		seen[u.ID] = true
 	}
 	if c.DatabaseURL == "" {
 		add("database_url", "must be set, as in sqlite:twofold.db or postgres://user@host/db")

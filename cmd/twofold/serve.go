@@ -194,6 +194,9 @@ func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, log
 		Store:  s, Accounts: cfg.accounts(s), SecretsKey: key,
 		ClientSecrets: clients.NewSecretHasher(key), Logger: logger,
 	}
+	for _, u := range cfg.Federation {
+		o.Upstreams = append(o.Upstreams, u.upstream())
+	}
 	if cfg.Email.SMTPAddr != "" {
 		sender, err := mail.New(cfg.Email.mail())
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/server"
@@ -71,6 +72,8 @@ type Options struct {
 	TLS bool
 	// Mailer sends email codes; nil leaves them out.
 	Mailer provider.Mailer
+	// Upstreams are providers to sign in through (R03).
+	Upstreams []federation.Upstream
 }
 
 // Start runs a provider on a fresh database of dialect.
@@ -113,7 +116,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer})
+	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer, Upstreams: o.Upstreams})
 	if err != nil {
 		t.Fatalf("provider: %v", err)
 	}
