@@ -91,8 +91,8 @@ type Options struct {
 	Mailer Mailer
 	// Upstreams are the providers users may sign in through (R03).
 	Upstreams []federation.Upstream
-	Logger *slog.Logger
-	Now    func() time.Time
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Provider serves the OpenID Connect endpoints.
@@ -109,14 +109,14 @@ type Provider struct {
 	box      *secrets.Box
 	recovery *mfa.RecoveryHasher
 	codes    *mfa.CodeHasher
-	mailer   Mailer             // nil when no mail server is configured
+	mailer   Mailer // nil when no mail server is configured
 	// upstreams are the federation connectors by id, in upstreamOrder.
 	upstreams     map[string]*federation.Connector
 	upstreamOrder []string
-	webauthn *webauthn.WebAuthn // nil when the issuer's host is an IP
-	csrfKey  []byte
-	logger   *slog.Logger
-	now      func() time.Time
+	webauthn      *webauthn.WebAuthn // nil when the issuer's host is an IP
+	csrfKey       []byte
+	logger        *slog.Logger
+	now           func() time.Time
 	// forwarded reads the client's address past the trusted proxies.
 	forwarded realclientip.RightmostTrustedRangeStrategy
 	// policyCache holds the populations' MFA policies (policies.go).

@@ -42,7 +42,7 @@ type Config struct {
 	// Federation lists upstream OpenID Connect providers users may sign
 	// in through (R03); YAML only.
 	Federation []UpstreamConfig `yaml:"federation"`
-	Debug       DebugConfig    `yaml:"debug"`
+	Debug      DebugConfig      `yaml:"debug"`
 	// TrustedProxies are the reverse proxies in front of Twofold, as IP
 	// addresses or CIDR ranges (in the environment, comma-separated):
 	// from them the client's address is read from X-Forwarded-For.
