@@ -3,6 +3,7 @@ package provider_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/federation"
+	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/store"
@@ -133,6 +135,147 @@ func TestR03_FederatedSignIn(t *testing.T) {
 			require.NoError(t, err)
 			assert.Contains(t, auditTypes(events), "user.created")
 			assert.Contains(t, auditTypes(events), "login.success")
+		})
+	}
+}
+
+// TestR03_AccountsAreNeverLinkedByEmail: an upstream identity whose
+// address is an existing account's signs nobody in (security.md S23);
+// one whose address the upstream did not verify makes no account.
+func TestR03_AccountsAreNeverLinkedByEmail(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newFedEnv(t, dialect, nil)
+			e.up.User(t, "ada@example.com", password, store.PopulationAgent) // ada is a local account downstream
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "ada@example.com")
+			assert.Empty(t, cb, "no code")
+			assert.Equal(t, http.StatusConflict, page.StatusCode, page.Body)
+			assert.Contains(t, page.Body, "exists already")
+			ada, err := e.Store.GetUserByEmail(ctx, store.PopulationAgent, "ada@example.com")
+			require.NoError(t, err)
+			assert.Equal(t, e.user.ID, ada.ID)
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b))
+
+			unverified := newFedEnv(t, dialect, func(u *federation.Upstream) { u.TrustEmail = false })
+			b = providertest.NewBrowser(t)
+			authURL, _ = unverified.authURL()
+			page, cb = unverified.upstreamPassword(t, b, unverified.toUpstream(t, b, authURL), "fed@example.com")
+			assert.Empty(t, cb)
+			assert.Equal(t, http.StatusForbidden, page.StatusCode, page.Body)
+			assert.Contains(t, page.Body, "did not confirm your email address")
+			_, err = unverified.Store.GetFederatedUser(ctx, "corp", unverified.upUser.ID)
+			assert.ErrorIs(t, err, store.ErrNotFound)
+		})
+	}
+}
+
+// TestR03_LocalMFAAndTrustedMFA: with local_mfa the user presents their
+// local factor after the upstream (the bypass off); with trust_mfa an
+// upstream's own "mfa" is kept, at the federated acr, and without it
+// dropped.
+func TestR03_LocalMFAAndTrustedMFA(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newFedEnv(t, dialect, func(u *federation.Upstream) { u.LocalMFA = true })
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			_, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			require.NotEmpty(t, cb, "no local factor yet, none required: signed in")
+			user, err := e.Store.GetFederatedUser(ctx, "corp", e.upUser.ID)
+			require.NoError(t, err)
+			secret := e.AddTOTP(t, user.ID)
+
+			b = providertest.NewBrowser(t)
+			authURL, verifier = e.authURL()
+			page, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			require.Empty(t, cb, "the local factor is asked")
+			require.True(t, isSecondFactor(page), page.Body)
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b))
+			cb = b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"fed", "otp", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+
+			// The upstream's user signs in there with two factors.
+			for _, trust := range []bool{true, false} {
+				e := newFedEnv(t, dialect, func(u *federation.Upstream) { u.TrustMFA = trust })
+				upSecret := e.up.AddTOTP(t, e.upUser.ID)
+				b := providertest.NewBrowser(t)
+				authURL, verifier := e.authURL()
+				page, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+				require.Empty(t, cb)
+				require.True(t, strings.Contains(page.Body, `action="/login/2fa"`), page.Body)
+				code, err := mfa.TOTPCode(upSecret, time.Now())
+				require.NoError(t, err)
+				form := page.Hidden()
+				form.Del("action")
+				form.Set("method", "totp")
+				form.Set("code", code)
+				cb = b.Finish(b.Post(e.up.URL+"/login/2fa", form), redirectURI)
+				c := e.tokensFrom(t, cb, verifier)
+				if trust {
+					assert.Equal(t, []string{"fed", "mfa"}, c.Amr, "the trusted upstream's word")
+				} else {
+					assert.Equal(t, []string{"fed"}, c.Amr, "an untrusted upstream's mfa is not repeated")
+				}
+				assert.Equal(t, provider.ACRFederated, c.Acr, "never the local MFA acr")
+			}
+		})
+	}
+}
+
+// TestR03_CallbackStateIsBoundAndUsedOnce: a callback with another state,
+// from another browser, or replayed signs nobody in.
+func TestR03_CallbackStateIsBoundAndUsedOnce(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newFedEnv(t, dialect, nil)
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			login := e.toUpstream(t, b, authURL)
+			form := login.Hidden()
+			form.Set("email", "fed@example.com")
+			form.Set("password", password)
+			// Stop at the downstream's callback to hold its URL.
+			res, callback := b.Follow(b.Post(e.up.URL+"/login", form), e.URL+"/login/federated/callback")
+			require.NotEmpty(t, callback, res.Body)
+			q := mustQuery(t, callback)
+
+			tampered := strings.Replace(callback, "state="+url.QueryEscape(q.Get("state")), "state=forged", 1)
+			assert.Equal(t, http.StatusBadRequest, providertest.NewBrowser(t).Get(callback).StatusCode, "another browser")
+			p := b.Get(tampered)
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "another state")
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b))
+
+			// The forged try cleared the browser's request: even the
+			// right callback now fails (start again), and so does a replay.
+			p = b.Get(callback)
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b))
+
+			// A callback replayed with the browser's cookies as they were
+			// before it: the flow has moved on and the state is spent.
+			b2 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			login = e.toUpstream(t, b2, authURL)
+			form = login.Hidden()
+			form.Set("email", "fed@example.com")
+			form.Set("password", password)
+			res, callback = b2.Follow(b2.Post(e.up.URL+"/login", form), e.URL+"/login/federated/callback")
+			require.NotEmpty(t, callback, res.Body)
+			down, _ := url.Parse(e.URL)
+			before := b2.Jar.Cookies(down)
+			_, cb := b2.Follow(b2.Get(callback), redirectURI)
+			require.NotEmpty(t, cb, "the first use signs in")
+			b3 := providertest.NewBrowser(t)
+			b3.Jar.SetCookies(down, before)
+			p = b3.Get(callback)
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "replayed")
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b3))
 		})
 	}
 }

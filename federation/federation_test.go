@@ -1,0 +1,40 @@
+package federation
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/twofold-idp/twofold/store"
+)
+
+// TestR03_UpstreamValidate: each problem names its field; tokens from an
+// upstream travel over TLS unless it is on this machine.
+func TestR03_UpstreamValidate(t *testing.T) {
+	good := Upstream{ID: "corp", Name: "Corp SSO", Issuer: "https://sso.example.com", ClientID: "twofold", Population: store.PopulationAgent}
+	assert.Empty(t, good.Validate())
+	for _, tc := range []struct {
+		edit func(*Upstream)
+		want string
+	}{
+		{func(u *Upstream) { u.ID = "" }, "id:"},
+		{func(u *Upstream) { u.ID = "a/b" }, "id:"},
+		{func(u *Upstream) { u.Name = "" }, "name:"},
+		{func(u *Upstream) { u.Issuer = "http://sso.example.com" }, "issuer:"},
+		{func(u *Upstream) { u.Issuer = "sso.example.com" }, "issuer:"},
+		{func(u *Upstream) { u.ClientID = "" }, "client_id:"},
+		{func(u *Upstream) { u.Population = "staff" }, "population:"},
+	} {
+		u := good
+		tc.edit(&u)
+		got := u.Validate()
+		if assert.Len(t, got, 1, tc.want) {
+			assert.Contains(t, got[0], tc.want)
+		}
+	}
+	for _, issuer := range []string{"http://127.0.0.1:8080", "http://localhost:9000", "http://[::1]:1"} {
+		u := good
+		u.Issuer = issuer
+		assert.Empty(t, u.Validate(), issuer)
+	}
+}
