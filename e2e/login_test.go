@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/clients"
+	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/mail/mailtest"
 	"github.com/twofold-idp/twofold/mfa"
@@ -210,4 +212,32 @@ func TestBrowser_EmailCode(t *testing.T) {
 	b.do(chromedp.SendKeys(css("#code"), code[1]), chromedp.Click(css(`form[action="/login/2fa"] input[name=method][value=email] ~ button`)))
 	claims := b.claims()
 	assert.Equal(t, "pwd,email", amrOf(claims), claims)
+}
+
+// A user signs in through an upstream OpenID Connect provider (another
+// Twofold, on 127.0.0.1 while this one is on localhost) and the relying
+// party gets amr "fed" (R03).
+func TestBrowser_FederatedSignIn(t *testing.T) {
+	up := providertest.Start(t, "sqlite", providertest.Options{})
+	up.User(t, "fed@example.com", password, store.PopulationContact)
+	id, secret := up.Client(t, clients.Spec{Name: "Twofold downstream", RedirectURIs: []string{"http://localhost:1/placeholder"},
+		FirstParty: true, Scopes: []string{"openid", "email"}})
+	e := providertest.Start(t, "sqlite", providertest.Options{Localhost: true, Upstreams: []federation.Upstream{{
+		ID: "corp", Name: "Corp SSO", Issuer: up.URL, ClientID: id, ClientSecret: secret,
+		Population: store.PopulationContact, TrustEmail: true,
+	}}})
+	_, _, err := up.Clients.Update(context.Background(), id, func(s *clients.Spec) {
+		s.RedirectURIs = []string{e.URL + "/login/federated/callback"}
+	})
+	require.NoError(t, err)
+	rp := startRP(t, e)
+	b := newBrowser(t)
+	b.do(chromedp.Navigate(rp.URL + "/start"))
+	b.do(chromedp.WaitVisible(css(`form.federated button`)))
+	b.shot("login-with-upstream")
+	b.do(chromedp.Click(css(`form.federated button`)))
+	b.passwordStep("fed@example.com") // the upstream's own login page
+	claims := b.claims()
+	assert.Equal(t, "fed", amrOf(claims), claims)
+	assert.Contains(t, claims, "urn:twofold:acr:fed")
 }
