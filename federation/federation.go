@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -44,10 +46,12 @@ type Upstream struct {
 	TrustEmail bool
 }
 
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // Validate returns every problem, each naming its field.
 func (u Upstream) Validate() []string {
 	var p []string
-	if u.ID == "" || url.PathEscape(u.ID) != u.ID {
+	if !idPattern.MatchString(u.ID) {
 		p = append(p, fmt.Sprintf("id: %q must be set, letters, digits, '-' and '_' only", u.ID))
 	}
 	if u.Name == "" {
@@ -82,6 +86,9 @@ type Identity struct {
 	EmailVerified bool
 	// AMR is the upstream's own amr claim, as it sent it.
 	AMR []string
+	// AuthTime is when the upstream authenticated the user: its
+	// auth_time, or the token's issue time when it sent none.
+	AuthTime time.Time
 }
 
 // Connector runs the flow against one upstream. Discovery happens at
@@ -104,17 +111,23 @@ func NewConnector(up Upstream, redirectURL string, client *http.Client) *Connect
 	return &Connector{Upstream: up, redirect: redirectURL, client: client}
 }
 
+// discover returns the upstream's metadata, fetched once. The lock is
+// not held over the network: while an upstream is down, each sign-in
+// waits for its own try, not for everyone else's.
 func (c *Connector) discover(ctx context.Context) (*oidc.Provider, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.provider != nil {
-		return c.provider, nil
+	p := c.provider
+	c.mu.Unlock()
+	if p != nil {
+		return p, nil
 	}
 	p, err := oidc.NewProvider(oidc.ClientContext(ctx, c.client), c.Upstream.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("discover upstream %s: %w", c.Upstream.ID, err)
 	}
+	c.mu.Lock()
 	c.provider = p
+	c.mu.Unlock()
 	return p, nil
 }
 
@@ -124,14 +137,16 @@ func (c *Connector) config(p *oidc.Provider) oauth2.Config {
 }
 
 // AuthURL is where the browser goes to sign in upstream: state, nonce
-// and the PKCE verifier are the caller's, kept for the callback.
-func (c *Connector) AuthURL(ctx context.Context, state, nonce, verifier string) (string, error) {
+// and the PKCE verifier are the caller's, kept for the callback; opts
+// add parameters (prompt=login to sign in again).
+func (c *Connector) AuthURL(ctx context.Context, state, nonce, verifier string, opts ...oauth2.AuthCodeOption) (string, error) {
 	p, err := c.discover(ctx)
 	if err != nil {
 		return "", err
 	}
 	conf := c.config(p)
-	return conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
+	opts = append([]oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}, opts...)
+	return conf.AuthCodeURL(state, opts...), nil
 }
 
 // ErrRefused is an upstream answer that signs nobody in: an error from
@@ -164,6 +179,7 @@ func (c *Connector) Exchange(ctx context.Context, code, verifier, nonce string) 
 		Email         string   `json:"email"`
 		EmailVerified bool     `json:"email_verified"`
 		AMR           []string `json:"amr"`
+		AuthTime      int64    `json:"auth_time"`
 	}
 	if err := idt.Claims(&claims); err != nil {
 		return Identity{}, fmt.Errorf("%w: claims: %v", ErrRefused, err)
@@ -171,7 +187,14 @@ func (c *Connector) Exchange(ctx context.Context, code, verifier, nonce string) 
 	if claims.Nonce == "" || claims.Nonce != nonce {
 		return Identity{}, fmt.Errorf("%w: nonce differs", ErrRefused)
 	}
-	id := Identity{Subject: idt.Subject, Email: claims.Email, EmailVerified: claims.EmailVerified, AMR: slices.Clone(claims.AMR)}
+	if idt.Subject == "" {
+		return Identity{}, fmt.Errorf("%w: no subject", ErrRefused) // go-oidc lets it through
+	}
+	id := Identity{Subject: idt.Subject, Email: claims.Email, EmailVerified: claims.EmailVerified, AMR: slices.Clone(claims.AMR),
+		AuthTime: idt.IssuedAt}
+	if claims.AuthTime > 0 {
+		id.AuthTime = time.Unix(claims.AuthTime, 0)
+	}
 	if id.Email == "" {
 		// Many providers put the address in userinfo only.
 		info, err := p.UserInfo(ctx, oauth2.StaticTokenSource(tok))

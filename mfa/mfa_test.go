@@ -126,6 +126,7 @@ func TestR02_Claims(t *testing.T) {
 	assert.True(t, SecondStep([]string{"pwd", "otp", "mfa"}))
 	assert.False(t, SecondStep([]string{"pwd"}))
 	assert.False(t, SecondStep([]string{"email"}))
+	assert.False(t, SecondStep([]string{"fed"}), "the upstream's setting decides")
 }
 
 func TestR23_WantsMFA(t *testing.T) {

@@ -125,13 +125,10 @@ func Claims(methods []string) (amr []string, acr string) {
 // step: two factors, or the password and a code by email. It is what a
 // requirement of two-step verification (R15, a user's flag) asks of a
 // session; a client or request that asks for MFA needs IsMFA (R23).
-//
-// A federated sign-in meets it too: federated logins skip the local
-// second factor unless the upstream is set to ask for it (R03), and then
-// the sign-in asked before it made the session.
+// A federated sign-in meets it only where its upstream skips the local
+// second factor, which the provider knows (R03).
 func SecondStep(amr []string) bool {
-	return IsMFA(amr) || slices.Contains(amr, AMRFederated) ||
-		(slices.Contains(amr, AMRPassword) && slices.Contains(amr, AMREmail))
+	return IsMFA(amr) || (slices.Contains(amr, AMRPassword) && slices.Contains(amr, AMREmail))
 }
 
 // IsMFA tells whether amr records two factors.

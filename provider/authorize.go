@@ -91,7 +91,7 @@ func (p *Provider) stepUpNeeded(ctx context.Context, ar fosite.AuthorizeRequeste
 	if (c != nil && c.RequireMFA) || wantsMFA(ar.GetRequestForm()) {
 		return true
 	}
-	return mfa.RequiredNow(user, p.policies(ctx), p.now()) && !mfa.SecondStep(sess.AMR)
+	return mfa.RequiredNow(user, p.policies(ctx), p.now()) && !mfa.SecondStep(sess.AMR) && !p.bypasses(sess.Upstream)
 }
 
 // authorizeError answers a failed authorization request. An error the
@@ -288,7 +288,7 @@ func (p *Provider) startFlow(w http.ResponseWriter, r *http.Request, ar fosite.A
 	f := store.LoginFlow{
 		ID: randomToken(), State: state, UserID: user.ID, SessionID: sess.ID,
 		ClientID: ar.GetClient().GetID(), AuthorizeForm: ar.GetRequestForm().Encode(),
-		Methods: sess.AMR, CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan),
+		Methods: sess.AMR, CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan), Upstream: sess.Upstream,
 	}
 	if state != store.FlowPassword {
 		at := sess.AuthTime
@@ -374,6 +374,7 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	s.Claims.AuthenticationContextClassReference = sess.ACR
 	s.Claims.Extra = map[string]any{"sid": sess.ID, "azp": c.ID}
 	s.Headers.Extra = map[string]any{algHeader: c.IDTokenAlg}
+	s.Upstream = sess.Upstream
 	idClaims, userinfoClaims := requestedClaims(ar.GetRequestForm().Get("claims"))
 	for k, v := range p.userClaims(user, idClaims) {
 		s.Claims.Extra[k] = v

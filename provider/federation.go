@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -29,9 +30,20 @@ const fedCookie = "twofold_federation"
 type fedRequest struct {
 	Flow, Upstream, State, Nonce, Verifier string
 	Expires                                time.Time
+	// Reauth: the user must sign in again upstream (prompt=login,
+	// max_age, a re-authentication), no earlier than Started.
+	Reauth  bool
+	Started time.Time
 }
 
 type upstreamButton struct{ ID, Name string }
+
+// bypasses tells whether a sign-in through upstream skips the local
+// second factor (R03): the upstream's setting now, not when it signed in.
+func (p *Provider) bypasses(upstream string) bool {
+	c := p.upstreams[upstream]
+	return c != nil && !c.Upstream.LocalMFA
+}
 
 // upstreamButtons are the login page's "Sign in with …" buttons.
 func (p *Provider) upstreamButtons() []upstreamButton {
@@ -64,9 +76,18 @@ func (p *Provider) handleFederatedStart(w http.ResponseWriter, r *http.Request) 
 		p.errorPage(w, r, http.StatusBadRequest, "Unknown sign-in service", "Go back and choose another way to sign in.", "")
 		return
 	}
+	now := p.now()
 	fr := fedRequest{Flow: f.ID, Upstream: c.Upstream.ID, State: randomToken(), Nonce: randomToken(),
-		Verifier: oauth2.GenerateVerifier(), Expires: p.now().Add(10 * time.Minute)}
-	to, err := c.AuthURL(r.Context(), fr.State, fr.Nonce, fr.Verifier)
+		Verifier: oauth2.GenerateVerifier(), Expires: now.Add(10 * time.Minute), Started: now}
+	// A sign-in that must be fresh here must be fresh upstream: the
+	// session's auth_time will be the upstream's.
+	form, _ := url.ParseQuery(f.AuthorizeForm)
+	var opts []oauth2.AuthCodeOption
+	if f.UserID != "" || slices.Contains(promptValues(form), "login") || form.Has("max_age") {
+		fr.Reauth = true
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0"))
+	}
+	to, err := c.AuthURL(r.Context(), fr.State, fr.Nonce, fr.Verifier, opts...)
 	if err != nil {
 		p.logger.ErrorContext(r.Context(), "upstream unreachable", "upstream", c.Upstream.ID, "err", err)
 		p.errorPage(w, r, http.StatusBadGateway, c.Upstream.Name+" cannot be reached", "Try again in a minute, or sign in with your password.", "")
@@ -141,16 +162,42 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 		fail(http.StatusForbidden, "This account cannot sign in here.", errors.New("disabled, or re-authentication by another user"))
 		return
 	}
+	// Upstream clocks differ: allow a minute of skew either way.
+	if fr.Reauth && id.AuthTime.Before(fr.Started.Add(-time.Minute)) {
+		fail(http.StatusUnauthorized, up.Name+" did not ask you to sign in again. Start again from the application.",
+			errors.New("upstream auth_time before the re-authentication was asked"))
+		return
+	}
 	methods := []string{mfa.AMRFederated}
 	if up.TrustMFA && slices.Contains(id.AMR, mfa.AMRMFA) {
 		methods = append(methods, mfa.AMRMFA)
 	}
-	now := p.now().UTC()
-	f.UserID, f.AuthTime, f.Methods = user.ID, &now, store.Strings(methods)
-	amr, _ := mfa.Claims(methods)
-	if (up.LocalMFA || p.mfaAsked(ctx, f)) && !mfa.IsMFA(amr) {
+	at := id.AuthTime.UTC()
+	if now := p.now().UTC(); at.After(now) {
+		at = now // never later than this server's clock
+	}
+	f.UserID, f.AuthTime, f.Methods, f.Upstream = user.ID, &at, store.Strings(methods), up.ID
+	if amr, _ := mfa.Claims(methods); mfa.IsMFA(amr) {
+		p.establish(w, r, f, user, methods)
+		return
+	}
+	if p.mfaAsked(ctx, f) {
+		// The client asks for two factors: a local one, never one set up
+		// right after the upstream alone (R23; cf. Keycloak CVE-2023-3597).
+		factors, err := p.confirmedFactors(ctx, user.ID)
+		if err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+			return
+		}
+		if !slices.ContainsFunc(factors, func(fa store.Factor) bool { return fa.Kind != store.FactorEmail }) {
+			p.unmet(w, r, f, "The user signed in through "+up.ID+" and has no local second factor.")
+			return
+		}
+	}
+	if up.LocalMFA || p.mfaAsked(ctx, f) {
 		// The local second step, as after a password (enrolment too,
-		// when policy or the client needs it).
+		// when the population's policy needs it and the upstream does
+		// not skip it).
 		p.afterFirstStep(w, r, f, user, "login.federated_ok")
 		return
 	}

@@ -279,3 +279,107 @@ func TestR03_CallbackStateIsBoundAndUsedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestR03_R23_FederatedRules: the rules a federated sign-in follows
+// beyond the happy path: a client asking for MFA from a user with no
+// local factor gets unmet_authentication_requirements; with local_mfa
+// a population's policy that comes into force later steps the session
+// up; prompt=login is passed upstream; a disabled account and another
+// user's re-authentication are refused.
+func TestR03_R23_FederatedRules(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newFedEnv(t, dialect, func(u *federation.Upstream) { u.LocalMFA = true })
+			e.up.User(t, "other@example.com", password, store.PopulationAgent)
+
+			// acr_values asks for MFA; the user has no local factor.
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
+			page, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			require.NotEmpty(t, cb, page.Body)
+			q := mustQuery(t, cb)
+			assert.Equal(t, "unmet_authentication_requirements", q.Get("error"))
+			assert.Empty(t, q.Get("code"))
+
+			// Signed in without a factor, then the policy applies: with
+			// local_mfa the session is stepped up like a password one.
+			b = providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			_, cb = e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			require.NotEmpty(t, cb)
+			require.NoError(t, e.Store.SetMFARequirement(ctx, store.PopulationAgent, true, nil, time.Now()))
+			e.Provider.ExpirePolicies()
+			authURL, _ = e.authURL()
+			page, cb = b.Follow(b.Get(authURL), redirectURI)
+			assert.Empty(t, cb, "no code: the policy now needs a second step")
+			assert.Contains(t, page.Request.URL.Path, "/login", page.Body)
+			require.NoError(t, e.Store.SetMFARequirement(ctx, store.PopulationAgent, false, nil, time.Now()))
+			e.Provider.ExpirePolicies()
+
+			// prompt=login: the upstream is asked to sign the user in
+			// again, and its login page shows although it has a session.
+			authURL, _ = e.authURL(oauth2.SetAuthURLParam("prompt", "login"))
+			login, done := b.Follow(b.Get(authURL), redirectURI)
+			require.Empty(t, done)
+			res := b.Post(e.URL+"/login/federated", login.Hidden())
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			assert.Equal(t, "login", mustQuery(t, res.Location()).Get("prompt"))
+			upLogin, _ := b.Follow(res, "")
+			assert.True(t, strings.HasPrefix(upLogin.Request.URL.String(), e.up.URL+"/login"), "the upstream asks again: %s", upLogin.Request.URL)
+
+			// Re-authentication on the account page by another upstream
+			// user is refused.
+			b = providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			_, cb = e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			require.NotEmpty(t, cb)
+			acct := b.Get(e.URL + "/account/security")
+			reauth, _ := b.Follow(b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, acct)}, "action": {"reauth"}}), "")
+			require.Contains(t, reauth.Body, "Sign in with Corp SSO", reauth.Body)
+			res = b.Post(e.URL+"/login/federated", reauth.Hidden())
+			upLogin, _ = b.Follow(res, "")
+			page, _ = e.upstreamPassword(t, b, upLogin, "other@example.com")
+			assert.Equal(t, http.StatusForbidden, page.StatusCode, page.Body)
+
+			// A disabled account cannot sign in through its upstream.
+			user, err := e.Store.GetFederatedUser(ctx, "corp", e.upUser.ID)
+			require.NoError(t, err)
+			require.NoError(t, e.Store.SetUserDisabled(ctx, user.ID, true, time.Now()))
+			b = providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			page, cb = e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+			assert.Empty(t, cb)
+			assert.Equal(t, http.StatusForbidden, page.StatusCode, page.Body)
+		})
+	}
+}
+
+// TestR03_StateUsedOnceAfterAnError: an upstream's error answer spends
+// the state; replayed with the browser's cookies as they were, it is
+// refused as used (the flow itself is still at its password step).
+func TestR03_StateUsedOnceAfterAnError(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newFedEnv(t, dialect, nil)
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page, done := b.Follow(b.Get(authURL), redirectURI)
+			require.Empty(t, done)
+			res := b.Post(e.URL+"/login/federated", page.Hidden())
+			state := mustQuery(t, res.Location()).Get("state")
+			require.NotEmpty(t, state)
+			down, _ := url.Parse(e.URL)
+			before := b.Jar.Cookies(down)
+			callback := e.URL + "/login/federated/callback?error=access_denied&state=" + url.QueryEscape(state)
+			p := b.Get(callback)
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "cancelled or refused")
+
+			b2 := providertest.NewBrowser(t)
+			b2.Jar.SetCookies(down, before)
+			p = b2.Get(callback)
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "the state answered once: %s", p.Body)
+		})
+	}
+}

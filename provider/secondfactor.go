@@ -465,7 +465,11 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 	cookie := randomToken()
 	sess := store.Session{
 		ID: sessionID(cookie), UserID: user.ID, AMR: amr, ACR: acr,
-		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan),
+		AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(p.cfg.SessionLifespan), Upstream: f.Upstream,
+	}
+	if f.Upstream != "" && f.AuthTime != nil && f.SessionID == "" {
+		// When the user authenticated is the upstream's to say (R03).
+		sess.AuthTime = f.AuthTime.UTC()
 	}
 	if f.SessionID != "" {
 		// A step-up builds on an existing session: it must still be

@@ -22,6 +22,9 @@ import (
 type Session struct {
 	*openid.DefaultSession
 	UserinfoClaims []string `json:"userinfo_claims,omitempty"`
+	// Upstream is the provider the user signed in through (R03), or "":
+	// a refresh asks it whether the local second factor is skipped.
+	Upstream string `json:"upstream,omitempty"`
 }
 
 func newSession() *Session {

@@ -51,7 +51,7 @@ func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.Access
 		// is required of its user (their flag, or their population's
 		// policy past its grace date: R16, R17); they sign in again and
 		// set one up.
-		if mfa.RequiredNow(u, p.policies(ctx), p.now()) && !mfa.SecondStep(s.IDTokenClaims().AuthenticationMethodsReferences) {
+		if mfa.RequiredNow(u, p.policies(ctx), p.now()) && !mfa.SecondStep(s.IDTokenClaims().AuthenticationMethodsReferences) && !p.bypasses(s.Upstream) {
 			return ar, nil, fosite.ErrInvalidGrant.WithHint("Two-step verification is now required of this user: they must sign in again.")
 		}
 	}

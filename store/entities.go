@@ -120,6 +120,8 @@ type Session struct {
 	// LastSeen is when the session was last used (idle timeout).
 	LastSeen  time.Time `db:"last_seen"`
 	ExpiresAt time.Time `db:"expires_at"`
+	// Upstream is the provider the user signed in through (R03), or "".
+	Upstream string `db:"upstream"`
 }
 
 // Login flow states; a flow moves one way through them.
@@ -148,6 +150,8 @@ type LoginFlow struct {
 	AuthTime      *time.Time `db:"auth_time"`
 	CreatedAt     time.Time  `db:"created_at"`
 	ExpiresAt     time.Time  `db:"expires_at"`
+	// Upstream is the provider the user signed in through (R03), or "".
+	Upstream string `db:"upstream"`
 }
 
 // Consent records the scopes a user granted a client.

@@ -450,7 +450,7 @@ func contactsEnforced(ctx context.Context, s store.Store, u store.User) error {
 // usersSendRecoveryCodesCmd mails a user a new set of recovery codes
 // (R20): the way back for a contact who lost their phone while every
 // contact must have two-step verification. They sign in with one, then
-// remove the lost method and set up a new one (R13).
+// set up a new method and remove the lost one (R13).
 func (a *app) usersSendRecoveryCodesCmd() *cobra.Command {
 	var population string
 	cmd := &cobra.Command{
@@ -458,7 +458,7 @@ func (a *app) usersSendRecoveryCodesCmd() *cobra.Command {
 		Short: "Email a user a new set of recovery codes (the old set stops working)",
 		Long: `Email a user a new set of recovery codes (R20): the set they had stops
 working, and their second factor's lock is cleared. They sign in with one of
-the codes, then remove the lost method and set up a new one. Use it where
+the codes, then set up a new method and remove the lost one. Use it where
 two-step verification must not be removed (it is required of every contact);
 elsewhere reset-mfa also works. Needs the mail server of email.smtp_addr.
 The codes are written to nobody but the user's address.`,
@@ -526,7 +526,7 @@ func recoveryMail(issuer string, codes []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Your administrator sent you new recovery codes for %s.\n\n", issuer)
 	b.WriteString("Sign in with your password and one of these codes (each works once), then\n")
-	b.WriteString("remove the lost method and set up a new one on your account page:\n\n")
+	b.WriteString("set up a new method on your account page and remove the lost one:\n\n")
 	for _, c := range codes {
 		b.WriteString("    " + c + "\n")
 	}

@@ -46,15 +46,15 @@ func (s *Store) CreateSession(ctx context.Context, se store.Session) error {
 	if se.LastSeen.IsZero() {
 		se.LastSeen = se.CreatedAt
 	}
-	_, err := s.exec(ctx, `INSERT INTO sso_sessions (id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		se.ID, se.UserID, se.AMR, se.ACR, se.AuthTime.UTC(), se.CreatedAt.UTC(), se.LastSeen.UTC(), se.ExpiresAt.UTC())
+	_, err := s.exec(ctx, `INSERT INTO sso_sessions (id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at, upstream) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		se.ID, se.UserID, se.AMR, se.ACR, se.AuthTime.UTC(), se.CreatedAt.UTC(), se.LastSeen.UTC(), se.ExpiresAt.UTC(), se.Upstream)
 	return wrap(err, "create session")
 }
 
 // GetSession finds a session by id (expired ones too: callers check).
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
 	var se store.Session
-	err := s.get(ctx, &se, `SELECT id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at FROM sso_sessions WHERE id = ?`, id)
+	err := s.get(ctx, &se, `SELECT id, user_id, amr, acr, auth_time, created_at, last_seen, expires_at, upstream FROM sso_sessions WHERE id = ?`, id)
 	return se, wrap(err, "get session")
 }
 
@@ -117,12 +117,12 @@ func (s *Store) signOut(ctx context.Context, users string, arg any) (sessions, t
 	return sessions, tokens, err
 }
 
-const flowColumns = `id, state, user_id, session_id, client_id, authorize_form, methods, failures, auth_time, created_at, expires_at`
+const flowColumns = `id, state, user_id, session_id, client_id, authorize_form, methods, failures, auth_time, created_at, expires_at, upstream`
 
 // CreateLoginFlow stores a new flow.
 func (s *Store) CreateLoginFlow(ctx context.Context, f store.LoginFlow) error {
-	_, err := s.exec(ctx, `INSERT INTO login_flows (`+flowColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		f.ID, f.State, f.UserID, f.SessionID, f.ClientID, f.AuthorizeForm, f.Methods, f.Failures, utcPtr(f.AuthTime), f.CreatedAt.UTC(), f.ExpiresAt.UTC())
+	_, err := s.exec(ctx, `INSERT INTO login_flows (`+flowColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.State, f.UserID, f.SessionID, f.ClientID, f.AuthorizeForm, f.Methods, f.Failures, utcPtr(f.AuthTime), f.CreatedAt.UTC(), f.ExpiresAt.UTC(), f.Upstream)
 	return wrap(err, "create login flow")
 }
 
@@ -135,8 +135,8 @@ func (s *Store) GetLoginFlow(ctx context.Context, id string) (store.LoginFlow, e
 
 // UpdateLoginFlow is a compare-and-set on the flow's state.
 func (s *Store) UpdateLoginFlow(ctx context.Context, f store.LoginFlow, from string) error {
-	res, err := s.exec(ctx, `UPDATE login_flows SET state = ?, user_id = ?, session_id = ?, methods = ?, failures = ?, auth_time = ?
-		WHERE id = ? AND state = ?`, f.State, f.UserID, f.SessionID, f.Methods, f.Failures, utcPtr(f.AuthTime), f.ID, from)
+	res, err := s.exec(ctx, `UPDATE login_flows SET state = ?, user_id = ?, session_id = ?, methods = ?, failures = ?, auth_time = ?, upstream = ?
+		WHERE id = ? AND state = ?`, f.State, f.UserID, f.SessionID, f.Methods, f.Failures, utcPtr(f.AuthTime), f.Upstream, f.ID, from)
 	if err == nil {
 		err = one(res)
 	}
