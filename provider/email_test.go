@@ -404,3 +404,37 @@ func TestR22_R08_EmailSetUpDuringSignIn(t *testing.T) {
 		})
 	}
 }
+
+// TestR20_MailedRecoveryCodeIsNotMFA: a recovery code from a set an admin
+// mailed (R20) signs the user in as an email code would: amr "email", no
+// "mfa"; a client that asks for two factors does not take it.
+func TestR20_MailedRecoveryCodeIsNotMFA(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newMFAEnv(t, dialect)
+			e.addTOTP(t, e.user.ID)
+			codes := mfa.NewRecoveryCodes()
+			h := mfa.NewRecoveryHasher(e.Key)
+			hashes := make([][]byte, len(codes))
+			for i, c := range codes {
+				hashes[i], _ = h.Hash(c)
+			}
+			require.NoError(t, e.Store.ReplaceRecoveryCodes(ctx, e.user.ID, hashes, true, time.Now()))
+
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			cb := b.Finish(e.submitCode(b, page, "recovery", codes[0]), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "email"}, c.Amr)
+			assert.Equal(t, provider.ACRPassword, c.Acr)
+
+			b = providertest.NewBrowser(t)
+			authURL, _ = e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
+			page = e.toSecondStep(t, b, authURL, "ada@example.com")
+			res := e.submitCode(b, page, "recovery", codes[1])
+			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "not enough for a client that asks for MFA")
+		})
+	}
+}

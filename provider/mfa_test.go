@@ -665,7 +665,8 @@ func TestR22_EnrolmentDuringLogin(t *testing.T) {
 			assert.Contains(t, p.Body, "These are new codes")
 			h := mfa.NewRecoveryHasher(e.Key)
 			hash, _ := h.Hash(firstSet[0][1])
-			assert.Error(t, e.Store.UseRecoveryCode(ctx, e.user.ID, hash, time.Now()), "the first set is void")
+			_, err := e.Store.UseRecoveryCode(ctx, e.user.ID, hash, time.Now())
+			assert.Error(t, err, "the first set is void")
 
 			tick := p.Hidden()
 			tick.Set("saved", "yes")

@@ -410,9 +410,19 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 	case "recovery":
 		hash, ok := p.recovery.Hash(code)
 		if ok {
-			if err := p.store.UseRecoveryCode(ctx, user.ID, hash, p.now()); err == nil {
+			if mailed, err := p.store.UseRecoveryCode(ctx, user.ID, hash, p.now()); err == nil {
 				left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
-				p.audit(ctx, r, store.AuditEvent{Type: "recovery_code.used", UserID: user.ID, ClientID: f.ClientID, Detail: fmt.Sprintf(`{"left":%d}`, left)})
+				p.audit(ctx, r, store.AuditEvent{Type: "recovery_code.used", UserID: user.ID, ClientID: f.ClientID,
+					Detail: fmt.Sprintf(`{"left":%d,"mailed":%t}`, left, mailed)})
+				if mailed {
+					// A code an admin mailed (R20) rests on the mailbox:
+					// worth an email code, not a second factor (S12), and
+					// no answer to a client that asks for two factors.
+					if p.mfaAsked(ctx, f) {
+						return nil, errWrongCode
+					}
+					return []string{mfa.AMREmail}, nil
+				}
 				return []string{mfa.AMRRecovery}, nil
 			}
 		}
@@ -636,7 +646,7 @@ func (p *Provider) newRecoveryCodes(ctx context.Context, r *http.Request, user s
 	for i, c := range codes {
 		hashes[i], _ = p.recovery.Hash(c)
 	}
-	if err := p.store.ReplaceRecoveryCodes(ctx, user.ID, hashes, p.now()); err != nil {
+	if err := p.store.ReplaceRecoveryCodes(ctx, user.ID, hashes, false, p.now()); err != nil {
 		return nil, err
 	}
 	p.audit(ctx, r, store.AuditEvent{Type: "recovery_codes.generated", UserID: user.ID})

@@ -248,11 +248,13 @@ type Store interface {
 	// statement: a challenge can be answered once.
 	TakeWebAuthnSession(ctx context.Context, id string) (WebAuthnSession, error)
 
-	// ReplaceRecoveryCodes voids a user's codes and stores new hashes.
-	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error
-	// UseRecoveryCode marks one unused code used; ErrNotFound when there
-	// is no such unused code. Of concurrent uses exactly one succeeds.
-	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) error
+	// ReplaceRecoveryCodes voids a user's codes and stores new hashes;
+	// mailed marks a set an admin sent by email (R20).
+	ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, mailed bool, at time.Time) error
+	// UseRecoveryCode marks one unused code used and tells whether its
+	// set was mailed; ErrNotFound when there is no such unused code. Of
+	// concurrent uses exactly one succeeds.
+	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) (mailed bool, err error)
 	// CountRecoveryCodes returns how many unused codes remain.
 	CountRecoveryCodes(ctx context.Context, userID string) (int, error)
 	DeleteRecoveryCodes(ctx context.Context, userID string) error

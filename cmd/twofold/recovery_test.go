@@ -35,7 +35,7 @@ func TestR20_ContactsGetRecoveryCodesByEmail(t *testing.T) {
 			cy := createUser(t, env, s, "cy@example.com", "contact")
 			require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "cy-app", UserID: cy.ID, Kind: store.FactorTOTP,
 				Name: "phone", SecretEnc: []byte("sealed"), Confirmed: true, CreatedAt: time.Now()}))
-			require.NoError(t, s.ReplaceRecoveryCodes(ctx, cy.ID, [][]byte{[]byte("old")}, time.Now()))
+			require.NoError(t, s.ReplaceRecoveryCodes(ctx, cy.ID, [][]byte{[]byte("old")}, false, time.Now()))
 			_, err = s.Attempt(ctx, provider.FactorLockKey(cy), store.Limit{Max: 1, Lock: time.Hour}, time.Now())
 			require.NoError(t, err)
 
@@ -69,8 +69,11 @@ func TestR20_ContactsGetRecoveryCodesByEmail(t *testing.T) {
 			codes := regexp.MustCompile(`(?m)^\s+([0-9a-z]{4}-[0-9a-z]{4}-[0-9a-z]{4})$`).FindAllStringSubmatch(msgs[0].Body, -1)
 			require.Len(t, codes, mfa.RecoveryCodeCount, msgs[0].Body)
 			hash, _ := mfa.NewRecoveryHasher(key).Hash(codes[0][1])
-			require.NoError(t, s.UseRecoveryCode(ctx, cy.ID, hash, time.Now()), "a mailed code works")
-			assert.ErrorIs(t, s.UseRecoveryCode(ctx, cy.ID, []byte("old"), time.Now()), store.ErrNotFound, "the old set is void")
+			mailed, err := s.UseRecoveryCode(ctx, cy.ID, hash, time.Now())
+			require.NoError(t, err, "a mailed code works")
+			assert.True(t, mailed, "and is marked mailed")
+			_, err = s.UseRecoveryCode(ctx, cy.ID, []byte("old"), time.Now())
+			assert.ErrorIs(t, err, store.ErrNotFound, "the old set is void")
 			th, err := s.Attempt(ctx, provider.FactorLockKey(cy), store.Limit{Max: 1, Lock: time.Hour}, time.Now())
 			require.NoError(t, err)
 			assert.True(t, th.Allowed, "the lock is cleared")

@@ -503,7 +503,7 @@ The codes are written to nobody but the user's address.`,
 				return err
 			}
 			err = s.InTx(ctx, func(ctx context.Context) error {
-				if err := s.ReplaceRecoveryCodes(ctx, u.ID, hashes, time.Now()); err != nil {
+				if err := s.ReplaceRecoveryCodes(ctx, u.ID, hashes, true, time.Now()); err != nil {
 					return err
 				}
 				if err := s.ResetThrottle(ctx, provider.FactorLockKey(u)); err != nil {

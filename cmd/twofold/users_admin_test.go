@@ -61,7 +61,7 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 					require.NoError(t, s.CreateFactor(ctx, f))
 				}
 				inProgress(u)
-				require.NoError(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte(u.ID + "c1"), []byte(u.ID + "c2")}, now))
+				require.NoError(t, s.ReplaceRecoveryCodes(ctx, u.ID, [][]byte{[]byte(u.ID + "c1"), []byte(u.ID + "c2")}, false, now))
 				signIn(u, "1")
 				_, err := s.Attempt(ctx, provider.FactorLockKey(u), store.Limit{Max: 10, Lock: time.Minute}, now)
 				require.NoError(t, err)

@@ -41,7 +41,7 @@ func (e *Env) AddRecoveryCodes(t testing.TB, userID string) []string {
 	for i, c := range codes {
 		hashes[i], _ = h.Hash(c)
 	}
-	if err := e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, time.Now()); err != nil {
+	if err := e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, false, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	return codes

@@ -148,13 +148,13 @@ func (s *Store) TouchFactor(ctx context.Context, id string, at time.Time) error 
 }
 
 // ReplaceRecoveryCodes voids the old set and stores the new one.
-func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, at time.Time) error {
+func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes [][]byte, mailed bool, at time.Time) error {
 	return s.InTx(ctx, func(ctx context.Context) error {
 		if _, err := s.exec(ctx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID); err != nil {
 			return wrap(err, "void recovery codes")
 		}
 		for _, h := range hashes {
-			if _, err := s.exec(ctx, `INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?, ?, ?)`, userID, h, at.UTC()); err != nil {
+			if _, err := s.exec(ctx, `INSERT INTO recovery_codes (user_id, code_hash, created_at, mailed) VALUES (?, ?, ?, ?)`, userID, h, at.UTC(), mailed); err != nil {
 				return wrap(err, "store recovery code")
 			}
 		}
@@ -163,12 +163,11 @@ func (s *Store) ReplaceRecoveryCodes(ctx context.Context, userID string, hashes 
 }
 
 // UseRecoveryCode spends a code with a conditional UPDATE.
-func (s *Store) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) error {
-	res, err := s.exec(ctx, `UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL`, at.UTC(), userID, hash)
-	if err == nil {
-		err = one(res)
-	}
-	return wrap(err, "use recovery code")
+func (s *Store) UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) (bool, error) {
+	var mailed bool
+	err := s.get(ctx, &mailed, `UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? AND used_at IS NULL RETURNING mailed`,
+		at.UTC(), userID, hash)
+	return mailed, wrap(err, "use recovery code")
 }
 
 // CountRecoveryCodes counts unused codes.

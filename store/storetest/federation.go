@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,4 +36,21 @@ func testFederatedUsers(t *testing.T, s store.Store) {
 	require.ErrorIs(t, s.CreateFederatedUser(ctx, other, "corp", "sub-1"), store.ErrAlreadyExists)
 	_, err = s.GetUser(ctx, "u3")
 	require.ErrorIs(t, err, store.ErrNotFound)
+
+	// Sessions and sign-ins keep the upstream they went through.
+	require.NoError(t, s.CreateSession(ctx, store.Session{ID: "s1", UserID: "u1", AMR: store.Strings{"fed"}, ACR: "fed",
+		AuthTime: base, CreatedAt: base, ExpiresAt: base.Add(time.Hour), Upstream: "corp"}))
+	se, err := s.GetSession(ctx, "s1")
+	require.NoError(t, err)
+	assert.Equal(t, "corp", se.Upstream)
+	f := store.LoginFlow{ID: "f1", State: store.FlowPassword, CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
+	require.NoError(t, s.CreateLoginFlow(ctx, f))
+	f.State, f.UserID, f.Upstream = store.FlowSecondFactor, "u1", "corp"
+	require.NoError(t, s.UpdateLoginFlow(ctx, f, store.FlowPassword))
+	got2, err := s.GetLoginFlow(ctx, "f1")
+	require.NoError(t, err)
+	assert.Equal(t, "corp", got2.Upstream)
+	_, u1, err := s.LoginFlowUser(ctx, "f1", store.FlowSecondFactor, false)
+	require.NoError(t, err)
+	assert.Equal(t, "u1", u1.ID)
 }
