@@ -136,6 +136,7 @@ func TestR23_WantsMFA(t *testing.T) {
 		want      bool
 	}{
 		{"", nil, false},
+		{ACRFederated + " " + ACRMFA, nil, false}, // a federated sign-in is acceptable to this client
 		{ACRMFA, nil, true},
 		{ACRPassword + " " + ACRMFA, nil, false},
 		{"1 2", nil, false},

@@ -135,6 +135,12 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 		p.audit(ctx, r, store.AuditEvent{Type: "login.failure", ClientID: f.ClientID, Detail: jsonObject("upstream", up.ID)})
 		p.errorPage(w, r, status, "Sign-in through "+up.Name+" failed", msg, "")
 	}
+	// RFC 9207: an upstream that names itself must be the one asked
+	// (every upstream shares this callback: a mix-up defence).
+	if iss := r.URL.Query().Get("iss"); iss != "" && iss != up.Issuer {
+		fail(http.StatusBadRequest, "Start again from the application.", errors.New("callback iss is another issuer's: "+iss))
+		return
+	}
 	if e := r.URL.Query().Get("error"); e != "" {
 		fail(http.StatusUnauthorized, "The sign-in at "+up.Name+" was cancelled or refused. Start again from the application.", errors.New(e))
 		return

@@ -380,6 +380,16 @@ func TestR03_StateUsedOnceAfterAnError(t *testing.T) {
 			b2.Jar.SetCookies(down, before)
 			p = b2.Get(callback)
 			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "the state answered once: %s", p.Body)
+
+			// RFC 9207: a callback that names another issuer is refused.
+			b3 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			page, _ = b3.Follow(b3.Get(authURL), redirectURI)
+			res = b3.Post(e.URL+"/login/federated", page.Hidden())
+			state = mustQuery(t, res.Location()).Get("state")
+			p = b3.Get(e.URL + "/login/federated/callback?code=x&iss=" + url.QueryEscape("https://evil.example.com") + "&state=" + url.QueryEscape(state))
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, p.Body)
+			assert.Zero(t, sessionCount(t, e.mfaEnv, b3))
 		})
 	}
 }

@@ -517,7 +517,12 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 		return
 	}
 	p.setCookie(w, sessionCookie, cookie, sess.ExpiresAt.Sub(now))
-	p.audit(ctx, r, store.AuditEvent{Type: "login.success", UserID: user.ID, ClientID: f.ClientID, Detail: jsonObject("amr", amr)})
+	detail := jsonObject("amr", amr)
+	if f.Upstream != "" {
+		b, _ := json.Marshal(map[string]any{"amr": amr, "upstream": f.Upstream})
+		detail = string(b)
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "login.success", UserID: user.ID, ClientID: f.ClientID, Detail: detail})
 	p.continueFlow(w, r, f, sess, user)
 }
 
