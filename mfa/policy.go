@@ -33,6 +33,10 @@ const (
 	// AMRFederated: signed in by an upstream provider (R03, RFC 8176
 	// has no value for it; "fed" as the product rules name it).
 	AMRFederated = "fed"
+	// AMRSMS: a code sent by text message (RFC 8176). SMS is a
+	// restricted authenticator (NIST SP 800-63B §5.1.3.3) but out of
+	// band: with the password it is two factors (security.md).
+	AMRSMS = "sms"
 )
 
 // Policies are the populations' requirements (R15), by population.
@@ -77,17 +81,28 @@ const (
 	// MethodEmail is codes sent to the account's address (R08); it can
 	// be set up only where Twofold has a mail server to send with.
 	MethodEmail = "email"
+	// MethodSMS is codes by text message (R09): off until an admin
+	// lists it, and only where an SMS gateway is configured.
+	MethodSMS = "sms"
 )
 
 // SetupMethods are the kinds Twofold can set up, in the order offered.
-var SetupMethods = []string{MethodTOTP, MethodWebAuthn, MethodEmail}
+var SetupMethods = []string{MethodTOTP, MethodWebAuthn, MethodEmail, MethodSMS}
+
+// DefaultMethods are what a population without a list may set up: every
+// kind but SMS, which is off by default (R09, seed 004).
+var DefaultMethods = []string{MethodTOTP, MethodWebAuthn, MethodEmail}
 
 // Allowed tells whether u may set up a factor of kind method: the
-// population's policy lists it, or lists none (R10). A factor set up
-// before a kind was taken off the list still signs its user in.
+// population's policy lists it, or lists none and it is a default (R10,
+// R09). A factor set up before a kind was taken off the list still signs
+// its user in.
 func Allowed(u store.User, pol Policies, method string) bool {
 	ms := pol[u.Population].Methods
-	return len(ms) == 0 || slices.Contains(ms, method)
+	if len(ms) == 0 {
+		return slices.Contains(DefaultMethods, method)
+	}
+	return slices.Contains(ms, method)
 }
 
 // Claims returns amr and acr for a set of verified methods: "mfa" only
@@ -106,7 +121,8 @@ func Claims(methods []string) (amr []string, acr string) {
 	amr = slices.DeleteFunc(slices.Clone(methods), func(m string) bool { return m == AMRMFA })
 	fed := slices.Contains(methods, AMRFederated)
 	first := slices.Contains(methods, AMRPassword) || fed
-	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRRecovery) || hasKey(methods)
+	second := slices.Contains(methods, AMROTP) || slices.Contains(methods, AMRSMS) ||
+		slices.Contains(methods, AMRRecovery) || hasKey(methods)
 	two := (first && second) || (hasKey(methods) && slices.Contains(methods, AMRUser))
 	switch {
 	case two && hasKey(methods):

@@ -169,6 +169,9 @@ const (
 	// FactorEmail: codes sent to the account's address (R08); the
 	// factor has no secret, it records that the address was proved.
 	FactorEmail = "email"
+	// FactorSMS: codes sent by text message to Phone (R09); confirmed
+	// once a code sent there came back, or an admin confirmed it.
+	FactorSMS = "sms"
 )
 
 // Factor is a user's second factor. A factor counts only once Confirmed:
@@ -185,12 +188,14 @@ type Factor struct {
 	LastStep int64 `db:"last_step"`
 	// CredentialID and Credential (go-webauthn's Credential as JSON)
 	// describe a security key or passkey; SignCount is its counter.
-	CredentialID []byte     `db:"credential_id"`
-	Credential   string     `db:"credential"`
-	SignCount    int64      `db:"sign_count"`
-	Confirmed    bool       `db:"confirmed"`
-	CreatedAt    time.Time  `db:"created_at"`
-	LastUsedAt   *time.Time `db:"last_used_at"`
+	CredentialID []byte `db:"credential_id"`
+	Credential   string `db:"credential"`
+	SignCount    int64  `db:"sign_count"`
+	// Phone is an SMS factor's number, E.164.
+	Phone      string     `db:"phone"`
+	Confirmed  bool       `db:"confirmed"`
+	CreatedAt  time.Time  `db:"created_at"`
+	LastUsedAt *time.Time `db:"last_used_at"`
 }
 
 // OneTimeCode is a code sent to a user by email (R08), bound to one

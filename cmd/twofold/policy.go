@@ -176,8 +176,10 @@ func (a *app) policyMethodsCmd() *cobra.Command {
 		Use:   "methods [--population agent|contact] (--allow METHOD[,METHOD] | --all)",
 		Short: "Choose the kinds of second factor users may set up",
 		Long: `Choose which kinds of second factor users may set up (R10): totp (an
-authenticator app), webauthn (a security key or passkey) and email (codes
-sent to the account's address, where a mail server is configured). Without
+authenticator app), webauthn (a security key or passkey), email (codes
+sent to the account's address, where a mail server is configured) and sms
+(codes by text message, where an SMS gateway is configured; off until
+listed here, R09). --all is the default: every kind but sms. Without
 --population the choice is for agents and contacts alike. Allowing a method
 does not require two-step verification (see policy mfa). A factor set up
 before its kind was taken off the list still signs its user in, until they
@@ -188,7 +190,7 @@ within 5 seconds.`,
 	f := cmd.Flags()
 	f.StringVar(&population, "population", "", "agent or contact (default: both)")
 	f.StringSliceVar(&allow, "allow", nil, "the methods allowed: "+strings.Join(mfa.SetupMethods, ", "))
-	f.BoolVar(&all, "all", false, "allow every method (the default)")
+	f.BoolVar(&all, "all", false, "the default: every method but sms")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		pops := []store.Population{store.PopulationAgent, store.PopulationContact}
 		if population != "" {
@@ -211,8 +213,8 @@ within 5 seconds.`,
 				methods = append(methods, m)
 			}
 		}
-		if len(methods) == len(mfa.SetupMethods) {
-			methods = nil // every method: kept as no list, so a new kind is allowed too
+		if len(methods) == len(mfa.DefaultMethods) && !slices.Contains(methods, mfa.MethodSMS) {
+			methods = nil // the defaults: kept as no list, so a new default kind is allowed too
 		}
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
 			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
@@ -239,10 +241,11 @@ within 5 seconds.`,
 	return cmd
 }
 
-// shown is a list of methods as stored, nil meaning every one, spelled out.
+// shown is a list of methods as stored, nil meaning the defaults,
+// spelled out.
 func shown(methods store.Strings) []string {
 	if len(methods) == 0 {
-		return mfa.SetupMethods
+		return mfa.DefaultMethods
 	}
 	return methods
 }

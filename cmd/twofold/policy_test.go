@@ -123,7 +123,7 @@ func TestR10_PolicyMethods(t *testing.T) {
 
 			for _, args := range [][]string{
 				{},
-				{"--allow", "sms"},
+				{"--allow", "fax"},
 				{"--allow", "totp", "--all"},
 				{"--population", "robot", "--all"},
 				{"--allow", ""},
@@ -158,6 +158,15 @@ func TestR10_PolicyMethods(t *testing.T) {
 			r = twofold(t, env, "", "policy", "show")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Contains(t, r.stdout, "METHODS")
+
+			// SMS is off by default (R09): switched on by listing it.
+			r = twofold(t, env, "", "policy", "methods", "--population", "contact", "--allow", "totp,sms")
+			require.Equal(t, 0, r.code, r.stderr)
+			got = show()
+			assert.Equal(t, []string{"totp", "sms"}, got[1].Methods)
+			r = twofold(t, env, "", "policy", "methods", "--population", "contact", "--all")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, []string{"totp", "webauthn", "email"}, show()[1].Methods, "--all is the default: sms off")
 		})
 	}
 }

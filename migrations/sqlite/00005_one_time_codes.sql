@@ -15,11 +15,14 @@ CREATE TABLE one_time_codes (
 CREATE INDEX one_time_codes_expires_at ON one_time_codes (expires_at);
 -- A user has email codes or not: two set-ups finishing at once make one.
 CREATE UNIQUE INDEX mfa_factors_one_email ON mfa_factors (user_id) WHERE kind = 'email';
+-- One phone per user for codes by SMS (R09): a new number replaces it.
+CREATE UNIQUE INDEX mfa_factors_one_sms ON mfa_factors (user_id) WHERE kind = 'sms';
 -- Recovery codes an admin mailed (R20) rest on the mailbox: a sign-in
 -- with one is worth an email code, not a second factor.
 ALTER TABLE recovery_codes ADD COLUMN mailed INTEGER NOT NULL DEFAULT 0;
 
 -- +goose Down
 ALTER TABLE recovery_codes DROP COLUMN mailed;
+DROP INDEX mfa_factors_one_sms;
 DROP INDEX mfa_factors_one_email;
 DROP TABLE one_time_codes;

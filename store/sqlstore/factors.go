@@ -21,13 +21,13 @@ func (s *Store) SetUserMFARequired(ctx context.Context, id string, required bool
 	return wrap(err, "set mfa required")
 }
 
-const factorColumns = `id, user_id, kind, name, secret_enc, last_step, credential_id, credential, sign_count, confirmed, created_at, last_used_at`
+const factorColumns = `id, user_id, kind, name, secret_enc, last_step, credential_id, credential, sign_count, confirmed, created_at, last_used_at, phone`
 
 // CreateFactor stores a factor.
 func (s *Store) CreateFactor(ctx context.Context, f store.Factor) error {
-	_, err := s.exec(ctx, `INSERT INTO mfa_factors (`+factorColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO mfa_factors (`+factorColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		f.ID, f.UserID, f.Kind, f.Name, f.SecretEnc, f.LastStep, f.CredentialID, f.Credential, f.SignCount,
-		f.Confirmed, f.CreatedAt.UTC(), utcPtr(f.LastUsedAt))
+		f.Confirmed, f.CreatedAt.UTC(), utcPtr(f.LastUsedAt), f.Phone)
 	return wrap(err, "create factor")
 }
 
@@ -64,6 +64,7 @@ func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store
 		Confirmed    sql.NullBool   `db:"confirmed"`
 		CreatedAt    sql.NullTime   `db:"created_at"`
 		LastUsedAt   *time.Time     `db:"last_used_at"`
+		Phone        sql.NullString `db:"phone"`
 		Codes        int            `db:"codes"`
 	}
 	err := s.sel(ctx, &rows, `SELECT `+qualified("f", factorColumns)+`, c.codes
@@ -84,7 +85,7 @@ func (s *Store) ListFactorsAndCodes(ctx context.Context, userID string) ([]store
 			ID: r.ID.String, UserID: r.UserID.String, Kind: r.Kind.String, Name: r.Name.String,
 			SecretEnc: r.SecretEnc, LastStep: r.LastStep.Int64, CredentialID: r.CredentialID,
 			Credential: r.Credential.String, SignCount: r.SignCount.Int64, Confirmed: r.Confirmed.Bool,
-			CreatedAt: r.CreatedAt.Time, LastUsedAt: r.LastUsedAt,
+			CreatedAt: r.CreatedAt.Time, LastUsedAt: r.LastUsedAt, Phone: r.Phone.String,
 		})
 	}
 	return fs, rows[0].Codes, nil

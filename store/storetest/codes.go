@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -86,6 +87,18 @@ func testOneTimeCodes(t *testing.T, s store.Store) {
 	require.NotNil(t, got1.LastUsedAt)
 	sameTime(t, base.Add(time.Hour), *got1.LastUsedAt, "last_used_at")
 	require.ErrorIs(t, s.TouchFactor(ctx, "nope", base), store.ErrNotFound)
+
+	// A phone for codes by SMS: its number kept, one per user.
+	phone := store.Factor{ID: "p1", UserID: "u1", Kind: store.FactorSMS, Name: "Phone", Phone: "+15551234567", CreatedAt: base}
+	require.NoError(t, s.CreateFactor(ctx, phone))
+	phone.ID = "p2"
+	require.ErrorIs(t, s.CreateFactor(ctx, phone), store.ErrAlreadyExists)
+	fs, _, err := s.ListFactorsAndCodes(ctx, "u1")
+	require.NoError(t, err)
+	i := slices.IndexFunc(fs, func(f store.Factor) bool { return f.ID == "p1" })
+	require.GreaterOrEqual(t, i, 0)
+	assert.Equal(t, "+15551234567", fs[i].Phone)
+	assert.False(t, fs[i].Confirmed)
 
 	// Expired codes go with the clean-up; live ones stay.
 	require.NoError(t, s.PutOneTimeCode(ctx, store.OneTimeCode{UserID: "u1", Purpose: "old", Hash: []byte("o"), Sends: 1, SentAt: base, ExpiresAt: base.Add(time.Minute)}, 0))
