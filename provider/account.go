@@ -6,9 +6,11 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -25,8 +27,11 @@ type accountPage struct {
 	Enabled, Required          bool
 	Factors                    []factorView
 	CodesLeft                  int
-	// Kinds the user may add (R10); email codes only once.
+	// Kinds the user may add (R10); email codes and a phone only once.
 	Kinds setupKinds
+	// PendingPhone is a number an admin attached and nobody confirmed
+	// (R09), masked.
+	PendingPhone string
 }
 
 // notices are the fixed messages a redirect can ask the page to show.
@@ -38,6 +43,7 @@ var notices = map[string]string{
 	"codes-saved": "Keep your recovery codes somewhere safe.",
 	"key-added":   "Your security key was added.",
 	"email-added": "Codes by email are on.",
+	"phone-added": "Codes by text message are on.",
 }
 
 // handleAccountPage is /account/security (R14, R18): the user's methods
@@ -54,11 +60,12 @@ func (p *Provider) handleAccountPage(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status int, sess store.Session, user store.User, notice, errMsg string) {
 	ctx := r.Context()
-	factors, err := p.confirmedFactors(ctx, user.ID)
+	all, err := p.store.ListFactors(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
+	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
 		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
@@ -67,6 +74,12 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 		page.Error = noMethod
 	}
 	page.Kinds.Email = page.Kinds.Email && !hasEmailFactor(factors)
+	if phone, has := smsFactor(all); has {
+		page.Kinds.SMS = false
+		if !phone.Confirmed {
+			page.PendingPhone = sms.Mask(phone.Phone)
+		}
+	}
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.LastUsedAt != nil {
@@ -214,6 +227,8 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.showAccountCodes(w, r, user, hidden)
+	case "start-sms", "confirm-sms":
+		p.accountSMS(w, r, sess, user, action, hidden)
 	case "saved-codes":
 		http.Redirect(w, r, "/account/security?notice=codes-saved", http.StatusSeeOther)
 	case "regenerate-codes":
@@ -290,11 +305,12 @@ func (p *Provider) showAccountCodes(w http.ResponseWriter, r *http.Request, user
 // the user, the last method cannot go: a lost one is replaced first.
 func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess store.Session, user store.User, id string) {
 	ctx := r.Context()
-	factors, err := p.confirmedFactors(ctx, user.ID)
+	all, err := p.store.ListFactors(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
+	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	found := false
 	for _, f := range factors {
 		found = found || f.ID == id

@@ -18,6 +18,41 @@ type Mailer interface {
 	Send(ctx context.Context, to, subject, body string) error
 }
 
+// Texter sends one text message to an E.164 number (the sms package's
+// Twilio).
+type Texter interface {
+	Send(ctx context.Context, to, body string) error
+}
+
+// channel is how a code travels: by email to the account's address
+// (R08), or by text message to a phone (R09). Each has its own send
+// counters and purposes.
+type channel struct {
+	kind string // "mail" or "sms"
+	to   string
+}
+
+func mailTo(u store.User) channel { return channel{kind: "mail", to: u.Email} }
+func textTo(phone string) channel { return channel{kind: "sms", to: phone} }
+
+// deliver sends code on ch.
+func (p *Provider) deliver(ctx context.Context, ch channel, code string) error {
+	if ch.kind == "sms" {
+		if p.texter == nil {
+			return errors.New("no SMS gateway configured")
+		}
+		return p.texter.Send(ctx, ch.to, fmt.Sprintf("%s is your %s code. It works once, for %d minutes.",
+			code, p.issuer.Hostname(), int(mfa.EmailCodeLife.Minutes())))
+	}
+	if p.mailer == nil {
+		return errors.New("no mail server configured")
+	}
+	body := fmt.Sprintf("Your code for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
+		"If you did not just sign in or set up two-step verification, someone knows your password: change it.\n",
+		p.issuer.Host, code, int(mfa.EmailCodeLife.Minutes()))
+	return p.mailer.Send(ctx, ch.to, "Your Twofold code", body)
+}
+
 // errTooSoon refuses a code asked for before the resend countdown ends
 // (or while another request is sending one).
 type errTooSoon struct{ at time.Time }
@@ -46,8 +81,8 @@ var (
 	sendDayRule = store.Limit{Max: 10, Window: 24 * time.Hour, Lock: 24 * time.Hour}
 )
 
-func sendKeys(userID string) []store.Try {
-	return []store.Try{{Key: "mail:15m:" + userID, Limit: sendRule}, {Key: "mail:day:" + userID, Limit: sendDayRule}}
+func sendKeys(kind, userID string) []store.Try {
+	return []store.Try{{Key: kind + ":15m:" + userID, Limit: sendRule}, {Key: kind + ":day:" + userID, Limit: sendDayRule}}
 }
 
 // sendCode emails user a new code for purpose, replacing any earlier one.
@@ -57,9 +92,9 @@ func sendKeys(userID string) []store.Try {
 // across purposes. A send the mail server refuses still counts: the
 // server may have taken the message after all, and a refund would let
 // a failing server be used to mail without limit.
-func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string) error {
-	if p.mailer == nil {
-		return errors.New("no mail server configured")
+func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string, ch channel) error {
+	if (ch.kind == "sms" && p.texter == nil) || (ch.kind != "sms" && p.mailer == nil) {
+		return errors.New("no way to send codes is configured")
 	}
 	now := p.now()
 	prev, err := p.store.GetOneTimeCode(ctx, user.ID, purpose)
@@ -71,7 +106,7 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 			return errTooSoon{at}
 		}
 	}
-	ths, err := p.store.Attempts(ctx, now, sendKeys(user.ID)...)
+	ths, err := p.store.Attempts(ctx, now, sendKeys(ch.kind, user.ID)...)
 	if err != nil {
 		return err
 	}
@@ -88,10 +123,7 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 		}
 		return err
 	}
-	body := fmt.Sprintf("Your code for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
-		"If you did not just sign in or set up two-step verification, someone knows your password: change it.\n",
-		p.issuer.Host, code, int(mfa.EmailCodeLife.Minutes()))
-	if err := p.mailer.Send(ctx, user.Email, "Your Twofold code", body); err != nil {
+	if err := p.deliver(ctx, ch, code); err != nil {
 		return fmt.Errorf("send code: %w", err)
 	}
 	return nil

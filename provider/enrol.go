@@ -28,12 +28,16 @@ type enrolPage struct {
 	// sent, so the page asks for it.
 	EmailTo   string
 	EmailSent bool
+	// Phone is the number being set up for codes by SMS (PhoneMasked as
+	// shown); PhoneSent says a code was texted to it.
+	Phone, PhoneMasked string
+	PhoneSent          bool
 }
 
 // setupKinds are the kinds of factor a user may set up here (R10).
-type setupKinds struct{ TOTP, WebAuthn, Email bool }
+type setupKinds struct{ TOTP, WebAuthn, Email, SMS bool }
 
-func (k setupKinds) none() bool { return !k.TOTP && !k.WebAuthn && !k.Email }
+func (k setupKinds) none() bool { return !k.TOTP && !k.WebAuthn && !k.Email && !k.SMS }
 
 type codesPage struct {
 	Action, Error string
@@ -82,6 +86,8 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 	page.setupKinds, page.EmailTo = p.allowedMethods(ctx, user), mfa.MaskEmail(user.Email)
 	// A client that asks for two factors needs more than a mailed code.
 	page.Email = page.Email && !p.mfaAsked(ctx, f)
+	// A phone is set up on the account page (R09), not during sign-in.
+	page.SMS = false
 	if page.none() {
 		p.logger.WarnContext(ctx, "no second factor can be set up: the kinds allowed need WebAuthn (a host name) or a mail server, which this server has not", "population", user.Population)
 		page.Error = noMethod
@@ -112,6 +118,7 @@ func (p *Provider) allowedMethods(ctx context.Context, user store.User) setupKin
 		TOTP:     mfa.Allowed(user, pol, mfa.MethodTOTP),
 		WebAuthn: p.webauthn != nil && mfa.Allowed(user, pol, mfa.MethodWebAuthn),
 		Email:    p.mailer != nil && mfa.Allowed(user, pol, mfa.MethodEmail),
+		SMS:      p.texter != nil && mfa.Allowed(user, pol, mfa.MethodSMS),
 	}
 }
 
@@ -137,6 +144,13 @@ func (p *Provider) refusal(ctx context.Context, user store.User, action string) 
 			return notAllowed
 		}
 		if p.mailer == nil {
+			return notAvailable
+		}
+	case "start-sms", "confirm-sms":
+		if !mfa.Allowed(user, pol, mfa.MethodSMS) {
+			return notAllowed
+		}
+		if p.texter == nil {
 			return notAvailable
 		}
 	}
@@ -314,7 +328,7 @@ const wrongEmailCode = "That code didn't work. Check the latest email, or send a
 // setup page and the account page alike) and shows the page that asks
 // for it.
 func (p *Provider) enrolSendCode(w http.ResponseWriter, r *http.Request, page enrolPage, user store.User, purpose string) {
-	err := p.sendCode(r.Context(), user, purpose)
+	err := p.sendCode(r.Context(), user, purpose, mailTo(user))
 	status, msg := p.sendAnswer(r.Context(), err)
 	if err == nil {
 		p.audit(r.Context(), r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, Detail: `{"for":"setup"}`})

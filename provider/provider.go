@@ -89,6 +89,8 @@ type Options struct {
 	ClientSecrets fosite.Hasher
 	// Mailer sends email codes (R08); nil leaves them out.
 	Mailer Mailer
+	// Texter sends codes by SMS (R09); nil leaves them out.
+	Texter Texter
 	// Upstreams are the providers users may sign in through (R03).
 	Upstreams []federation.Upstream
 	Logger    *slog.Logger
@@ -110,6 +112,7 @@ type Provider struct {
 	recovery *mfa.RecoveryHasher
 	codes    *mfa.CodeHasher
 	mailer   Mailer // nil when no mail server is configured
+	texter   Texter // nil when no SMS gateway is configured
 	// upstreams are the federation connectors by id, in upstreamOrder.
 	upstreams     map[string]*federation.Connector
 	upstreamOrder []string
@@ -168,7 +171,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		cfg: o.Config, issuer: issuer, store: o.Store, accounts: o.Accounts, keys: keys,
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
 		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
-		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer,
+		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer, texter: o.Texter,
 		upstreams: map[string]*federation.Connector{},
 	}
 	upstreamClient := &http.Client{Timeout: 10 * time.Second}

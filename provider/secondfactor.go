@@ -14,6 +14,7 @@ import (
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -133,6 +134,10 @@ func (p *Provider) offered(ctx context.Context, f store.LoginFlow, all []store.F
 	if hasEmailFactor(factors) && p.mailer != nil && !p.mfaAsked(ctx, f) {
 		out = append(out, method{"email", "A code by email"})
 	}
+	if _, has := smsFactor(all); has && p.texter != nil {
+		// Offered unconfirmed too: the step then says whom to ask (R09).
+		out = append(out, method{"sms", "A code by text message"})
+	}
 	if codes > 0 {
 		out = append(out, method{"recovery", "A recovery code"})
 	}
@@ -155,6 +160,9 @@ type secondFactorPage struct {
 	// code for this sign-in is live.
 	EmailTo   string
 	EmailSent bool
+	// PhoneMasked, SMSSent and PhoneUnconfirmed are the SMS step's.
+	PhoneMasked               string
+	SMSSent, PhoneUnconfirmed bool
 }
 
 func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +199,7 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 		chosen = ms[0].ID
 	}
 	page := secondFactorPage{Flow: f.ID, CSRF: p.csrfToken("2fa", f.ID), Method: chosen, Error: errMsg}
-	if chosen == "webauthn" || chosen == "email" {
+	if chosen == "webauthn" || chosen == "email" || chosen == "sms" {
 		user, err := p.store.GetUser(r.Context(), f.UserID)
 		if err == nil && chosen == "webauthn" {
 			page.Key, err = p.beginKeyLogin(r.Context(), user)
@@ -199,6 +207,14 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 		if err == nil && chosen == "email" {
 			page.EmailTo = mfa.MaskEmail(user.Email)
 			page.EmailSent = p.codeSent(r.Context(), user, flowPurpose(f.ID))
+		}
+		if err == nil && chosen == "sms" {
+			var all []store.Factor
+			if all, err = p.store.ListFactors(r.Context(), user.ID); err == nil {
+				phone, _ := smsFactor(all)
+				page.PhoneMasked, page.PhoneUnconfirmed = sms.Mask(phone.Phone), !phone.Confirmed
+				page.SMSSent = p.codeSent(r.Context(), user, smsPurpose(flowPurpose(f.ID)))
+			}
 		}
 		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
@@ -250,9 +266,15 @@ func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 // security key (R11, R13), or sends an email code (R08).
 func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if r.ParseForm() == nil && r.PostForm.Get("action") == "send-email" {
-		p.sendSignInCode(w, r)
-		return
+	if r.ParseForm() == nil {
+		switch r.PostForm.Get("action") {
+		case "send-email":
+			p.sendSignInCode(w, r)
+			return
+		case "send-sms":
+			p.sendSignInText(w, r)
+			return
+		}
 	}
 	// Loading the flow counts this attempt in it (FlowFactorLimit).
 	f, user, ok := p.flowStep(w, r, "2fa", store.FlowSecondFactor, true)
@@ -277,6 +299,8 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 			msg = "That security key could not be verified. Try again, or try another way."
 		case "email":
 			msg = wrongEmailCode
+		case "sms":
+			msg = "That code didn't work. Check the latest text, or send a new code."
 		}
 		p.renderSecondFactor(w, r, http.StatusUnauthorized, f, chosen, msg)
 		return
@@ -303,7 +327,7 @@ func (p *Provider) sendSignInCode(w http.ResponseWriter, r *http.Request) {
 		p.showSecondFactor(w, r, http.StatusBadRequest, f, ms, "", notAvailable)
 		return
 	}
-	err = p.sendCode(ctx, user, flowPurpose(f.ID))
+	err = p.sendCode(ctx, user, flowPurpose(f.ID), mailTo(user))
 	status, msg := p.sendAnswer(ctx, err)
 	if err == nil {
 		p.audit(ctx, r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, ClientID: f.ClientID, Detail: `{"for":"sign-in"}`})
@@ -392,6 +416,8 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			return nil, errWrongCode
 		}
 		return amr, nil
+	case "sms":
+		return p.verifyText(ctx, r, f, user, code)
 	case "email":
 		factors, err := p.confirmedFactors(ctx, user.ID)
 		if err != nil {

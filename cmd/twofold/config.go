@@ -20,6 +20,7 @@ import (
 	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/secrets"
+	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore"
 )
@@ -39,6 +40,7 @@ type Config struct {
 	WebAuthn    WebAuthnConfig `yaml:"webauthn"`
 	Throttle    ThrottleConfig `yaml:"throttle"`
 	Email       EmailConfig    `yaml:"email"`
+	SMS         SMSConfig      `yaml:"sms"`
 	// Federation lists upstream OpenID Connect providers users may sign
 	// in through (R03); YAML only.
 	Federation []UpstreamConfig `yaml:"federation"`
@@ -59,6 +61,20 @@ type EmailConfig struct {
 	// TLS is starttls (the default: required, never plain), tls
 	// (implicit, port 465) or none (a mail server on loopback only).
 	TLS string `yaml:"tls"`
+}
+
+// SMSConfig is the Twilio account that texts sign-in codes (R09). With
+// no account_sid there are no codes by SMS; with one, they are still off
+// until an admin allows them (policy methods --allow …,sms).
+type SMSConfig struct {
+	AccountSID string `yaml:"account_sid"`
+	AuthToken  string `yaml:"auth_token"`
+	From       string `yaml:"from"`     // the sending number, E.164
+	BaseURL    string `yaml:"base_url"` // default https://api.twilio.com
+}
+
+func (c SMSConfig) sms() sms.Config {
+	return sms.Config{AccountSID: c.AccountSID, AuthToken: c.AuthToken, From: c.From, BaseURL: c.BaseURL}
 }
 
 // UpstreamConfig is one upstream provider (R03). Its redirect URI, to
@@ -366,6 +382,11 @@ func (c Config) Validate() []string {
 	if c.Email != (EmailConfig{}) {
 		for _, problem := range c.Email.mail().Validate() {
 			p = append(p, "email."+problem)
+		}
+	}
+	if c.SMS != (SMSConfig{}) {
+		for _, problem := range c.SMS.sms().Validate() {
+			p = append(p, "sms."+problem)
 		}
 	}
 	seen := map[string]bool{}

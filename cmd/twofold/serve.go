@@ -23,6 +23,7 @@ import (
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/server"
+	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore"
 )
@@ -193,6 +194,13 @@ func newProvider(ctx context.Context, cfg Config, s store.Store, key []byte, log
 		Config: providerConfig(cfg),
 		Store:  s, Accounts: cfg.accounts(s), SecretsKey: key,
 		ClientSecrets: clients.NewSecretHasher(key), Logger: logger,
+	}
+	if cfg.SMS.AccountSID != "" {
+		texter, err := sms.New(cfg.SMS.sms(), nil)
+		if err != nil {
+			return nil, err
+		}
+		o.Texter = texter
 	}
 	for _, u := range cfg.Federation {
 		o.Upstreams = append(o.Upstreams, u.upstream())

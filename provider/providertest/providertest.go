@@ -74,6 +74,8 @@ type Options struct {
 	Mailer provider.Mailer
 	// Upstreams are providers to sign in through (R03).
 	Upstreams []federation.Upstream
+	// Texter sends codes by SMS; nil leaves them out.
+	Texter provider.Texter
 }
 
 // Start runs a provider on a fresh database of dialect.
@@ -116,7 +118,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer, Upstreams: o.Upstreams})
+	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer, Texter: o.Texter, Upstreams: o.Upstreams})
 	if err != nil {
 		t.Fatalf("provider: %v", err)
 	}

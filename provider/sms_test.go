@@ -1,0 +1,121 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/sms"
+	"github.com/twofold-idp/twofold/sms/smstest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+var textedCode = regexp.MustCompile(`^(\d{6}) is your `)
+
+// TestR09_SMSCodes: codes by text message are off until an admin allows
+// them; a user attaches their own phone by entering a code texted to it;
+// at sign-in a texted code is a second factor (amr sms, mfa). A number an
+// admin attached and nobody confirmed has the SMS step say whom to ask.
+// The gateway is a fake at Twilio's documented HTTP contract.
+func TestR09_SMSCodes(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			gw := smstest.Start(t)
+			texter, err := sms.New(sms.Config{AccountSID: gw.AccountSID, AuthToken: gw.AuthToken, From: "+15005550006", BaseURL: gw.URL}, nil)
+			require.NoError(t, err)
+			e := startMFAEnv(t, dialect, providertest.Options{Texter: texter})
+			b := providertest.NewBrowser(t)
+			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+			form := p.Hidden()
+			form.Set("email", "ada@example.com")
+			form.Set("password", password)
+			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			require.Contains(t, p.Body, "Account security")
+			assert.NotContains(t, p.Body, "Add a phone", "off by default (R09)")
+			csrf := accountCSRF(t, p)
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900123"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+
+			require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{mfa.MethodTOTP, mfa.MethodSMS}, time.Now()))
+			e.Provider.ExpirePolicies()
+			p = b.Get(e.URL + "/account/security")
+			require.Contains(t, p.Body, "Add a phone")
+
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"0770"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "country code")
+			assert.Zero(t, gw.Requests(), "a bad number is not sent")
+
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+44 7700 900123"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "Check your phone")
+			msgs := gw.Wait(t, 1)
+			assert.Equal(t, "+447700900123", msgs[0].To)
+			assert.Equal(t, "+15005550006", msgs[0].From)
+			code := textedCode.FindStringSubmatch(msgs[0].Body)
+			require.Len(t, code, 2, msgs[0].Body)
+
+			confirm := url.Values{"csrf": {csrf}, "action": {"confirm-sms"}, "phone": {"+447700900123"}, "code": {other(code[1])}}
+			p = b.Post(e.URL+"/account/security", confirm)
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode)
+			confirm.Set("phone", "+447700900999")
+			confirm.Set("code", code[1])
+			p = b.Post(e.URL+"/account/security", confirm)
+			assert.Equal(t, http.StatusUnauthorized, p.StatusCode, "the code is bound to the number it went to")
+			confirm.Set("phone", "+447700900123")
+			p = b.Post(e.URL+"/account/security", confirm)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Contains(t, p.Body, "I have saved these codes")
+			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			require.Len(t, fs, 1)
+			assert.Equal(t, store.FactorSMS, fs[0].Kind)
+			assert.Equal(t, "+447700900123", fs[0].Phone)
+
+			// Sign-in with a texted code.
+			b2 := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			require.Contains(t, page.Body, "Text me a code", page.Body)
+			assert.Contains(t, page.Body, "••••23", "the number, masked")
+			form = page.Hidden()
+			form.Set("action", "send-sms")
+			sent := b2.Post(e.URL+"/login/2fa", form)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			msgs = gw.Wait(t, 2)
+			code = textedCode.FindStringSubmatch(msgs[1].Body)
+			require.Len(t, code, 2)
+			cb := b2.Finish(e.submitCode(b2, sent, "sms", code[1]), redirectURI)
+			c := e.tokensFrom(t, cb, verifier)
+			assert.Equal(t, []string{"pwd", "sms", "mfa"}, c.Amr)
+			assert.Equal(t, provider.ACRMFA, c.Acr)
+
+			// A number an admin attached, not confirmed: the step says
+			// whom to ask, and nothing is texted.
+			bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
+			e.AddTOTP(t, bo.ID)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "bo-phone", UserID: bo.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900456", CreatedAt: time.Now()}))
+			b3 := providertest.NewBrowser(t)
+			page = e.toSecondStep(t, b3, authURL, "bo@example.com")
+			flow := page.Hidden().Get("flow")
+			smsPage := b3.Get(e.URL + "/login/2fa?flow=" + url.QueryEscape(flow) + "&method=sms")
+			assert.Contains(t, smsPage.Body, "Contact your administrator")
+			form = smsPage.Hidden()
+			form.Set("action", "send-sms")
+			assert.Equal(t, http.StatusForbidden, b3.Post(e.URL+"/login/2fa", form).StatusCode)
+			assert.Len(t, gw.Messages(), 2, "nothing texted to an unconfirmed number")
+		})
+	}
+}
