@@ -82,6 +82,9 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	}
 	for _, f := range factors {
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+		if f.Kind == store.FactorSMS {
+			v.Label = "Phone " + sms.Mask(f.Phone) + " ✓ confirmed" // read-only: remove it to use another (R09)
+		}
 		if f.LastUsedAt != nil {
 			v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
 		}

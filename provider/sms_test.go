@@ -82,6 +82,9 @@ func TestR09_SMSCodes(t *testing.T) {
 			require.Len(t, fs, 1)
 			assert.Equal(t, store.FactorSMS, fs[0].Kind)
 			assert.Equal(t, "+447700900123", fs[0].Phone)
+			p, _ = b.Follow(b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"saved-codes"}}), "")
+			assert.Contains(t, p.Body, "••••23 ✓ confirmed", "read-only, marked confirmed (R09)")
+			assert.NotContains(t, p.Body, "Add a phone", "one phone: remove it to use another")
 
 			// Sign-in with a texted code.
 			b2 := providertest.NewBrowser(t)
