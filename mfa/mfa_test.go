@@ -136,7 +136,7 @@ func TestR23_WantsMFA(t *testing.T) {
 		want      bool
 	}{
 		{"", nil, false},
-		{ACRFederated + " " + ACRMFA, nil, false}, // a federated sign-in is acceptable to this client
+		{ACRFederated + " " + ACRMFA, nil, true}, // strict: only the password acr lets a client take one factor
 		{ACRMFA, nil, true},
 		{ACRPassword + " " + ACRMFA, nil, false},
 		{"1 2", nil, false},

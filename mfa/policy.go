@@ -158,7 +158,7 @@ func IsMFA(amr []string) bool { return slices.Contains(amr, AMRMFA) }
 func WantsMFA(acrValues string, essentialACR []string) bool {
 	wants := func(vals []string) bool {
 		strong := slices.Contains(vals, ACRMFA) || slices.Contains(vals, ACRPhishingResistant)
-		return strong && !slices.Contains(vals, ACRPassword) && !slices.Contains(vals, ACRFederated)
+		return strong && !slices.Contains(vals, ACRPassword)
 	}
 	return wants(strings.Fields(acrValues)) || wants(essentialACR)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 )
 
@@ -30,10 +31,27 @@ type Texter interface {
 type channel struct {
 	kind string // "mail" or "sms"
 	to   string
+	// limits are counted with the account's before a send: for SMS, the
+	// destination's own and the client address's (toll fraud).
+	limits []store.Try
 }
 
 func mailTo(u store.User) channel { return channel{kind: "mail", to: u.Email} }
-func textTo(phone string) channel { return channel{kind: "sms", to: phone} }
+// textTo is a texted code's channel: besides the account's counters,
+// the number's own (3 per 15 minutes, 10 a day, security.md §3.1.4),
+// the client address's (a stolen password cannot pump many numbers
+// from one place) and the whole server's daily budget.
+func (p *Provider) textTo(r *http.Request, phone string) channel {
+	return channel{kind: "sms", to: phone, limits: []store.Try{
+		{Key: "sms:dest:15m:" + phone, Limit: sendRule},
+		{Key: "sms:dest:day:" + phone, Limit: sendDayRule},
+		{Key: "sms:" + p.addressKey(r), Limit: smsAddressRule},
+		{Key: "sms:all:day", Limit: store.Limit{Max: p.cfg.SMSDailyLimit, Window: 24 * time.Hour, Lock: time.Hour}},
+	}}
+}
+
+// smsAddressRule bounds texts asked for from one client address.
+var smsAddressRule = store.Limit{Max: 10, Window: time.Hour, Lock: time.Hour}
 
 // deliver sends code on ch.
 func (p *Provider) deliver(ctx context.Context, ch channel, code string) error {
@@ -85,7 +103,8 @@ func sendKeys(kind, userID string) []store.Try {
 	return []store.Try{{Key: kind + ":15m:" + userID, Limit: sendRule}, {Key: kind + ":day:" + userID, Limit: sendDayRule}}
 }
 
-// sendCode emails user a new code for purpose, replacing any earlier one.
+// sendCode sends user a new code for purpose on ch, replacing any
+// earlier one.
 // The resend countdown is enforced by the store's conditional write (the
 // send count read must still be the stored one, and every send raises
 // it), so two racing requests send one mail; the per-account caps hold
@@ -93,9 +112,6 @@ func sendKeys(kind, userID string) []store.Try {
 // server may have taken the message after all, and a refund would let
 // a failing server be used to mail without limit.
 func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string, ch channel) error {
-	if (ch.kind == "sms" && p.texter == nil) || (ch.kind != "sms" && p.mailer == nil) {
-		return errors.New("no way to send codes is configured")
-	}
 	now := p.now()
 	prev, err := p.store.GetOneTimeCode(ctx, user.ID, purpose)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -106,11 +122,12 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 			return errTooSoon{at}
 		}
 	}
-	ths, err := p.store.Attempts(ctx, now, sendKeys(ch.kind, user.ID)...)
+	tries := append(sendKeys(ch.kind, user.ID), ch.limits...)
+	ths, err := p.store.Attempts(ctx, now, tries...)
 	if err != nil {
 		return err
 	}
-	if th := ths[len(ths)-1]; len(ths) < 2 || !th.Allowed {
+	if th := ths[len(ths)-1]; len(ths) < len(tries) || !th.Allowed {
 		return errTooSoon{th.RetryAt}
 	}
 	code := mfa.NewEmailCode()
@@ -147,7 +164,7 @@ func (p *Provider) codeSent(ctx context.Context, user store.User, purpose string
 }
 
 // sendAnswer is the status and message of a page after sendCode.
-func (p *Provider) sendAnswer(ctx context.Context, err error) (int, string) {
+func (p *Provider) sendAnswer(ctx context.Context, ch channel, err error) (int, string) {
 	var soon errTooSoon
 	switch {
 	case err == nil:
@@ -155,9 +172,25 @@ func (p *Provider) sendAnswer(ctx context.Context, err error) (int, string) {
 	case errors.As(err, &soon):
 		return http.StatusTooManyRequests, tooSoonMessage(soon.at.Sub(p.now()))
 	}
+	if ch.kind == "sms" {
+		// Twilio's messages quote the number: log its status and code.
+		var gw *sms.Error
+		if errors.As(err, &gw) {
+			p.logger.ErrorContext(ctx, "sms code not sent", "status", gw.Status, "code", gw.Code)
+		} else {
+			p.logger.ErrorContext(ctx, "sms code not sent", "err", err)
+		}
+		if errors.Is(err, sms.ErrInvalidNumber) {
+			return http.StatusBadRequest, wrongPhone
+		}
+		return http.StatusServiceUnavailable, textFailed
+	}
 	p.logger.ErrorContext(ctx, "email code not sent", "err", err)
 	return http.StatusServiceUnavailable, mailFailed
 }
+
+// textFailed answers a code the SMS gateway would not take.
+const textFailed = "The text could not be sent. Try again in a minute, or choose another method."
 
 // hasEmailFactor tells whether user set email codes up.
 func hasEmailFactor(factors []store.Factor) bool {

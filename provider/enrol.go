@@ -329,7 +329,7 @@ const wrongEmailCode = "That code didn't work. Check the latest email, or send a
 // for it.
 func (p *Provider) enrolSendCode(w http.ResponseWriter, r *http.Request, page enrolPage, user store.User, purpose string) {
 	err := p.sendCode(r.Context(), user, purpose, mailTo(user))
-	status, msg := p.sendAnswer(r.Context(), err)
+	status, msg := p.sendAnswer(r.Context(), mailTo(user), err)
 	if err == nil {
 		p.audit(r.Context(), r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, Detail: `{"for":"setup"}`})
 	}

@@ -46,6 +46,11 @@ type Config struct {
 	NoPasswordless bool
 	// NoAddressThrottle turns off the per-client-address limit.
 	NoAddressThrottle bool
+	// SMSDailyLimit caps the texts the whole server sends a day (default
+	// 1000); SMSAllowedPrefixes, when set, are the only number prefixes
+	// (such as "+44") codes are texted to.
+	SMSDailyLimit      int
+	SMSAllowedPrefixes []string
 	// TrustedProxies are the reverse proxies in front of Twofold: from a
 	// peer in these ranges the client's address is read from
 	// X-Forwarded-For (for the address limit and the audit log).
@@ -65,6 +70,9 @@ func (c *Config) setDefaults() {
 	def(&c.LoginFlowLifespan, 15*time.Minute)
 	def(&c.SessionLifespan, 12*time.Hour)
 	def(&c.SessionIdle, 30*time.Minute)
+	if c.SMSDailyLimit == 0 {
+		c.SMSDailyLimit = 1000
+	}
 	if c.IDTokenAlg == "" {
 		c.IDTokenAlg = RS256
 	}

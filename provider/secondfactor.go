@@ -192,7 +192,11 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 			p.unmet(w, r, f, "The user has no second factor that meets the request: an email code is not one.")
 			return
 		}
-		p.expired(w, r) // the factors were removed meanwhile (an admin reset)
+		// The user's factors cannot be used here: codes by email or SMS
+		// with no mail server or gateway configured.
+		p.logger.WarnContext(r.Context(), "no second step can be offered: a factor needs a mail server or SMS gateway this server has not", "user", f.UserID)
+		p.errorPage(w, r, http.StatusServiceUnavailable, "Your second step is not available",
+			"It cannot be used on this server right now. Contact your administrator.", "")
 		return
 	}
 	if !slices.ContainsFunc(ms, func(m method) bool { return m.ID == chosen }) {
@@ -213,7 +217,7 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 			if all, err = p.store.ListFactors(r.Context(), user.ID); err == nil {
 				phone, _ := smsFactor(all)
 				page.PhoneMasked, page.PhoneUnconfirmed = sms.Mask(phone.Phone), !phone.Confirmed
-				page.SMSSent = p.codeSent(r.Context(), user, smsPurpose(flowPurpose(f.ID)))
+				page.SMSSent = p.codeSent(r.Context(), user, smsPurpose(flowPurpose(f.ID), phone.Phone))
 			}
 		}
 		if err != nil {
@@ -328,7 +332,7 @@ func (p *Provider) sendSignInCode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = p.sendCode(ctx, user, flowPurpose(f.ID), mailTo(user))
-	status, msg := p.sendAnswer(ctx, err)
+	status, msg := p.sendAnswer(ctx, mailTo(user), err)
 	if err == nil {
 		p.audit(ctx, r, store.AuditEvent{Type: "email_code.sent", UserID: user.ID, ClientID: f.ClientID, Detail: `{"for":"sign-in"}`})
 	}

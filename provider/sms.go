@@ -13,10 +13,10 @@ import (
 	"github.com/twofold-idp/twofold/store"
 )
 
-// Purposes of codes by SMS: the same bindings as email codes, apart from
-// them; a set-up's code is bound to the number it was sent to too.
-func smsPurpose(purpose string) string             { return "sms:" + purpose }
-func smsSetupPurpose(purpose, phone string) string { return "sms:" + purpose + ":" + phone }
+// smsPurpose binds a texted code as an email code is bound (a sign-in,
+// a set-up) and to the number it went to (security.md §3.2): a number
+// replaced meanwhile takes its codes with it.
+func smsPurpose(purpose, phone string) string { return "sms:" + purpose + ":" + phone }
 
 // smsFactor is user's phone for codes by SMS, if any (one per user).
 func smsFactor(factors []store.Factor) (store.Factor, bool) {
@@ -39,6 +39,16 @@ func phoneOf(s string) (string, bool) {
 	return s, sms.ValidE164(s)
 }
 
+// textable tells whether codes may be texted to phone: every number, or
+// those the configuration's prefixes allow (SMS pumping: premium and
+// far-away numbers cost the most).
+func (p *Provider) textable(phone string) bool {
+	if len(p.cfg.SMSAllowedPrefixes) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(p.cfg.SMSAllowedPrefixes, func(prefix string) bool { return strings.HasPrefix(phone, prefix) })
+}
+
 // unconfirmedPhone answers the SMS step of a user whose number an admin
 // attached but nobody confirmed (R09, seed 004).
 const unconfirmedPhone = "Your phone number is not confirmed yet: contact your administrator, or try another way."
@@ -59,6 +69,11 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 		p.render(w, r, http.StatusBadRequest, "enrol.html", page)
 		return
 	}
+	if !p.textable(phone) {
+		page.Error = "Codes cannot be texted to numbers in that country here. Choose another method."
+		p.render(w, r, http.StatusBadRequest, "enrol.html", page)
+		return
+	}
 	factors, err := p.store.ListFactors(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
@@ -68,20 +83,20 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 		p.renderAccount(w, r, http.StatusConflict, sess, user, "", "You have a phone for codes already: remove it first to use another number.")
 		return
 	}
-	purpose := smsSetupPurpose(accountPurpose(sess.ID), phone)
+	purpose := smsPurpose(accountPurpose(sess.ID), phone)
 	page.Phone, page.PhoneMasked = phone, sms.Mask(phone)
 	switch action {
 	case "start-sms":
-		err := p.sendCode(ctx, user, purpose, textTo(phone))
-		status, msg := p.sendAnswer(ctx, err)
-		var gw *sms.Error
-		if errors.As(err, &gw) && (gw.Code == 21211 || gw.Code == 21614) {
-			status, msg = http.StatusBadRequest, wrongPhone // not a mobile number
-		}
+		ch := p.textTo(r, phone)
+		err := p.sendCode(ctx, user, purpose, ch)
+		status, msg := p.sendAnswer(ctx, ch, err)
 		if err == nil {
 			p.audit(ctx, r, store.AuditEvent{Type: "sms_code.sent", UserID: user.ID, Detail: `{"for":"setup"}`})
 		}
-		page.Error, page.PhoneSent = msg, p.codeSent(ctx, user, purpose)
+		// After a failed text the page asks for the number again, not for
+		// a code that never left.
+		page.Error = msg
+		page.PhoneSent = (err == nil || status == http.StatusTooManyRequests) && p.codeSent(ctx, user, purpose)
 		p.render(w, r, status, "enrol.html", page)
 	case "confirm-sms":
 		if !p.accountAttempt(w, r, sess, user) {
@@ -99,7 +114,12 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 		}
 		err := p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: user.ID, Kind: store.FactorSMS,
 			Name: "Phone " + sms.Mask(phone), Phone: phone, Confirmed: true, CreatedAt: p.now().UTC()})
-		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+		if errors.Is(err, store.ErrAlreadyExists) {
+			// Two confirmations at once: the other one set it up.
+			p.renderAccount(w, r, http.StatusConflict, sess, user, "", "This phone is set up already.")
+			return
+		}
+		if err != nil {
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
@@ -136,8 +156,9 @@ func (p *Provider) sendSignInText(w http.ResponseWriter, r *http.Request) {
 		p.showSecondFactor(w, r, http.StatusForbidden, f, ms, "sms", unconfirmedPhone)
 		return
 	}
-	err = p.sendCode(ctx, user, smsPurpose(flowPurpose(f.ID)), textTo(phone.Phone))
-	status, msg := p.sendAnswer(ctx, err)
+	ch := p.textTo(r, phone.Phone)
+	err = p.sendCode(ctx, user, smsPurpose(flowPurpose(f.ID), phone.Phone), ch)
+	status, msg := p.sendAnswer(ctx, ch, err)
 	if err == nil {
 		p.audit(ctx, r, store.AuditEvent{Type: "sms_code.sent", UserID: user.ID, ClientID: f.ClientID, Detail: `{"for":"sign-in"}`})
 	}
@@ -151,7 +172,7 @@ func (p *Provider) verifyText(ctx context.Context, r *http.Request, f store.Logi
 		return nil, err
 	}
 	phone, has := smsFactor(factors)
-	if has && p.texter != nil && p.useCode(ctx, user, smsPurpose(flowPurpose(f.ID)), code) == nil {
+	if has && p.texter != nil && p.useCode(ctx, user, smsPurpose(flowPurpose(f.ID), phone.Phone), code) == nil {
 		if err := p.store.TouchFactor(ctx, phone.ID, p.now()); err != nil {
 			p.logger.WarnContext(ctx, "record factor use", "err", err)
 		}

@@ -122,3 +122,107 @@ func TestR09_SMSCodes(t *testing.T) {
 		})
 	}
 }
+
+// newSMSEnv is an mfaEnv with a fake Twilio and codes by SMS allowed
+// for agents.
+func newSMSEnv(t *testing.T, dialect string, config func(*provider.Config)) (*mfaEnv, *smstest.Server) {
+	t.Helper()
+	gw := smstest.Start(t)
+	texter, err := sms.New(sms.Config{AccountSID: gw.AccountSID, AuthToken: gw.AuthToken, From: "+15005550006", BaseURL: gw.URL}, nil)
+	require.NoError(t, err)
+	e := startMFAEnv(t, dialect, providertest.Options{Texter: texter, Config: config})
+	require.NoError(t, e.Store.SetMFAMethods(context.Background(), store.PopulationAgent, store.Strings{mfa.MethodTOTP, mfa.MethodSMS}, time.Now()))
+	e.Provider.ExpirePolicies()
+	return e, gw
+}
+
+// accountPage signs in with the password alone and returns the account
+// page's CSRF token.
+func accountPage(t *testing.T, e *mfaEnv, b *providertest.Browser) string {
+	t.Helper()
+	p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+	form := p.Hidden()
+	form.Set("email", "ada@example.com")
+	form.Set("password", password)
+	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+	return accountCSRF(t, p)
+}
+
+// TestR09_SMSRules: a texted sign-in code is bound to the number (an
+// admin's swap voids it); wrong set-up codes lock the account's second
+// step; a number the gateway refuses, or outside the allowed prefixes,
+// is answered plainly and nothing waits for a code; without a gateway a
+// phone is neither offered nor usable.
+func TestR09_SMSRules(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e, gw := newSMSEnv(t, dialect, func(c *provider.Config) { c.SMSAllowedPrefixes = []string{"+44"} })
+			b := providertest.NewBrowser(t)
+			csrf := accountPage(t, e, b)
+
+			p := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+15551234567"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "cannot be texted to numbers in that country")
+			gw.Fail(400, 21211, "The 'To' number +447700900111 is not a valid phone number.")
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900111"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "country code")
+			assert.NotContains(t, p.Body, "Check your phone", "no code to wait for")
+			assert.Empty(t, gw.Messages())
+
+			// Wrong set-up codes count against the account.
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900123"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			setup := textedCode.FindStringSubmatch(gw.Wait(t, 1)[0].Body)[1]
+			locked := false
+			for range provider.AccountFactorLimit + 1 {
+				p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-sms"}, "phone": {"+447700900123"}, "code": {other(setup)}})
+				locked = locked || p.StatusCode == http.StatusTooManyRequests
+			}
+			assert.True(t, locked)
+			require.NoError(t, e.Store.ResetThrottle(ctx, provider.FactorLockKey(e.user)))
+			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-sms"}, "phone": {"+447700900123"}, "code": {setup}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+
+			// A sign-in code dies with the number it went to.
+			b2 := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			page := e.toSecondStep(t, b2, authURL, "ada@example.com")
+			form := page.Hidden()
+			form.Set("action", "send-sms")
+			sent := b2.Post(e.URL+"/login/2fa", form)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			code := textedCode.FindStringSubmatch(gw.Wait(t, 2)[1].Body)[1]
+			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			require.NoError(t, e.Store.DeleteFactor(ctx, e.user.ID, fs[0].ID))
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "swapped", UserID: e.user.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900999", Confirmed: true, CreatedAt: time.Now()}))
+			res := e.submitCode(b2, sent, "sms", code)
+			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "a code for the old number")
+
+			// No gateway: the phone is not offered, and a user with nothing
+			// else is told so.
+			plain := newMFAEnv(t, dialect)
+			plain.addTOTP(t, plain.user.ID)
+			require.NoError(t, plain.Store.CreateFactor(ctx, store.Factor{ID: "ph", UserID: plain.user.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900123", Confirmed: true, CreatedAt: time.Now()}))
+			authURL, _ = plain.authURL()
+			page = plain.toSecondStep(t, providertest.NewBrowser(t), authURL, "ada@example.com")
+			assert.NotContains(t, page.Body, "text message")
+			bo := plain.User(t, "bo@example.com", password, store.PopulationAgent)
+			require.NoError(t, plain.Store.CreateFactor(ctx, store.Factor{ID: "bo-ph", UserID: bo.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900124", Confirmed: true, CreatedAt: time.Now()}))
+			b3 := providertest.NewBrowser(t)
+			p, done := b3.Follow(b3.Get(authURL), redirectURI)
+			require.Empty(t, done)
+			form = p.Hidden()
+			form.Set("email", "bo@example.com")
+			form.Set("password", password)
+			res = b3.Post(plain.URL+"/login", form)
+			assert.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+			assert.Contains(t, res.Body, "Contact your administrator")
+		})
+	}
+}

@@ -71,6 +71,24 @@ type SMSConfig struct {
 	AuthToken  string `yaml:"auth_token"`
 	From       string `yaml:"from"`     // the sending number, E.164
 	BaseURL    string `yaml:"base_url"` // default https://api.twilio.com
+	// DailyLimit caps the texts the whole server sends a day (SMS
+	// pumping); AllowedPrefixes, when set, are the only number prefixes
+	// codes go to ("+44", "+1").
+	DailyLimit      int      `yaml:"daily_limit"`
+	AllowedPrefixes []string `yaml:"allowed_prefixes"`
+}
+
+func (c SMSConfig) validate() []string {
+	p := c.sms().Validate()
+	if c.DailyLimit < 0 {
+		p = append(p, fmt.Sprintf("daily_limit: %d must be 0 (the default, 1000) or more", c.DailyLimit))
+	}
+	for _, prefix := range c.AllowedPrefixes {
+		if len(prefix) < 2 || prefix[0] != '+' || strings.Trim(prefix[1:], "0123456789") != "" {
+			p = append(p, fmt.Sprintf("allowed_prefixes: %q must be + and digits, as in +44", prefix))
+		}
+	}
+	return p
 }
 
 func (c SMSConfig) sms() sms.Config {
@@ -384,8 +402,8 @@ func (c Config) Validate() []string {
 			p = append(p, "email."+problem)
 		}
 	}
-	if c.SMS != (SMSConfig{}) {
-		for _, problem := range c.SMS.sms().Validate() {
+	if c.SMS.AccountSID != "" || c.SMS.AuthToken != "" || c.SMS.From != "" || c.SMS.BaseURL != "" {
+		for _, problem := range c.SMS.validate() {
 			p = append(p, "sms."+problem)
 		}
 	}

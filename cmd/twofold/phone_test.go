@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,8 +55,14 @@ func TestR09_AdminPhone(t *testing.T) {
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.True(t, phone()[0].Confirmed)
 
+			now := time.Now().UTC()
+			require.NoError(t, s.CreateSession(ctx, store.Session{ID: "ada-s", UserID: ada.ID, AMR: store.Strings{"pwd", "sms", "mfa"},
+				ACR: "urn:twofold:acr:mfa", AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+			require.NoError(t, s.ReplaceRecoveryCodes(ctx, ada.ID, [][]byte{[]byte("c1")}, false, now))
 			r = twofold(t, env, "", "users", "phone", "ada@example.com", "--set", "+447700900999", "--confirmed")
 			require.Equal(t, 0, r.code, r.stderr)
+			_, err := s.GetSession(ctx, "ada-s")
+			assert.ErrorIs(t, err, store.ErrNotFound, "replacing a confirmed number signs the user out")
 			fs = phone()
 			require.Len(t, fs, 1, "a new number replaces the old")
 			assert.Equal(t, "+447700900999", fs[0].Phone)
@@ -64,6 +71,9 @@ func TestR09_AdminPhone(t *testing.T) {
 			r = twofold(t, env, "", "users", "phone", "ada@example.com", "--detach")
 			require.Equal(t, 0, r.code, r.stderr)
 			assert.Empty(t, phone())
+			n, err := s.CountRecoveryCodes(ctx, ada.ID)
+			require.NoError(t, err)
+			assert.Zero(t, n, "the last method gone: its recovery codes too")
 			r = twofold(t, env, "", "users", "phone", "ada@example.com", "--detach")
 			assert.Equal(t, exitFailed, r.code)
 

@@ -229,6 +229,8 @@ func providerConfig(cfg Config) provider.Config {
 		NoPasswordless:        !cfg.WebAuthn.Passwordless,
 		NoAddressThrottle:     !cfg.Throttle.PerAddress,
 		TrustedProxies:        proxies,
+		SMSDailyLimit:         cfg.SMS.DailyLimit,
+		SMSAllowedPrefixes:    cfg.SMS.AllowedPrefixes,
 	}
 }
 

@@ -479,6 +479,13 @@ func (a *app) usersPhoneCmd() *cobra.Command {
 				if err := signOut(); err != nil {
 					return "", err
 				}
+				if !slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed && f.ID != old.ID }) {
+					// Two-step verification is off now: its codes go too,
+					// as when a user removes their last method.
+					if err := s.DeleteRecoveryCodes(ctx, u.ID); err != nil {
+						return "", err
+					}
+				}
 				return "detached " + sms.Mask(old.Phone) + " from " + u.Email, audit("phone.detached", "")
 			}
 			if old != nil {
