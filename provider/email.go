@@ -37,6 +37,7 @@ type channel struct {
 }
 
 func mailTo(u store.User) channel { return channel{kind: "mail", to: u.Email} }
+
 // textTo is a texted code's channel: besides the account's counters,
 // the number's own (3 per 15 minutes, 10 a day, security.md §3.1.4),
 // the client address's (a stolen password cannot pump many numbers
