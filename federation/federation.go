@@ -149,6 +149,20 @@ func (c *Connector) AuthURL(ctx context.Context, state, nonce, verifier string, 
 	return conf.AuthCodeURL(state, opts...), nil
 }
 
+// IssInCallback tells whether the upstream says it names itself in its
+// answers (RFC 9207's authorization_response_iss_parameter_supported):
+// then an answer without iss is refused.
+func (c *Connector) IssInCallback(ctx context.Context) bool {
+	p, err := c.discover(ctx)
+	if err != nil {
+		return false
+	}
+	var meta struct {
+		Iss bool `json:"authorization_response_iss_parameter_supported"`
+	}
+	return p.Claims(&meta) == nil && meta.Iss
+}
+
 // ErrRefused is an upstream answer that signs nobody in: an error from
 // the upstream, a token that does not verify, a nonce that differs.
 var ErrRefused = errors.New("federation: the upstream sign-in was refused")

@@ -137,8 +137,9 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 	}
 	// RFC 9207: an upstream that names itself must be the one asked
 	// (every upstream shares this callback: a mix-up defence).
-	if iss := r.URL.Query().Get("iss"); iss != "" && iss != up.Issuer {
-		fail(http.StatusBadRequest, "Start again from the application.", errors.New("callback iss is another issuer's: "+iss))
+	iss := r.URL.Query().Get("iss")
+	if (iss != "" && iss != up.Issuer) || (iss == "" && c.IssInCallback(ctx)) {
+		fail(http.StatusBadRequest, "Start again from the application.", errors.New("callback iss is missing or another issuer's: "+iss))
 		return
 	}
 	if e := r.URL.Query().Get("error"); e != "" {

@@ -371,7 +371,7 @@ func TestR03_StateUsedOnceAfterAnError(t *testing.T) {
 			require.NotEmpty(t, state)
 			down, _ := url.Parse(e.URL)
 			before := b.Jar.Cookies(down)
-			callback := e.URL + "/login/federated/callback?error=access_denied&state=" + url.QueryEscape(state)
+			callback := e.URL + "/login/federated/callback?error=access_denied&iss=" + url.QueryEscape(e.up.URL) + "&state=" + url.QueryEscape(state)
 			p := b.Get(callback)
 			assert.Equal(t, http.StatusUnauthorized, p.StatusCode, p.Body)
 			assert.Contains(t, p.Body, "cancelled or refused")
@@ -390,6 +390,16 @@ func TestR03_StateUsedOnceAfterAnError(t *testing.T) {
 			p = b3.Get(e.URL + "/login/federated/callback?code=x&iss=" + url.QueryEscape("https://evil.example.com") + "&state=" + url.QueryEscape(state))
 			assert.Equal(t, http.StatusBadRequest, p.StatusCode, p.Body)
 			assert.Zero(t, sessionCount(t, e.mfaEnv, b3))
+
+			// The upstream advertises RFC 9207: an answer without iss is
+			// refused too.
+			b4 := providertest.NewBrowser(t)
+			authURL, _ = e.authURL()
+			page, _ = b4.Follow(b4.Get(authURL), redirectURI)
+			res = b4.Post(e.URL+"/login/federated", page.Hidden())
+			state = mustQuery(t, res.Location()).Get("state")
+			p = b4.Get(e.URL + "/login/federated/callback?code=x&state=" + url.QueryEscape(state))
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, p.Body)
 		})
 	}
 }
