@@ -57,18 +57,8 @@ func (p *Provider) upstreamButtons() []upstreamButton {
 // handleFederatedStart sends the browser of a flow at its password step
 // to an upstream provider, with a fresh state, nonce and PKCE verifier.
 func (p *Provider) handleFederatedStart(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		p.expired(w, r)
-		return
-	}
-	id := r.PostForm.Get("flow")
-	if !p.checkCSRF("login", id, r.PostForm.Get("csrf")) {
-		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the sign-in page and try again.", "csrf")
-		return
-	}
-	f, err := p.loadFlow(r, id, store.FlowPassword)
-	if err != nil {
-		p.expired(w, r)
+	f, ok := p.passwordStep(w, r)
+	if !ok {
 		return
 	}
 	c := p.upstreams[r.PostForm.Get("upstream")]

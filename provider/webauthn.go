@@ -310,6 +310,28 @@ func (p *Provider) usePasskey(ctx context.Context, flowID, sealed string) (webau
 	return c.Session, nil
 }
 
+// passwordStep is what every other way past the password step needs
+// first (a passkey, an upstream provider): the form, its CSRF token, and
+// the flow at its password step, bound to this browser. On failure it
+// has written the answer.
+func (p *Provider) passwordStep(w http.ResponseWriter, r *http.Request) (store.LoginFlow, bool) {
+	if err := r.ParseForm(); err != nil {
+		p.expired(w, r)
+		return store.LoginFlow{}, false
+	}
+	id := r.PostForm.Get("flow")
+	if !p.checkCSRF("login", id, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the sign-in page and try again.", "csrf")
+		return store.LoginFlow{}, false
+	}
+	f, err := p.loadFlow(r, id, store.FlowPassword)
+	if err != nil {
+		p.expired(w, r)
+		return store.LoginFlow{}, false
+	}
+	return f, true
+}
+
 // handlePasskeySubmit signs in with a passkey (R06, passwordless).
 func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -317,18 +339,8 @@ func (p *Provider) handlePasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		p.expired(w, r)
-		return
-	}
-	id := r.PostForm.Get("flow")
-	if !p.checkCSRF("login", id, r.PostForm.Get("csrf")) {
-		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the sign-in page and try again.", "csrf")
-		return
-	}
-	f, err := p.loadFlow(r, id, store.FlowPassword)
-	if err != nil {
-		p.expired(w, r)
+	f, ok := p.passwordStep(w, r)
+	if !ok {
 		return
 	}
 	fail := func(err error) {
