@@ -30,8 +30,9 @@ type accountPage struct {
 	// Kinds the user may add (R10); email codes and a phone only once.
 	Kinds setupKinds
 	// PendingPhone is a number an admin attached and nobody confirmed
-	// (R09), masked.
-	PendingPhone string
+	// (R09), masked; PendingNumber is it in full, for the form that
+	// confirms it (its owner's own page).
+	PendingPhone, PendingNumber string
 }
 
 // notices are the fixed messages a redirect can ask the page to show.
@@ -75,9 +76,11 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	}
 	page.Kinds.Email = page.Kinds.Email && !hasEmailFactor(factors)
 	if phone, has := smsFactor(all); has {
-		page.Kinds.SMS = false
+		// A confirmed phone is read-only; one an admin attached can be
+		// confirmed here by its code (or replaced by a proven number).
+		page.Kinds.SMS = page.Kinds.SMS && !phone.Confirmed
 		if !phone.Confirmed {
-			page.PendingPhone = sms.Mask(phone.Phone)
+			page.PendingPhone, page.PendingNumber = sms.Mask(phone.Phone), phone.Phone
 		}
 	}
 	for _, f := range factors {
@@ -231,7 +234,20 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.showAccountCodes(w, r, user, hidden)
 	case "start-sms", "confirm-sms":
-		p.accountSMS(w, r, sess, user, action, hidden)
+		p.setupSMS(w, r, user, action, smsSetup{
+			page:    enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{SMS: true}},
+			purpose: accountPurpose(sess.ID),
+			attempt: func() bool { return p.accountAttempt(w, r, sess, user) },
+			done: func(first bool) {
+				_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
+				if !first {
+					http.Redirect(w, r, "/account/security?notice=phone-added", http.StatusSeeOther)
+					return
+				}
+				p.showAccountCodes(w, r, user, hidden) // the first method: recovery codes come with it (R07)
+			},
+			refuse: func(status int, msg string) { p.renderAccount(w, r, status, sess, user, "", msg) },
+		})
 	case "saved-codes":
 		http.Redirect(w, r, "/account/security?notice=codes-saved", http.StatusSeeOther)
 	case "regenerate-codes":

@@ -86,8 +86,6 @@ func (p *Provider) flowEnrolPage(ctx context.Context, f store.LoginFlow, user st
 	page.setupKinds, page.EmailTo = p.allowedMethods(ctx, user), mfa.MaskEmail(user.Email)
 	// A client that asks for two factors needs more than a mailed code.
 	page.Email = page.Email && !p.mfaAsked(ctx, f)
-	// A phone is set up on the account page (R09), not during sign-in.
-	page.SMS = false
 	if page.none() {
 		p.logger.WarnContext(ctx, "no second factor can be set up: the kinds allowed need WebAuthn (a host name) or a mail server, which this server has not", "population", user.Population)
 		page.Error = noMethod
@@ -252,6 +250,20 @@ func (p *Provider) handleEnrolSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.enrolled(w, r, f, user)
+	case "start-sms", "confirm-sms":
+		p.setupSMS(w, r, user, action, smsSetup{
+			page:    page,
+			purpose: enrolPurpose(f.ID),
+			attempt: func() bool {
+				f, ok = p.setupAttempt(w, r, f, user, page)
+				return ok
+			},
+			done: func(bool) { p.enrolled(w, r, f, user) },
+			refuse: func(status int, msg string) {
+				page.Error = msg
+				p.render(w, r, status, "enrol.html", page)
+			},
+		})
 	case "skip":
 		// R17: the population's policy requires a factor from a date
 		// not reached yet; until then the user may sign in without.

@@ -56,14 +56,28 @@ const unconfirmedPhone = "Your phone number is not confirmed yet: contact your a
 // wrongPhone answers a number that cannot take a text.
 const wrongPhone = "Enter your mobile number with its country code, as in +44 7700 900123."
 
-// accountSMS handles the account page's phone set-up (R09): a code is
-// texted to the number typed, and the number is kept, confirmed, once
-// that code comes back. Users attach only their own phone; admins use
-// `twofold users phone`.
-func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store.Session, user store.User, action string, hidden map[string]string) {
+// smsSetup is where a phone is being set up: the account page or the
+// sign-in's setup page (R09, R22). attempt counts a code's try there;
+// done carries on once the number is confirmed (first: it is the user's
+// first factor, so recovery codes come next); refuse shows a refusal
+// on that page.
+type smsSetup struct {
+	page    enrolPage
+	purpose string // the code's binding but for the number
+	attempt func() bool
+	done    func(first bool)
+	refuse  func(status int, msg string)
+}
+
+// setupSMS texts a code to the number typed (start-sms) or takes it back
+// (confirm-sms). A user attaches only their own phone, one at most: a
+// confirmed one must be removed first, and one an admin attached
+// unconfirmed is confirmed by its code, or replaced by the number the
+// user proves.
+func (p *Provider) setupSMS(w http.ResponseWriter, r *http.Request, user store.User, action string, st smsSetup) {
 	ctx := r.Context()
+	page := st.page
 	phone, ok := phoneOf(r.PostForm.Get("phone"))
-	page := enrolPage{Action: "/account/security", Hidden: hidden, setupKinds: setupKinds{SMS: true}}
 	if !ok {
 		page.Error = wrongPhone
 		p.render(w, r, http.StatusBadRequest, "enrol.html", page)
@@ -79,11 +93,12 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 		p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 		return
 	}
-	if _, has := smsFactor(factors); has {
-		p.renderAccount(w, r, http.StatusConflict, sess, user, "", "You have a phone for codes already: remove it first to use another number.")
+	old, has := smsFactor(factors)
+	if has && old.Confirmed {
+		st.refuse(http.StatusConflict, "You have a phone for codes already: remove it first to use another number.")
 		return
 	}
-	purpose := smsPurpose(accountPurpose(sess.ID), phone)
+	purpose := smsPurpose(st.purpose, phone)
 	page.Phone, page.PhoneMasked = phone, sms.Mask(phone)
 	switch action {
 	case "start-sms":
@@ -99,7 +114,7 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 		page.PhoneSent = (err == nil || status == http.StatusTooManyRequests) && p.codeSent(ctx, user, purpose)
 		p.render(w, r, status, "enrol.html", page)
 	case "confirm-sms":
-		if !p.accountAttempt(w, r, sess, user) {
+		if !st.attempt() {
 			return
 		}
 		if err := p.useCode(ctx, user, purpose, r.PostForm.Get("code")); err != nil {
@@ -112,11 +127,20 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 			p.render(w, r, http.StatusUnauthorized, "enrol.html", page)
 			return
 		}
-		err := p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: user.ID, Kind: store.FactorSMS,
-			Name: "Phone " + sms.Mask(phone), Phone: phone, Confirmed: true, CreatedAt: p.now().UTC()})
+		err := p.store.InTx(ctx, func(ctx context.Context) error {
+			if has && old.Phone == phone {
+				return p.store.ConfirmFactor(ctx, old.ID, p.now())
+			}
+			if has {
+				if err := p.store.DeleteFactor(ctx, user.ID, old.ID); err != nil {
+					return err
+				}
+			}
+			return p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: user.ID, Kind: store.FactorSMS,
+				Name: "Phone " + sms.Mask(phone), Phone: phone, Confirmed: true, CreatedAt: p.now().UTC()})
+		})
 		if errors.Is(err, store.ErrAlreadyExists) {
-			// Two confirmations at once: the other one set it up.
-			p.renderAccount(w, r, http.StatusConflict, sess, user, "", "This phone is set up already.")
+			st.refuse(http.StatusConflict, "This phone is set up already.") // two confirmations at once
 			return
 		}
 		if err != nil {
@@ -124,12 +148,7 @@ func (p *Provider) accountSMS(w http.ResponseWriter, r *http.Request, sess store
 			return
 		}
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.enrolled", UserID: user.ID, Detail: `{"method":"sms"}`})
-		_ = p.store.ResetThrottle(ctx, factorKey(user.ID))
-		if len(slices.DeleteFunc(factors, func(f store.Factor) bool { return !f.Confirmed })) > 0 {
-			http.Redirect(w, r, "/account/security?notice=phone-added", http.StatusSeeOther)
-			return
-		}
-		p.showAccountCodes(w, r, user, hidden)
+		st.done(!slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed }))
 	}
 }
 

@@ -226,3 +226,64 @@ func TestR09_SMSRules(t *testing.T) {
 		})
 	}
 }
+
+// TestR22_R09_PhoneSetUp: a user required to have a second factor sets a
+// phone up on the sign-in's setup page and then presents it; a number an
+// admin attached unconfirmed is confirmed by its owner with a texted code.
+func TestR22_R09_PhoneSetUp(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e, gw := newSMSEnv(t, dialect, nil)
+			require.NoError(t, e.Store.SetUserMFARequired(ctx, e.user.ID, true, time.Now()))
+			b := providertest.NewBrowser(t)
+			authURL, verifier := e.authURL()
+			page := e.toSecondStep(t, b, authURL, "ada@example.com")
+			require.Contains(t, page.Request.URL.Path, "/login/enrol")
+			require.Contains(t, page.Body, "Mobile number")
+			start := page.Hidden()
+			start.Set("action", "start-sms")
+			start.Set("phone", "+447700900123")
+			p := b.Post(e.URL+"/login/enrol", start)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			confirm := p.Hidden()
+			confirm.Set("action", "confirm-sms")
+			confirm.Set("code", textedCode.FindStringSubmatch(gw.Wait(t, 1)[0].Body)[1])
+			p = b.Post(e.URL+"/login/enrol", confirm)
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			require.Contains(t, p.Body, "I have saved these codes")
+			tick := p.Hidden()
+			tick.Set("saved", "yes")
+			next, done := b.Follow(b.Post(e.URL+"/login/recovery-codes", tick), redirectURI)
+			require.Empty(t, done, "the new phone is presented next")
+			send := next.Hidden()
+			send.Set("action", "send-sms")
+			sent := b.Post(e.URL+"/login/2fa", send)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			cb := b.Finish(e.submitCode(b, sent, "sms", textedCode.FindStringSubmatch(gw.Wait(t, 2)[1].Body)[1]), redirectURI)
+			assert.Equal(t, []string{"pwd", "sms", "mfa"}, e.tokensFrom(t, cb, verifier).Amr)
+
+			// An admin attached bo's number unconfirmed: bo confirms it.
+			bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "bo-phone", UserID: bo.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900456", CreatedAt: time.Now()}))
+			b2 := providertest.NewBrowser(t)
+			p, _ = b2.Follow(b2.Get(e.URL+"/account/security"), "")
+			form := p.Hidden()
+			form.Set("email", "bo@example.com")
+			form.Set("password", password)
+			p, _ = b2.Follow(b2.Post(e.URL+"/login", form), "")
+			assert.Contains(t, p.Body, "not confirmed yet")
+			require.Contains(t, p.Body, "Confirm this phone")
+			csrf := accountCSRF(t, p)
+			p = b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900456"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			code := textedCode.FindStringSubmatch(gw.Wait(t, 3)[2].Body)[1]
+			p = b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-sms"}, "phone": {"+447700900456"}, "code": {code}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			f, err := e.Store.GetFactor(ctx, "bo-phone")
+			require.NoError(t, err)
+			assert.True(t, f.Confirmed, "the attached number, confirmed by its owner")
+		})
+	}
+}

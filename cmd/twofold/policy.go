@@ -232,9 +232,6 @@ within 5 seconds.`,
 			for _, pop := range pops {
 				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown(methods), ", "))
 			}
-			if slices.Equal(shown(methods), []string{mfa.MethodSMS}) {
-				fmt.Fprintln(a.stderr, "note: a phone is set up on the account page only, not at sign-in: users who must set up a second factor when they sign in cannot with sms alone")
-			}
 			if !slices.Contains(shown(methods), mfa.MethodTOTP) {
 				fmt.Fprintln(a.stderr, "note: security keys need an issuer with a host name (not an IP address) and email codes a mail server (email.smtp_addr); where a server has neither, these users can set nothing up")
 			}
