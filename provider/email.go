@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/twofold-idp/twofold/accounts"
@@ -31,9 +32,10 @@ type Texter interface {
 type channel struct {
 	kind string // "mail" or "sms"
 	to   string
-	// limits are counted with the account's before a send: for SMS, the
-	// destination's own and the client address's (toll fraud).
-	limits []store.Try
+	// before and after are counted around the account's limits before a
+	// send: for SMS the client address's first (a blocked address spends
+	// nobody's budget), the number's and the server's after (toll fraud).
+	before, after []store.Try
 }
 
 func mailTo(u store.User) channel { return channel{kind: "mail", to: u.Email} }
@@ -43,12 +45,17 @@ func mailTo(u store.User) channel { return channel{kind: "mail", to: u.Email} }
 // the client address's (a stolen password cannot pump many numbers
 // from one place) and the whole server's daily budget.
 func (p *Provider) textTo(r *http.Request, phone string) channel {
-	return channel{kind: "sms", to: phone, limits: []store.Try{
+	ch := channel{kind: "sms", to: phone, after: []store.Try{
 		{Key: "sms:dest:15m:" + phone, Limit: sendRule},
 		{Key: "sms:dest:day:" + phone, Limit: sendDayRule},
-		{Key: "sms:" + p.addressKey(r), Limit: smsAddressRule},
-		{Key: "sms:all:day", Limit: store.Limit{Max: p.cfg.SMSDailyLimit, Window: 24 * time.Hour, Lock: time.Hour}},
+		// A whole day's lock: a shorter one would open another day's
+		// budget as soon as it ended.
+		{Key: "sms:all:day", Limit: store.Limit{Max: p.cfg.SMSDailyLimit, Window: 24 * time.Hour, Lock: 24 * time.Hour}},
 	}}
+	if !p.cfg.NoAddressThrottle {
+		ch.before = []store.Try{{Key: "sms:" + p.addressKey(r), Limit: smsAddressRule}}
+	}
+	return ch
 }
 
 // smsAddressRule bounds texts asked for from one client address.
@@ -123,7 +130,7 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 			return errTooSoon{at}
 		}
 	}
-	tries := append(sendKeys(ch.kind, user.ID), ch.limits...)
+	tries := append(append(slices.Clone(ch.before), sendKeys(ch.kind, user.ID)...), ch.after...)
 	ths, err := p.store.Attempts(ctx, now, tries...)
 	if err != nil {
 		return err

@@ -194,7 +194,7 @@ func (p *Provider) showSecondFactor(w http.ResponseWriter, r *http.Request, stat
 		}
 		// The user's factors cannot be used here: codes by email or SMS
 		// with no mail server or gateway configured.
-		p.logger.WarnContext(r.Context(), "no second step can be offered: a factor needs a mail server or SMS gateway this server has not", "user", f.UserID)
+		p.logger.WarnContext(r.Context(), "no second step can be offered: the user's factors need a mail server, an SMS gateway or WebAuthn (a host name) this server has not", "user", f.UserID)
 		p.errorPage(w, r, http.StatusServiceUnavailable, "Your second step is not available",
 			"It cannot be used on this server right now. Contact your administrator.", "")
 		return

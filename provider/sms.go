@@ -128,6 +128,15 @@ func (p *Provider) setupSMS(w http.ResponseWriter, r *http.Request, user store.U
 			return
 		}
 		err := p.store.InTx(ctx, func(ctx context.Context) error {
+			// Read again: an admin may have confirmed, replaced or
+			// detached the number meanwhile (a confirmed one is read-only).
+			fresh, err := p.store.ListFactors(ctx, user.ID)
+			if err != nil {
+				return err
+			}
+			if cur, ok := smsFactor(fresh); ok != has || cur.ID != old.ID || cur.Confirmed {
+				return store.ErrConflict
+			}
 			if has && old.Phone == phone {
 				return p.store.ConfirmFactor(ctx, old.ID, p.now())
 			}
@@ -139,8 +148,9 @@ func (p *Provider) setupSMS(w http.ResponseWriter, r *http.Request, user store.U
 			return p.store.CreateFactor(ctx, store.Factor{ID: accounts.NewID(), UserID: user.ID, Kind: store.FactorSMS,
 				Name: "Phone " + sms.Mask(phone), Phone: phone, Confirmed: true, CreatedAt: p.now().UTC()})
 		})
-		if errors.Is(err, store.ErrAlreadyExists) {
-			st.refuse(http.StatusConflict, "This phone is set up already.") // two confirmations at once
+		if errors.Is(err, store.ErrAlreadyExists) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			// Two confirmations at once, or an admin's change meanwhile.
+			st.refuse(http.StatusConflict, "Your phone was changed meanwhile. Reload the page and try again.")
 			return
 		}
 		if err != nil {
@@ -173,6 +183,9 @@ func (p *Provider) sendSignInText(w http.ResponseWriter, r *http.Request) {
 		return
 	case !has || !phone.Confirmed:
 		p.showSecondFactor(w, r, http.StatusForbidden, f, ms, "sms", unconfirmedPhone)
+		return
+	case !p.textable(phone.Phone):
+		p.showSecondFactor(w, r, http.StatusForbidden, f, ms, "sms", "Codes cannot be texted to your number here. Try another way, or contact your administrator.")
 		return
 	}
 	ch := p.textTo(r, phone.Phone)

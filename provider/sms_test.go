@@ -287,3 +287,22 @@ func TestR22_R09_PhoneSetUp(t *testing.T) {
 		})
 	}
 }
+
+// TestR09_ServerWideTextBudget: past sms.daily_limit the server texts
+// nothing more that day, to any number from anyone (SMS pumping).
+func TestR09_ServerWideTextBudget(t *testing.T) {
+	e, gw := newSMSEnv(t, "sqlite", func(c *provider.Config) { c.SMSDailyLimit = 1 })
+	b := providertest.NewBrowser(t)
+	csrf := accountPage(t, e, b)
+	p := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900123"}})
+	require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+	gw.Wait(t, 1)
+	for _, after := range []time.Duration{0, 2 * time.Hour, 20 * time.Hour} {
+		e.clock.Advance(after)
+		b := providertest.NewBrowser(t) // a fresh sign-in: sessions end meanwhile
+		csrf := accountPage(t, e, b)
+		p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900999"}})
+		assert.Equal(t, http.StatusTooManyRequests, p.StatusCode, "after %s more", after)
+	}
+	assert.Len(t, gw.Messages(), 1)
+}
