@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,19 @@ type Upstream struct {
 	// company SSO whose addresses are its own), as Keycloak's "Trust
 	// Email" does; otherwise a first sign-in needs email_verified.
 	TrustEmail bool
+	// AllowedDomains, when set, are the only email domains a first
+	// sign-in makes an account for (a social login open to anyone).
+	AllowedDomains []string
+}
+
+// MayCreate tells whether a first sign-in with email may make an
+// account: any address, or one in AllowedDomains.
+func (u Upstream) MayCreate(email string) bool {
+	if len(u.AllowedDomains) == 0 {
+		return true
+	}
+	_, domain, ok := strings.Cut(email, "@")
+	return ok && slices.ContainsFunc(u.AllowedDomains, func(d string) bool { return strings.EqualFold(d, domain) })
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -38,3 +38,17 @@ func TestR03_UpstreamValidate(t *testing.T) {
 		assert.Empty(t, u.Validate(), issuer)
 	}
 }
+
+// TestR03_MayCreate: with allowed domains, only their addresses get an
+// account at a first sign-in.
+func TestR03_MayCreate(t *testing.T) {
+	open := Upstream{}
+	assert.True(t, open.MayCreate("anyone@example.net"))
+	corp := Upstream{AllowedDomains: []string{"example.com"}}
+	for email, want := range map[string]bool{
+		"ada@example.com": true, "ada@EXAMPLE.com": true, "ada@example.com.evil.net": false,
+		"ada@sub.example.com": false, "no-at-sign": false, "ada@example.net": false,
+	} {
+		assert.Equal(t, want, corp.MayCreate(email), email)
+	}
+}

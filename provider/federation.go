@@ -147,6 +147,9 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 		fail(http.StatusConflict, "An account with this email address exists already. Sign in with your password; "+
 			"an administrator can tell you more.", err)
 		return
+	case errors.Is(err, errNotAllowed):
+		fail(http.StatusForbidden, "Accounts are not made here for addresses like yours. Ask your administrator.", err)
+		return
 	case errors.Is(err, errUnverified):
 		fail(http.StatusForbidden, up.Name+" did not confirm your email address, so no account can be made for you.", err)
 		return
@@ -204,6 +207,7 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 var (
 	errNoAccount  = errors.New("an account has this email already: no linking by email")
 	errUnverified = errors.New("the upstream did not verify the email address")
+	errNotAllowed = errors.New("the address's domain is not one this upstream makes accounts for")
 )
 
 // federatedUser is the account of an upstream identity, made at its
@@ -215,6 +219,9 @@ func (p *Provider) federatedUser(ctx context.Context, r *http.Request, up federa
 	}
 	if !id.EmailVerified {
 		return store.User{}, errUnverified
+	}
+	if !up.MayCreate(id.Email) {
+		return store.User{}, errNotAllowed
 	}
 	key, err := accounts.NormalizeEmail(id.Email)
 	if err != nil {

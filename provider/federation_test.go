@@ -168,6 +168,17 @@ func TestR03_AccountsAreNeverLinkedByEmail(t *testing.T) {
 			assert.Contains(t, page.Body, "did not confirm your email address")
 			_, err = unverified.Store.GetFederatedUser(ctx, "corp", unverified.upUser.ID)
 			assert.ErrorIs(t, err, store.ErrNotFound)
+
+			// allowed_domains: other addresses get no account.
+			closed := newFedEnv(t, dialect, func(u *federation.Upstream) { u.AllowedDomains = []string{"corp.example"} })
+			b = providertest.NewBrowser(t)
+			authURL, _ = closed.authURL()
+			page, cb = closed.upstreamPassword(t, b, closed.toUpstream(t, b, authURL), "fed@example.com")
+			assert.Empty(t, cb)
+			assert.Equal(t, http.StatusForbidden, page.StatusCode, page.Body)
+			assert.Contains(t, page.Body, "not made here")
+			_, err = closed.Store.GetFederatedUser(ctx, "corp", closed.upUser.ID)
+			assert.ErrorIs(t, err, store.ErrNotFound)
 		})
 	}
 }

@@ -111,11 +111,14 @@ type UpstreamConfig struct {
 	TrustMFA bool `yaml:"trust_mfa"`
 	// TrustEmail takes its email addresses as verified.
 	TrustEmail bool `yaml:"trust_email"`
+	// AllowedDomains limits the accounts a first sign-in makes to these
+	// email domains.
+	AllowedDomains []string `yaml:"allowed_domains"`
 }
 
 func (u UpstreamConfig) upstream() federation.Upstream {
 	return federation.Upstream{ID: u.ID, Name: u.Name, Issuer: u.Issuer, ClientID: u.ClientID, ClientSecret: u.ClientSecret,
-		Population: store.Population(u.Population), LocalMFA: u.LocalMFA, TrustMFA: u.TrustMFA, TrustEmail: u.TrustEmail}
+		Population: store.Population(u.Population), LocalMFA: u.LocalMFA, TrustMFA: u.TrustMFA, TrustEmail: u.TrustEmail, AllowedDomains: u.AllowedDomains}
 }
 
 // mail is the sender's configuration.
