@@ -103,6 +103,9 @@ type UpstreamConfig struct {
 	Issuer       string `yaml:"issuer"`
 	ClientID     string `yaml:"client_id"`
 	ClientSecret string `yaml:"client_secret"`
+	// ClientSecretFile holds the secret instead (a mounted secret), so
+	// the YAML file need not.
+	ClientSecretFile string `yaml:"client_secret_file"`
 	// Population gets the accounts first signed in through it.
 	Population string `yaml:"population"`
 	// LocalMFA asks users who have a second factor here for it after
@@ -221,6 +224,22 @@ func LoadConfig(path string, environ []string) (Config, error) {
 		problems = append(problems, decodeYAML(data, &cfg)...)
 	}
 	problems = append(problems, applyEnv(&cfg, environ)...)
+	for i := range cfg.Federation {
+		u := &cfg.Federation[i]
+		if u.ClientSecretFile == "" {
+			continue
+		}
+		if u.ClientSecret != "" {
+			problems = append(problems, fmt.Sprintf("federation[%d].client_secret_file: give it or client_secret, not both", i))
+			continue
+		}
+		b, err := os.ReadFile(u.ClientSecretFile)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("federation[%d].client_secret_file: %v", i, err))
+			continue
+		}
+		u.ClientSecret = strings.TrimSpace(string(b))
+	}
 	if cfg.Issuer == "" {
 		if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
 			cfg.Issuer = "http://localhost:" + port

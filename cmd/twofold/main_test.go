@@ -117,6 +117,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "federation entry incomplete", config: "federation:\n  - id: corp\n    issuer: ftp://sso.example.com\n    population: staff\n", env: []string{good},
 			want: []string{"federation[0].name: must be set", `federation[0].issuer: "ftp://sso.example.com" must be an absolute https URL (http only on loopback)`,
 				"federation[0].client_id: must be set", `federation[0].population: "staff" must be agent or contact`}},
+		{name: "federation secret file missing", config: "federation:\n  - id: corp\n    name: Corp\n    issuer: https://sso.example.com\n    client_id: twofold\n    client_secret_file: /nonexistent/secret\n    population: agent\n", env: []string{good},
+			want: []string{"federation[0].client_secret_file: open /nonexistent/secret: no such file or directory"}},
 		{name: "federation in the environment", env: []string{good, "TWOFOLD_FEDERATION=corp"},
 			want: []string{"TWOFOLD_FEDERATION: unknown configuration variable"}},
 		{name: "issuer with query", env: []string{good, "TWOFOLD_ISSUER=https://idp.example.com?x=1"},
@@ -415,4 +417,19 @@ func showClient(t *testing.T, env []string, id string) clientJSON {
 	var c clientJSON
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &c))
 	return c
+}
+
+// TestFederationSecretFile: an upstream's secret can come from a file of
+// its own (a mounted secret), trimmed.
+func TestFederationSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "corp-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("s3cret\n"), 0o600))
+	path := filepath.Join(dir, "twofold.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("federation:\n  - id: corp\n    name: Corp\n    issuer: https://sso.example.com\n"+
+		"    client_id: twofold\n    client_secret_file: "+secret+"\n    population: agent\n"), 0o600))
+	cfg, err := LoadConfig(path, []string{"TWOFOLD_DATABASE_URL=sqlite:" + filepath.Join(dir, "t.db")})
+	require.NoError(t, err)
+	require.Len(t, cfg.Federation, 1)
+	assert.Equal(t, "s3cret", cfg.Federation[0].upstream().ClientSecret)
 }
