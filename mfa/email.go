@@ -16,17 +16,18 @@ import (
 // cares can tell it from an authenticator app.
 const AMREmail = "email"
 
-// Email codes: 6 digits, as an authenticator app's, good for 10 minutes.
+// Codes sent by email or SMS: 6 digits, as an authenticator app's, good
+// for 10 minutes.
 // The first resend waits ResendStep, each later one ResendStep more (the
 // countdown R09 sets for SMS, used for email too).
 const (
-	EmailCodeDigits = 6
-	EmailCodeLife   = 10 * time.Minute
-	ResendStep      = 30 * time.Second
+	CodeDigits = 6
+	CodeLife   = 10 * time.Minute
+	ResendStep = 30 * time.Second
 )
 
-// NewEmailCode returns a uniformly random code of EmailCodeDigits digits.
-func NewEmailCode() string {
+// NewCode returns a uniformly random code of CodeDigits digits.
+func NewCode() string {
 	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
 	if err != nil {
 		panic("mfa: no randomness: " + err.Error()) // crypto/rand does not fail on supported systems
@@ -57,7 +58,7 @@ func NewCodeHasher(secretsKey []byte) *CodeHasher {
 // be one (wrong length, not digits, after spaces are dropped).
 func (h *CodeHasher) Hash(purpose, code string) ([]byte, bool) {
 	code = NormalizeCode(code)
-	if len(code) != EmailCodeDigits || strings.Trim(code, "0123456789") != "" {
+	if len(code) != CodeDigits || strings.Trim(code, "0123456789") != "" {
 		return nil, false
 	}
 	m := hmac.New(sha256.New, h.key)

@@ -15,7 +15,7 @@ import (
 func TestR08_EmailCodeHelpers(t *testing.T) {
 	seen := map[string]bool{}
 	for range 200 {
-		c := NewEmailCode()
+		c := NewCode()
 		assert.Regexp(t, regexp.MustCompile(`^\d{6}$`), c)
 		seen[c] = true
 	}

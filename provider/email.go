@@ -68,14 +68,14 @@ func (p *Provider) deliver(ctx context.Context, ch channel, code string) error {
 			return errors.New("no SMS gateway configured")
 		}
 		return p.texter.Send(ctx, ch.to, fmt.Sprintf("%s is your %s code. It works once, for %d minutes.",
-			code, p.issuer.Hostname(), int(mfa.EmailCodeLife.Minutes())))
+			code, p.issuer.Hostname(), int(mfa.CodeLife.Minutes())))
 	}
 	if p.mailer == nil {
 		return errors.New("no mail server configured")
 	}
 	body := fmt.Sprintf("Your code for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
 		"If you did not just sign in or set up two-step verification, someone knows your password: change it.\n",
-		p.issuer.Host, code, int(mfa.EmailCodeLife.Minutes()))
+		p.issuer.Host, code, int(mfa.CodeLife.Minutes()))
 	return p.mailer.Send(ctx, ch.to, "Your Twofold code", body)
 }
 
@@ -138,10 +138,10 @@ func (p *Provider) sendCode(ctx context.Context, user store.User, purpose string
 	if th := ths[len(ths)-1]; len(ths) < len(tries) || !th.Allowed {
 		return errTooSoon{th.RetryAt}
 	}
-	code := mfa.NewEmailCode()
+	code := mfa.NewCode()
 	hash, _ := p.codes.Hash(purpose, code)
 	c := store.OneTimeCode{UserID: user.ID, Purpose: purpose, Hash: hash, Sends: prev.Sends + 1,
-		SentAt: now.UTC(), ExpiresAt: now.Add(mfa.EmailCodeLife).UTC()}
+		SentAt: now.UTC(), ExpiresAt: now.Add(mfa.CodeLife).UTC()}
 	if err := p.store.PutOneTimeCode(ctx, c, prev.Sends); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return errTooSoon{now.Add(mfa.ResendStep)}

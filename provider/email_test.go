@@ -66,11 +66,7 @@ func TestR08_EmailCodes(t *testing.T) {
 			ctx := context.Background()
 			e := newEmailEnv(t, dialect)
 			b := providertest.NewBrowser(t)
-			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
-			form := p.Hidden()
-			form.Set("email", "ada@example.com")
-			form.Set("password", password)
-			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			p := accountPage(t, e.mfaEnv, b, "ada@example.com")
 			require.Contains(t, p.Body, "Get codes by email")
 			csrf := accountCSRF(t, p)
 
@@ -171,7 +167,7 @@ func TestR08_EmailCodes(t *testing.T) {
 			late := e.mailed(t, 5)
 
 			// Expiry: a code older than 10 minutes is refused.
-			e.clock.Advance(mfa.EmailCodeLife + time.Second)
+			e.clock.Advance(mfa.CodeLife + time.Second)
 			res = e.submitCode(b3, page, "email", late)
 			assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "an expired code")
 
@@ -260,11 +256,7 @@ func TestR25_EmailCodesThrottled(t *testing.T) {
 			require.NoError(t, err)
 			e.clock.Advance(16 * time.Minute) // the lock the sign-in's tries left (if any) and the send window pass
 			b2 := providertest.NewBrowser(t)
-			p, _ := b2.Follow(b2.Get(e.URL+"/account/security"), "")
-			form := p.Hidden()
-			form.Set("email", "ada@example.com")
-			form.Set("password", password)
-			p, _ = b2.Follow(b2.Post(e.URL+"/login", form), "")
+			p := accountPage(t, e.mfaEnv, b2, "ada@example.com")
 			csrf := accountCSRF(t, p)
 			require.Equal(t, http.StatusOK, b2.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-email"}}).StatusCode)
 			setup := e.mailed(t, 2)
@@ -334,11 +326,7 @@ func TestR08_R10_EmailNeedsMailServerAndPolicy(t *testing.T) {
 				require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, tc.allow, time.Now()))
 				e.Provider.ExpirePolicies()
 				b := providertest.NewBrowser(t)
-				p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
-				form := p.Hidden()
-				form.Set("email", "ada@example.com")
-				form.Set("password", password)
-				p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+				p := accountPage(t, e, b, "ada@example.com")
 				assert.NotContains(t, p.Body, "Get codes by email", tc.name)
 				p = b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"start-email"}})
 				assert.Equal(t, http.StatusForbidden, p.StatusCode, tc.name)
@@ -411,16 +399,9 @@ func TestR22_R08_EmailSetUpDuringSignIn(t *testing.T) {
 func TestR20_MailedRecoveryCodeIsNotMFA(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			ctx := context.Background()
 			e := newMFAEnv(t, dialect)
 			e.addTOTP(t, e.user.ID)
-			codes := mfa.NewRecoveryCodes()
-			h := mfa.NewRecoveryHasher(e.Key)
-			hashes := make([][]byte, len(codes))
-			for i, c := range codes {
-				hashes[i], _ = h.Hash(c)
-			}
-			require.NoError(t, e.Store.ReplaceRecoveryCodes(ctx, e.user.ID, hashes, true, time.Now()))
+			codes := e.AddMailedRecoveryCodes(t, e.user.ID)
 
 			b := providertest.NewBrowser(t)
 			authURL, verifier := e.authURL()

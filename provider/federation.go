@@ -181,7 +181,8 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 		p.establish(w, r, f, user, methods)
 		return
 	}
-	if p.mfaAsked(ctx, f) {
+	asked := p.mfaAsked(ctx, f)
+	if asked {
 		// The client asks for two factors: a local one, never one set up
 		// right after the upstream alone (R23; cf. Keycloak CVE-2023-3597).
 		factors, err := p.confirmedFactors(ctx, user.ID)
@@ -194,7 +195,7 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 			return
 		}
 	}
-	if up.LocalMFA || p.mfaAsked(ctx, f) {
+	if up.LocalMFA || asked {
 		// The local second step, as after a password (enrolment too,
 		// when the population's policy needs it and the upstream does
 		// not skip it).

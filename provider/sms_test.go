@@ -36,11 +36,7 @@ func TestR09_SMSCodes(t *testing.T) {
 			require.NoError(t, err)
 			e := startMFAEnv(t, dialect, providertest.Options{Texter: texter})
 			b := providertest.NewBrowser(t)
-			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
-			form := p.Hidden()
-			form.Set("email", "ada@example.com")
-			form.Set("password", password)
-			p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
+			p := accountPage(t, e, b, "ada@example.com")
 			require.Contains(t, p.Body, "Account security")
 			assert.NotContains(t, p.Body, "Add a phone", "off by default (R09)")
 			csrf := accountCSRF(t, p)
@@ -92,7 +88,7 @@ func TestR09_SMSCodes(t *testing.T) {
 			page := e.toSecondStep(t, b2, authURL, "ada@example.com")
 			require.Contains(t, page.Body, "Text me a code", page.Body)
 			assert.Contains(t, page.Body, "••••23", "the number, masked")
-			form = page.Hidden()
+			form := page.Hidden()
 			form.Set("action", "send-sms")
 			sent := b2.Post(e.URL+"/login/2fa", form)
 			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
@@ -136,16 +132,16 @@ func newSMSEnv(t *testing.T, dialect string, config func(*provider.Config)) (*mf
 	return e, gw
 }
 
-// accountPage signs in with the password alone and returns the account
-// page's CSRF token.
-func accountPage(t *testing.T, e *mfaEnv, b *providertest.Browser) string {
+// accountPage opens the account page in b, signing in as email with
+// the password alone, and returns it.
+func accountPage(t *testing.T, e *mfaEnv, b *providertest.Browser, email string) providertest.Page {
 	t.Helper()
 	p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
 	form := p.Hidden()
-	form.Set("email", "ada@example.com")
+	form.Set("email", email)
 	form.Set("password", password)
 	p, _ = b.Follow(b.Post(e.URL+"/login", form), "")
-	return accountCSRF(t, p)
+	return p
 }
 
 // TestR09_SMSRules: a texted sign-in code is bound to the number (an
@@ -159,7 +155,7 @@ func TestR09_SMSRules(t *testing.T) {
 			ctx := context.Background()
 			e, gw := newSMSEnv(t, dialect, func(c *provider.Config) { c.SMSAllowedPrefixes = []string{"+44"} })
 			b := providertest.NewBrowser(t)
-			csrf := accountPage(t, e, b)
+			csrf := accountCSRF(t, accountPage(t, e, b, "ada@example.com"))
 
 			p := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+15551234567"}})
 			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
@@ -268,11 +264,7 @@ func TestR22_R09_PhoneSetUp(t *testing.T) {
 			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "bo-phone", UserID: bo.ID, Kind: store.FactorSMS,
 				Name: "Phone", Phone: "+447700900456", CreatedAt: time.Now()}))
 			b2 := providertest.NewBrowser(t)
-			p, _ = b2.Follow(b2.Get(e.URL+"/account/security"), "")
-			form := p.Hidden()
-			form.Set("email", "bo@example.com")
-			form.Set("password", password)
-			p, _ = b2.Follow(b2.Post(e.URL+"/login", form), "")
+			p = accountPage(t, e, b2, "bo@example.com")
 			assert.Contains(t, p.Body, "not confirmed yet")
 			require.Contains(t, p.Body, "Confirm this phone")
 			csrf := accountCSRF(t, p)
@@ -293,14 +285,14 @@ func TestR22_R09_PhoneSetUp(t *testing.T) {
 func TestR09_ServerWideTextBudget(t *testing.T) {
 	e, gw := newSMSEnv(t, "sqlite", func(c *provider.Config) { c.SMSDailyLimit = 1 })
 	b := providertest.NewBrowser(t)
-	csrf := accountPage(t, e, b)
+	csrf := accountCSRF(t, accountPage(t, e, b, "ada@example.com"))
 	p := b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900123"}})
 	require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
 	gw.Wait(t, 1)
 	for _, after := range []time.Duration{0, 2 * time.Hour, 20 * time.Hour} {
 		e.clock.Advance(after)
 		b := providertest.NewBrowser(t) // a fresh sign-in: sessions end meanwhile
-		csrf := accountPage(t, e, b)
+		csrf := accountCSRF(t, accountPage(t, e, b, "ada@example.com"))
 		p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900999"}})
 		assert.Equal(t, http.StatusTooManyRequests, p.StatusCode, "after %s more", after)
 	}

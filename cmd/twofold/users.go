@@ -505,7 +505,8 @@ func (a *app) usersPhoneCmd() *cobra.Command {
 			if confirmed {
 				state = "confirmed"
 			}
-			return fmt.Sprintf("attached %s to %s (%s)", sms.Mask(set), u.Email, state), audit("phone.attached", jsonField("confirmed", confirmed))
+			detail, _ := json.Marshal(map[string]any{"confirmed": confirmed})
+			return fmt.Sprintf("attached %s to %s (%s)", sms.Mask(set), u.Email, state), audit("phone.attached", string(detail))
 		})
 	cmd.Flags().StringVar(&set, "set", "", "the number, E.164 (+ and the country code)")
 	cmd.Flags().BoolVar(&confirmed, "confirmed", false, "with --set: the number is known to be the user's")
@@ -538,12 +539,6 @@ administrator" until --confirm. Replacing or detaching a confirmed number
 signs the user out everywhere. Codes by SMS must also be allowed
 (policy methods --allow …,sms) and the gateway configured (sms.*).`
 	return cmd
-}
-
-// jsonField encodes one key and value as a JSON object.
-func jsonField(k string, v any) string {
-	b, _ := json.Marshal(map[string]any{k: v})
-	return string(b)
 }
 
 // contactsEnforced refuses to remove a contact's two-step verification

@@ -35,13 +35,25 @@ func (e *Env) AddTOTP(t testing.TB, userID string) string {
 // AddRecoveryCodes gives a user a fresh set of recovery codes.
 func (e *Env) AddRecoveryCodes(t testing.TB, userID string) []string {
 	t.Helper()
+	return e.addRecoveryCodes(t, userID, false)
+}
+
+// AddMailedRecoveryCodes gives a user a fresh set as an admin's mail
+// would (R20).
+func (e *Env) AddMailedRecoveryCodes(t testing.TB, userID string) []string {
+	t.Helper()
+	return e.addRecoveryCodes(t, userID, true)
+}
+
+func (e *Env) addRecoveryCodes(t testing.TB, userID string, mailed bool) []string {
+	t.Helper()
 	codes := mfa.NewRecoveryCodes()
 	h := mfa.NewRecoveryHasher(e.Key)
 	hashes := make([][]byte, len(codes))
 	for i, c := range codes {
 		hashes[i], _ = h.Hash(c)
 	}
-	if err := e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, false, time.Now()); err != nil {
+	if err := e.Store.ReplaceRecoveryCodes(context.Background(), userID, hashes, mailed, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	return codes
