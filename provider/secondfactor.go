@@ -85,8 +85,8 @@ func (p *Provider) attempt(ctx context.Context, r *http.Request, key string, lim
 // Throttle keys: the password counter per email address and the second
 // factor's counter per account (with its hard cap). A sign-in's own
 // count is in its flow (FlowFactorLimit).
-func passwordKey(emailKey string) string { return "pwd:" + emailKey }
-func factorKey(userID string) string     { return "mfa:user:" + userID }
+func passwordKey(emailKey string) string { return store.PasswordCounter(emailKey) }
+func factorKey(userID string) string     { return store.FactorCounter(userID) }
 
 // LockKeys are the keys an admin's unlock clears for a user.
 func LockKeys(u store.User) []string {

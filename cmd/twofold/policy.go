@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twofold-idp/twofold/admin"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -48,7 +47,7 @@ func (a *app) policyShowCmd() *cobra.Command {
 			var out []policyJSON
 			for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
 				p, ok := byPop[pop]
-				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil, Methods: shown(p.Methods)}
+				j := policyJSON{Population: string(pop), RequireMFA: p.Required, GraceUntil: p.GraceUntil, Methods: admin.Shown(p.Methods)}
 				if ok {
 					t := p.UpdatedAt.UTC()
 					j.UpdatedAt = &t
@@ -124,26 +123,7 @@ offline until it expires. Users with a factor can no longer turn it off
 			grace = &t
 		}
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			var sessions, tokens int64
-			var was bool
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				ps, err := s.ListMFAPolicies(ctx)
-				if err != nil {
-					return err
-				}
-				was = mfa.NewPolicies(ps)[pop].Required
-				if err := s.SetMFARequirement(ctx, pop, require, grace, time.Now()); err != nil {
-					return err
-				}
-				if require && !was {
-					if sessions, tokens, err = s.SignOutWithoutFactors(ctx, pop); err != nil {
-						return err
-					}
-				}
-				detail, _ := json.Marshal(map[string]any{"population": pop, "required": require, "grace_until": grace,
-					"signed_out_sessions": sessions, "revoked_token_rows": tokens})
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.population_mfa", ActorID: "cli", Detail: string(detail)})
-			})
+			c, err := adminOf(s).SetPopulationMFA(cmd.Context(), admin.CLI, pop, require, grace)
 			if err != nil {
 				return err
 			}
@@ -155,8 +135,8 @@ offline until it expires. Users with a factor can no longer turn it off
 				if grace != nil {
 					fmt.Fprintf(a.stdout, "; the setup may be put off until %s", grace.UTC().Format(time.RFC3339))
 				}
-				if !was {
-					fmt.Fprintf(a.stdout, "; %d session(s) of %ss without a second factor ended", sessions, pop)
+				if !c.Was {
+					fmt.Fprintf(a.stdout, "; %d session(s) of %ss without a second factor ended", c.Sessions, pop)
 				}
 				fmt.Fprintln(a.stdout)
 			}
@@ -203,51 +183,28 @@ within 5 seconds.`,
 		if all == (len(allow) > 0) {
 			return usageError{errors.New("give --allow with at least one method, or --all")}
 		}
-		var methods store.Strings
-		for _, m := range allow {
-			m = strings.ToLower(strings.TrimSpace(m))
-			switch {
-			case !slices.Contains(mfa.SetupMethods, m):
-				return usageError{fmt.Errorf("--allow %q: want %s", m, strings.Join(mfa.SetupMethods, " or "))}
-			case !slices.Contains(methods, m):
-				methods = append(methods, m)
+		var methods store.Strings // --all: the defaults
+		if !all {
+			var err error
+			if methods, err = admin.ParseMethods(allow); err != nil {
+				return usageError{fmt.Errorf("--allow: %w", err)}
 			}
 		}
-		if len(methods) == len(mfa.DefaultMethods) && !slices.Contains(methods, mfa.MethodSMS) {
-			methods = nil // the defaults: kept as no list, so a new default kind is allowed too
-		}
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				for _, pop := range pops {
-					if err := s.SetMFAMethods(ctx, pop, methods, time.Now()); err != nil {
-						return err
-					}
-				}
-				detail, _ := json.Marshal(map[string]any{"populations": pops, "methods": shown(methods)})
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.methods", ActorID: "cli", Detail: string(detail)})
-			})
+			err := adminOf(s).SetMethods(cmd.Context(), admin.CLI, pops, methods)
 			if err != nil {
 				return err
 			}
 			for _, pop := range pops {
-				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(shown(methods), ", "))
+				fmt.Fprintf(a.stdout, "%ss may set up: %s\n", pop, strings.Join(admin.Shown(methods), ", "))
 			}
-			if !slices.Contains(shown(methods), mfa.MethodTOTP) {
+			if !slices.Contains(admin.Shown(methods), mfa.MethodTOTP) {
 				fmt.Fprintln(a.stderr, "note: security keys need an issuer with a host name (not an IP address) and email codes a mail server (email.smtp_addr); where a server has neither, these users can set nothing up")
 			}
 			return nil
 		})
 	}
 	return cmd
-}
-
-// shown is a list of methods as stored, nil meaning the defaults,
-// spelled out.
-func shown(methods store.Strings) []string {
-	if len(methods) == 0 {
-		return mfa.DefaultMethods
-	}
-	return methods
 }
 
 // parseDate reads YYYY-MM-DD (the start of that day, UTC) or RFC 3339.

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/admin"
 	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/mfa"
-	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -109,6 +109,9 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 	defer s.Close()
 	return fn(cfg, s)
 }
+
+// adminOf is the admin actions on s, shared with the admin console.
+func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
@@ -296,11 +299,7 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 			if err != nil {
 				return err
 			}
-			var msg string
-			err = s.InTx(ctx, func(ctx context.Context) error {
-				msg, err = change(ctx, s, u)
-				return err
-			})
+			msg, err := change(ctx, s, u)
 			if err != nil {
 				return err
 			}
@@ -314,24 +313,12 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 func (a *app) usersDisableCmd() *cobra.Command {
 	var enable bool
 	cmd := a.userChangeCmd("disable ID|EMAIL", "Disable an account (it can no longer sign in)", func(ctx context.Context, s store.Store, u store.User) (string, error) {
-		typ := "user.disabled"
+		// Disabled means signed out everywhere, tokens included.
+		err := adminOf(s).SetDisabled(ctx, admin.CLI, u, !enable)
 		if enable {
-			typ = "user.enabled"
+			return "enabled " + u.Email, err
 		}
-		if err := s.SetUserDisabled(ctx, u.ID, !enable, time.Now()); err != nil {
-			return "", err
-		}
-		if !enable {
-			// Disabled means signed out everywhere, tokens included.
-			if err := s.DeleteUserSessions(ctx, u.ID); err != nil {
-				return "", err
-			}
-			if err := s.DeleteSubjectTokens(ctx, u.ID); err != nil {
-				return "", err
-			}
-		}
-		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli"})
-		return strings.TrimPrefix(typ, "user.") + " " + u.Email, err
+		return "disabled " + u.Email, err
 	})
 	cmd.Flags().BoolVar(&enable, "enable", false, "re-enable the account instead")
 	return cmd
@@ -342,26 +329,9 @@ func (a *app) usersDisableCmd() *cobra.Command {
 func (a *app) usersRequireMFACmd() *cobra.Command {
 	var off bool
 	cmd := a.userChangeCmd("require-mfa ID|EMAIL [--off]", "Require two-step verification for one user", func(ctx context.Context, s store.Store, u store.User) (string, error) {
-		if err := s.SetUserMFARequired(ctx, u.ID, !off, time.Now()); err != nil {
-			return "", err
-		}
-		signedOut := false
-		if !off && !u.MFARequired {
-			// R16: switched on for a user without a second factor, it
-			// signs them out; they set one up at their next sign-in.
-			fs, err := s.ListFactors(ctx, u.ID)
-			if err != nil {
-				return "", err
-			}
-			if !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed }) {
-				if err := s.SignOutUser(ctx, u.ID); err != nil {
-					return "", err
-				}
-				signedOut = true
-			}
-		}
-		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "policy.user_mfa", UserID: u.ID, ActorID: "cli",
-			Detail: fmt.Sprintf(`{"required":%t}`, !off)})
+		// R16: switched on for a user without a second factor, it signs
+		// them out; they set one up at their next sign-in.
+		signedOut, err := adminOf(s).RequireUserMFA(ctx, admin.CLI, u, !off)
 		state := "now required"
 		if off {
 			state = "no longer required"
@@ -380,13 +350,7 @@ func (a *app) usersRequireMFACmd() *cobra.Command {
 // second-factor lock and the hard cap past which only an admin unlocks.
 func (a *app) usersUnlockCmd() *cobra.Command {
 	return a.userChangeCmd("unlock ID|EMAIL", "Clear a user's password and second-factor locks", func(ctx context.Context, s store.Store, u store.User) (string, error) {
-		for _, key := range provider.LockKeys(u) {
-			if err := s.ResetThrottle(ctx, key); err != nil {
-				return "", err
-			}
-		}
-		err := s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.unlocked", UserID: u.ID, ActorID: "cli"})
-		return "unlocked " + u.Email, err
+		return "unlocked " + u.Email, adminOf(s).Unlock(ctx, admin.CLI, u)
 	})
 }
 
@@ -400,24 +364,11 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 func (a *app) usersResetMFACmd() *cobra.Command {
 	cmd := a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
 		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			if err := contactsEnforced(ctx, s, u); err != nil {
-				return "", err
+			n, err := adminOf(s).ResetMFA(ctx, admin.CLI, u)
+			if errors.Is(err, admin.ErrContactsEnforced) {
+				return "", fmt.Errorf("two-step verification is required of every contact, so it cannot be removed for %s (R20): "+
+					"send them recovery codes instead: twofold users send-recovery-codes %s", u.Email, u.Email)
 			}
-			n, err := s.DeleteFactors(ctx, u.ID)
-			if err != nil {
-				return "", err
-			}
-			for _, step := range []func() error{
-				func() error { return s.DeleteRecoveryCodes(ctx, u.ID) },
-				func() error { return s.ResetThrottle(ctx, provider.FactorLockKey(u)) },
-				func() error { return s.SignOutUser(ctx, u.ID) },
-			} {
-				if err := step(); err != nil {
-					return "", err
-				}
-			}
-			detail, _ := json.Marshal(map[string]any{"removed": n})
-			err = s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "mfa.reset", UserID: u.ID, ActorID: "cli", Detail: string(detail)})
 			return fmt.Sprintf("removed %d two-step verification method(s) and the recovery codes of %s; signed out everywhere", n, u.Email), err
 		})
 	cmd.Long = `Remove a user's two-step verification (R19: a lost phone or key): every
@@ -541,24 +492,6 @@ signs the user out everywhere. Codes by SMS must also be allowed
 	return cmd
 }
 
-// contactsEnforced refuses to remove a contact's two-step verification
-// while it is required of every contact (R20, seed 003): the contact gets
-// recovery codes by email instead.
-func contactsEnforced(ctx context.Context, s store.Store, u store.User) error {
-	if u.Population != store.PopulationContact {
-		return nil
-	}
-	ps, err := s.ListMFAPolicies(ctx)
-	if err != nil {
-		return err
-	}
-	if mfa.NewPolicies(ps)[store.PopulationContact].Required {
-		return fmt.Errorf("two-step verification is required of every contact, so it cannot be removed for %s (R20): "+
-			"send them recovery codes instead: twofold users send-recovery-codes %s", u.Email, u.Email)
-	}
-	return nil
-}
-
 // usersSendRecoveryCodesCmd mails a user a new set of recovery codes
 // (R20): the way back for a contact who lost their phone while every
 // contact must have two-step verification. They sign in with one, then
@@ -595,55 +528,18 @@ The codes are written to nobody but the user's address.`,
 			if err != nil {
 				return err
 			}
-			factors, err := s.ListFactors(ctx, u.ID)
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed }) {
+			n, err := adminOf(s).SendRecoveryCodes(ctx, admin.CLI, u, sender, mfa.NewRecoveryHasher(key), cfg.Issuer)
+			if errors.Is(err, admin.ErrNoFactor) {
 				return fmt.Errorf("%s has no two-step verification method: recovery codes would not be asked for", u.Email)
 			}
-			codes := mfa.NewRecoveryCodes()
-			hashes := make([][]byte, len(codes))
-			h := mfa.NewRecoveryHasher(key)
-			for i, c := range codes {
-				hashes[i], _ = h.Hash(c)
-			}
-			// The mail goes first: if it cannot be sent, the old codes still
-			// work and nothing changes. (Sending inside the transaction would
-			// hold SQLite's write lock for the whole SMTP exchange.)
-			if err := sender.Send(ctx, u.Email, "Your new recovery codes", recoveryMail(cfg.Issuer, codes)); err != nil {
+			if err != nil {
 				return err
 			}
-			err = s.InTx(ctx, func(ctx context.Context) error {
-				if err := s.ReplaceRecoveryCodes(ctx, u.ID, hashes, true, time.Now()); err != nil {
-					return err
-				}
-				if err := s.ResetThrottle(ctx, provider.FactorLockKey(u)); err != nil {
-					return err
-				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "recovery_codes.sent", UserID: u.ID, ActorID: "cli"})
-			})
-			if err != nil {
-				return fmt.Errorf("the codes were mailed but not stored, so they do not work; run this again: %w", err)
-			}
-			fmt.Fprintf(a.stdout, "sent %d new recovery codes to %s; the old ones no longer work\n", len(codes), u.Email)
+			fmt.Fprintf(a.stdout, "sent %d new recovery codes to %s; the old ones no longer work\n", n, u.Email)
 			return nil
 		})
 	}
 	return cmd
-}
-
-// recoveryMail is the message that carries a new set of codes.
-func recoveryMail(issuer string, codes []string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Your administrator sent you new recovery codes for %s.\n\n", issuer)
-	b.WriteString("Sign in with your password and one of these codes (each works once), then\n")
-	b.WriteString("set up a new method on your account page and remove the lost one:\n\n")
-	for _, c := range codes {
-		b.WriteString("    " + c + "\n")
-	}
-	b.WriteString("\nYour earlier recovery codes no longer work. If you did not ask for this, tell your administrator.\n")
-	return b.String()
 }
 
 // usersDeauthorizeCmd signs every user out (R21): their sessions end and
@@ -683,15 +579,7 @@ handed out stays valid where it is checked offline until it expires;
 					return err
 				}
 			}
-			var sessions, tokens int64
-			err := s.InTx(ctx, func(ctx context.Context) error {
-				var err error
-				if sessions, tokens, err = s.SignOutAll(ctx, keep.ID); err != nil {
-					return err
-				}
-				detail, _ := json.Marshal(map[string]any{"sessions": sessions, "token_rows": tokens, "except": keep.ID})
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "users.deauthorized", ActorID: "cli", Detail: string(detail)})
-			})
+			sessions, tokens, err := adminOf(s).Deauthorize(ctx, admin.CLI, keep.ID)
 			if err != nil {
 				return err
 			}
