@@ -53,7 +53,7 @@ var notices = map[string]string{
 func (p *Provider) handleAccountPage(w http.ResponseWriter, r *http.Request) {
 	sess, user, ok := p.currentSession(r)
 	if !ok {
-		p.startAccountFlow(w, r, "")
+		p.startSignIn(w, r, "", "")
 		return
 	}
 	p.renderAccount(w, r, http.StatusOK, sess, user, notices[r.URL.Query().Get("notice")], "")
@@ -96,18 +96,34 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	p.render(w, r, status, "account.html", page)
 }
 
-// startAccountFlow begins a sign-in for the account pages. With userID
-// set it is a re-authentication: only that user may complete it.
-func (p *Provider) startAccountFlow(w http.ResponseWriter, r *http.Request, userID string) {
+// startSignIn begins a sign-in without a client, for the account page
+// or the admin console (returnTo, consolePath or ""). With userID set it
+// is a re-authentication: only that user may complete it.
+func (p *Provider) startSignIn(w http.ResponseWriter, r *http.Request, userID, returnTo string) {
 	now := p.now().UTC()
 	f := store.LoginFlow{ID: randomToken(), State: store.FlowPassword, UserID: userID,
 		CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan)}
+	if returnTo != "" {
+		// A flow without a client keeps no authorize request: its
+		// form holds where the sign-in returns to.
+		f.AuthorizeForm = url.Values{"return_to": {returnTo}}.Encode()
+	}
 	if err := p.store.CreateLoginFlow(r.Context(), f); err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
 	p.setCookie(w, flowCookie, f.ID, p.cfg.LoginFlowLifespan)
 	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// consoleFlow tells a sign-in for the admin console, which must end
+// with two factors (S20).
+func consoleFlow(f store.LoginFlow) bool {
+	if f.ClientID != "" {
+		return false
+	}
+	form, _ := url.ParseQuery(f.AuthorizeForm)
+	return form.Get("return_to") == consolePath
 }
 
 // handleAccountSubmit performs one change. Every change needs the CSRF
@@ -117,7 +133,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sess, user, ok := p.currentSession(r)
 	if !ok {
-		p.startAccountFlow(w, r, "")
+		p.startSignIn(w, r, "", "")
 		return
 	}
 	if err := r.ParseForm(); err != nil || !p.checkCSRF("account", sess.ID, r.PostForm.Get("csrf")) {
@@ -126,7 +142,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	action := r.PostForm.Get("action")
 	if action == "reauth" {
-		p.startAccountFlow(w, r, user.ID)
+		p.startSignIn(w, r, user.ID, "")
 		return
 	}
 	if action != "saved-codes" && p.now().Sub(sess.AuthTime) > RecentAuth {

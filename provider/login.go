@@ -271,10 +271,15 @@ func (p *Provider) continueFlow(w http.ResponseWriter, r *http.Request, f store.
 		http.Redirect(w, r, "/consent?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
 	case store.FlowDone:
 		if f.ClientID == "" {
-			// An account-page sign-in: back to the account page.
+			// A sign-in for the account page or the admin console:
+			// back there.
 			_ = p.store.DeleteLoginFlow(r.Context(), f.ID)
 			p.clearCookie(w, flowCookie)
-			http.Redirect(w, r, "/account/security?notice=reauthed", http.StatusSeeOther)
+			to := "/account/security?notice=reauthed"
+			if consoleFlow(f) {
+				to = consolePath
+			}
+			http.Redirect(w, r, to, http.StatusSeeOther)
 			return
 		}
 		ar, err := p.resume(r, f)

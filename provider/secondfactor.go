@@ -599,11 +599,11 @@ func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.
 }
 
 // mfaAsked says whether the client of f, by its registration or its
-// request, asks for two factors (R23): then only a true second factor
+// request, or the admin console, asks for two factors (R23, S20): then only a true second factor
 // will do, not a code by email.
 func (p *Provider) mfaAsked(ctx context.Context, f store.LoginFlow) bool {
 	if f.ClientID == "" {
-		return false
+		return consoleFlow(f)
 	}
 	if c, err := p.client(ctx, f.ClientID); err == nil && c.RequireMFA {
 		return true

@@ -17,7 +17,23 @@ var files embed.FS
 
 // required lists the pages handlers render; Parse fails if one is missing.
 var required = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html",
-	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html", "webauthn_register.html", "new_password.html"}
+	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html", "webauthn_register.html", "new_password.html",
+	"admin.html", "admin_user.html"}
+
+// funcs are the pages' helpers: dict builds the map of a form's hidden
+// fields ("hidden") from key, value pairs.
+var funcs = template.FuncMap{
+	"dict": func(kv ...string) (map[string]string, error) {
+		if len(kv)%2 != 0 {
+			return nil, fmt.Errorf("dict: odd number of arguments")
+		}
+		m := make(map[string]string, len(kv)/2)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m, nil
+	},
+}
 
 // Set is the parsed pages.
 type Set struct {
@@ -28,7 +44,7 @@ type Set struct {
 func Parse() (*Set, error) {
 	s := &Set{pages: map[string]*template.Template{}}
 	for _, name := range required {
-		t, err := template.New(name).ParseFS(files, "layout.html", name)
+		t, err := template.New(name).Funcs(funcs).ParseFS(files, "layout.html", name)
 		if err != nil {
 			return nil, fmt.Errorf("parse template %s: %w", name, err)
 		}

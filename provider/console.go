@@ -1,0 +1,457 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/admin"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/sms"
+	"github.com/twofold-idp/twofold/store"
+)
+
+// The admin console (R04, R15–R21, R24): /admin, for users with the
+// admin role. It makes the changes the CLI makes, through the same
+// admin package, audited with the admin's id and address.
+
+// ConsoleAuthAge is how old an admin's sign-in may be for the console;
+// an older one is asked to sign in again (ASVS 5 7.5: re-authenticate
+// before sensitive changes).
+const ConsoleAuthAge = time.Hour
+
+const consolePath = "/admin"
+
+// consoleUsers caps a page of the user list.
+const consoleUsers = 100
+
+type consoleBase struct {
+	Admin, CSRF, Notice, Error string
+}
+
+type consolePolicy struct {
+	Population, Grace string
+	Required          bool
+	Methods           map[string]bool
+}
+
+type consoleEvent struct {
+	Time, Type, User, Actor, IP, Detail string
+}
+
+type consolePage struct {
+	consoleBase
+	Policies      []consolePolicy
+	AllMethods    []string
+	Users         []store.User
+	Population    string
+	Events        []consoleEvent
+	SMSConfigured bool
+}
+
+type consoleUserPage struct {
+	consoleBase
+	User      store.User
+	Factors   []factorView
+	CodesLeft int
+	Required  bool // by the flag or the population's policy
+	CanMail   bool // a mail server is configured
+	Events    []consoleEvent
+}
+
+// consoleNotices are the fixed messages a redirect can ask for.
+var consoleNotices = map[string]string{
+	"deauthorized": "Users have been successfully deauthorized.", // R21, seed 004
+	"policy":       "The policy was saved. Servers apply it within 5 seconds.",
+	"methods":      "The allowed methods were saved. Servers apply them within 5 seconds.",
+	"required":     "Two-step verification is now required for this user.",
+	"not-required": "Two-step verification is no longer required for this user (their population's policy still applies).",
+	"reset":        "Their two-step verification methods and recovery codes were removed and they are signed out.",
+	"unlocked":     "Their sign-in locks were cleared.",
+	"disabled":     "The account is disabled and signed out everywhere.",
+	"enabled":      "The account is enabled.",
+	"codes-sent":   "New recovery codes were emailed to the user; the old ones no longer work.",
+	"signed-out":   "They had no second factor and were signed out: they set one up at their next sign-in.",
+}
+
+// consoleAdmin returns the signed-in admin, or writes the answer: a
+// sign-in that returns here, a refusal for anyone but an admin, or a new
+// sign-in with a second factor when the session has none or is older
+// than ConsoleAuthAge (S20: MFA to act as an admin).
+func (p *Provider) consoleAdmin(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
+	sess, user, ok := p.currentSession(r)
+	if !ok {
+		p.startSignIn(w, r, "", consolePath)
+		return sess, user, false
+	}
+	if user.Role != store.RoleAdmin {
+		p.errorPage(w, r, http.StatusForbidden, "Administrators only", "Your account cannot open the admin console.", "")
+		return sess, user, false
+	}
+	if slices.Contains(sess.AMR, mfa.AMRMFA) && p.now().Sub(sess.AuthTime) <= ConsoleAuthAge {
+		return sess, user, true
+	}
+	fs, err := p.store.ListFactors(r.Context(), user.ID)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return sess, user, false
+	}
+	if !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed && f.Kind != store.FactorEmail }) {
+		p.errorPage(w, r, http.StatusForbidden, "Set up two-step verification first",
+			"The admin console needs a sign-in with a second factor: add an authenticator app or a security key on your account page (/account/security), then come back.", "")
+		return sess, user, false
+	}
+	if r.Method == http.MethodPost {
+		// A form posted from a page that outlived the sign-in: nothing
+		// is changed; the admin signs in again and starts over.
+		p.errorPage(w, r, http.StatusForbidden, "Sign in again", "Your sign-in is too old for admin changes. Open /admin, sign in again, and repeat the change.", "")
+		return sess, user, false
+	}
+	p.startSignIn(w, r, user.ID, consolePath)
+	return sess, user, false
+}
+
+func (p *Provider) consoleBase(r *http.Request, sess store.Session, user store.User) consoleBase {
+	return consoleBase{Admin: user.Email, CSRF: p.csrfToken("admin", sess.ID), Notice: consoleNotices[r.URL.Query().Get("notice")]}
+}
+
+func (p *Provider) actor(r *http.Request, user store.User) admin.Actor {
+	ua := r.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	return admin.Actor{ID: user.ID, IP: p.ClientIP(r), UserAgent: ua}
+}
+
+func (p *Provider) adminService() *admin.Service {
+	return &admin.Service{Store: p.store, Now: p.now}
+}
+
+// handleConsole is the overview: the populations' policies, sign
+// everyone out, the users, the latest events.
+func (p *Provider) handleConsole(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.consoleAdmin(w, r)
+	if !ok {
+		return
+	}
+	p.renderConsole(w, r, http.StatusOK, p.consoleBase(r, sess, user))
+}
+
+func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status int, base consoleBase) {
+	ctx := r.Context()
+	page := consolePage{consoleBase: base, AllMethods: mfa.SetupMethods, SMSConfigured: p.texter != nil}
+	ps, err := p.store.ListMFAPolicies(ctx)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	pol := mfa.NewPolicies(ps)
+	for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
+		cp := consolePolicy{Population: string(pop), Required: pol[pop].Required, Methods: map[string]bool{}}
+		if g := pol[pop].GraceUntil; g != nil {
+			cp.Grace = g.UTC().Format("2 Jan 2006 15:04 UTC")
+		}
+		for _, m := range admin.Shown(pol[pop].Methods) {
+			cp.Methods[m] = true
+		}
+		page.Policies = append(page.Policies, cp)
+	}
+	q := r.URL.Query()
+	filter := store.UserFilter{Limit: consoleUsers}
+	if pop := store.Population(q.Get("population")); pop.Valid() {
+		filter.Population, page.Population = pop, string(pop)
+	}
+	if email := strings.TrimSpace(q.Get("email")); email != "" {
+		page.Users, err = p.findUsers(ctx, email)
+	} else {
+		page.Users, err = p.store.ListUsers(ctx, filter)
+	}
+	if err == nil {
+		page.Events, err = p.consoleEvents(ctx, store.AuditFilter{Limit: 30})
+	}
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	p.render(w, r, status, "admin.html", page)
+}
+
+// findUsers looks an email address up in both populations.
+func (p *Provider) findUsers(ctx context.Context, email string) ([]store.User, error) {
+	key, err := accounts.NormalizeEmail(email)
+	if err != nil {
+		return nil, nil // not an address: nobody has it
+	}
+	var out []store.User
+	for _, pop := range []store.Population{store.PopulationAgent, store.PopulationContact} {
+		u, err := p.store.GetUserByEmail(ctx, pop, key)
+		switch {
+		case err == nil:
+			out = append(out, u)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (p *Provider) consoleEvents(ctx context.Context, f store.AuditFilter) ([]consoleEvent, error) {
+	events, err := p.store.ListAudit(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]consoleEvent, len(events))
+	for i, e := range events {
+		out[i] = consoleEvent{Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Type: e.Type, User: e.UserID,
+			Actor: e.ActorID, IP: e.IP, Detail: e.Detail}
+	}
+	return out, nil
+}
+
+// handleConsoleSubmit changes a population's policy or methods, or signs
+// every user but the admin out (R21).
+func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.consoleForm(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	svc, actor := p.adminService(), p.actor(r, user)
+	base := p.consoleBase(r, sess, user)
+	pop := store.Population(r.PostForm.Get("population"))
+	switch r.PostForm.Get("action") {
+	case "require-mfa", "stop-mfa":
+		require := r.PostForm.Get("action") == "require-mfa"
+		var grace *time.Time
+		if v := strings.TrimSpace(r.PostForm.Get("grace_until")); require && v != "" {
+			t, err := time.Parse("2006-01-02", v)
+			if err != nil || !t.After(p.now()) {
+				base.Error = "The grace period must end on a future date (YYYY-MM-DD)."
+				p.renderConsole(w, r, http.StatusBadRequest, base)
+				return
+			}
+			grace = &t
+		}
+		if !pop.Valid() {
+			base.Error = "Choose agents or contacts."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if _, err := svc.SetPopulationMFA(ctx, actor, pop, require, grace); err != nil {
+			p.consoleFailed(w, r, "policy", err)
+			return
+		}
+		p.forgetPolicies()
+		p.consoleDone(w, r, consolePath, "policy")
+	case "methods":
+		methods, err := admin.ParseMethods(r.PostForm["method"])
+		if err != nil || !pop.Valid() {
+			base.Error = "Allow at least one method, for agents or for contacts."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if err := svc.SetMethods(ctx, actor, []store.Population{pop}, methods); err != nil {
+			p.consoleFailed(w, r, "methods", err)
+			return
+		}
+		p.forgetPolicies()
+		p.consoleDone(w, r, consolePath, "methods")
+	case "deauthorize":
+		if r.PostForm.Get("confirm") != "yes" {
+			base.Error = "Tick the box to confirm that every other user is signed out."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if _, _, err := svc.Deauthorize(ctx, actor, user.ID); err != nil {
+			p.consoleFailed(w, r, "deauthorize", err)
+			return
+		}
+		p.consoleDone(w, r, consolePath, "deauthorized")
+	default:
+		p.errorPage(w, r, http.StatusBadRequest, "Unknown change", "Reload the page and try again.", "")
+	}
+}
+
+// consoleForm is consoleAdmin for a form: the form must carry the CSRF
+// token of the admin's session.
+func (p *Provider) consoleForm(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
+	sess, user, ok := p.consoleAdmin(w, r)
+	if !ok {
+		return sess, user, false
+	}
+	if err := r.ParseForm(); err != nil || !p.checkCSRF("admin", sess.ID, r.PostForm.Get("csrf")) {
+		p.errorPage(w, r, http.StatusForbidden, "This form has expired", "Reload the page and try again.", "csrf")
+		return sess, user, false
+	}
+	return sess, user, true
+}
+
+// consoleDone answers a change with a redirect (POST, then GET), so a
+// reload does not repeat it.
+func (p *Provider) consoleDone(w http.ResponseWriter, r *http.Request, to, notice string) {
+	http.Redirect(w, r, to+"?notice="+notice, http.StatusSeeOther)
+}
+
+func (p *Provider) consoleFailed(w http.ResponseWriter, r *http.Request, what string, err error) {
+	p.logger.ErrorContext(r.Context(), "admin console change", "change", what, "err", err)
+	p.errorPage(w, r, http.StatusInternalServerError, "The change was not made", "Nothing was changed. Please try again.", "server_error")
+}
+
+// forgetPolicies makes this server read the policies again at once; the
+// others see a change within policyCacheTTL.
+func (p *Provider) forgetPolicies() {
+	p.policyCache.mu.Lock()
+	p.policyCache.exp = time.Time{}
+	p.policyCache.mu.Unlock()
+}
+
+// handleConsoleUser shows one user: their methods, locks and events.
+func (p *Provider) handleConsoleUser(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.consoleAdmin(w, r)
+	if !ok {
+		return
+	}
+	p.renderConsoleUser(w, r, http.StatusOK, p.consoleBase(r, sess, user), r.PathValue("id"))
+}
+
+func (p *Provider) renderConsoleUser(w http.ResponseWriter, r *http.Request, status int, base consoleBase, id string) {
+	ctx := r.Context()
+	u, err := p.store.GetUser(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		p.errorPage(w, r, http.StatusNotFound, "No such user", "The user may have been deleted.", "")
+		return
+	}
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	page := consoleUserPage{consoleBase: base, User: u, CanMail: p.mailer != nil}
+	fs, err := p.store.ListFactors(ctx, u.ID)
+	if err == nil {
+		page.CodesLeft, err = p.store.CountRecoveryCodes(ctx, u.ID)
+	}
+	if err == nil {
+		page.Events, err = p.consoleEvents(ctx, store.AuditFilter{UserID: u.ID, Limit: 30})
+	}
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	ps, err := p.store.ListMFAPolicies(ctx)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	page.Required = mfa.Required(u, mfa.NewPolicies(ps))
+	for _, f := range fs {
+		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+		if f.Kind == store.FactorSMS {
+			v.Label = "Phone " + sms.Mask(f.Phone)
+		}
+		if !f.Confirmed {
+			v.Label += " (not confirmed)"
+		}
+		if f.LastUsedAt != nil {
+			v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
+		}
+		page.Factors = append(page.Factors, v)
+	}
+	p.render(w, r, status, "admin_user.html", page)
+}
+
+// handleConsoleUserSubmit changes one user (R15, R19, R20).
+func (p *Provider) handleConsoleUserSubmit(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.consoleForm(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	u, err := p.store.GetUser(ctx, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		p.errorPage(w, r, http.StatusNotFound, "No such user", "The user may have been deleted.", "")
+		return
+	}
+	if err != nil {
+		p.consoleFailed(w, r, "load user", err)
+		return
+	}
+	svc, actor := p.adminService(), p.actor(r, user)
+	here := consolePath + "/users/" + url.PathEscape(u.ID)
+	refuse := func(msg string) {
+		base := p.consoleBase(r, sess, user)
+		base.Error = msg
+		p.renderConsoleUser(w, r, http.StatusBadRequest, base, u.ID)
+	}
+	action := r.PostForm.Get("action")
+	if u.ID == user.ID && action != "unlock" {
+		// Their own methods are on the account page, where removing one
+		// asks for a fresh sign-in; disabling oneself would lock the
+		// console's last door.
+		refuse("Change your own account on your account page.")
+		return
+	}
+	switch action {
+	case "require-mfa", "stop-mfa":
+		signedOut, err := svc.RequireUserMFA(ctx, actor, u, action == "require-mfa")
+		if err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		notice := map[bool]string{true: "required", false: "not-required"}[action == "require-mfa"]
+		if signedOut {
+			notice = "signed-out"
+		}
+		p.consoleDone(w, r, here, notice)
+	case "reset-mfa":
+		if r.PostForm.Get("confirm") != "yes" {
+			refuse("Tick the box to confirm that their methods are removed.")
+			return
+		}
+		_, err := svc.ResetMFA(ctx, actor, u)
+		if errors.Is(err, admin.ErrContactsEnforced) {
+			refuse("Two-step verification is required of every contact, so it cannot be removed for one. Send them new recovery codes instead.")
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.consoleDone(w, r, here, "reset")
+	case "send-recovery-codes":
+		if p.mailer == nil {
+			refuse("No mail server is configured (email.smtp_addr).")
+			return
+		}
+		_, err := svc.SendRecoveryCodes(ctx, actor, u, p.mailer, p.recovery, p.issuer.String())
+		if errors.Is(err, admin.ErrNoFactor) {
+			refuse("They have no two-step verification method, so recovery codes would not be asked for.")
+			return
+		}
+		if err != nil {
+			p.logger.ErrorContext(ctx, "admin console change", "change", action, "err", err)
+			refuse(fmt.Sprintf("The codes could not be sent: %s", strings.TrimPrefix(err.Error(), "send the codes: ")))
+			return
+		}
+		p.consoleDone(w, r, here, "codes-sent")
+	case "unlock":
+		if err := svc.Unlock(ctx, actor, u); err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.consoleDone(w, r, here, "unlocked")
+	case "disable", "enable":
+		if err := svc.SetDisabled(ctx, actor, u, action == "disable"); err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.consoleDone(w, r, here, action+"d")
+	default:
+		p.errorPage(w, r, http.StatusBadRequest, "Unknown change", "Reload the page and try again.", "")
+	}
+}

@@ -1,0 +1,359 @@
+package provider_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/provider"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// consoleEnv is an mfaEnv (ada, an agent) with an admin who has an
+// authenticator app.
+type consoleEnv struct {
+	*mfaEnv
+	admin  store.User
+	secret string
+}
+
+func newConsoleEnv(t *testing.T, e *mfaEnv) *consoleEnv {
+	t.Helper()
+	a, err := e.Accounts.CreateUser(context.Background(), accounts.NewUser{Email: "root@example.com", Password: password,
+		Population: store.PopulationAgent, Role: store.RoleAdmin})
+	require.NoError(t, err)
+	return &consoleEnv{mfaEnv: e, admin: a, secret: e.AddTOTP(t, a.ID)}
+}
+
+// signIn follows p (a redirect to a sign-in) with the admin's password
+// and code, and returns the page the sign-in ends on.
+func (c *consoleEnv) signIn(t *testing.T, b *providertest.Browser, p providertest.Page) providertest.Page {
+	t.Helper()
+	p, _ = b.Follow(p, "")
+	require.Contains(t, p.Request.URL.Path, "/login", p.Body)
+	form := p.Hidden()
+	form.Set("email", c.admin.Email)
+	form.Set("password", password)
+	p = b.Post(c.URL+"/login", form)
+	require.True(t, isSecondFactor(p), p.Body)
+	assert.NotContains(t, p.Body, "method=email", "the console asks for a true second factor, not an email code")
+	p, _ = b.Follow(c.submitCode(b, p, "totp", c.code(t, c.secret)), "")
+	return p
+}
+
+// console signs the admin in on a new browser and returns it, on /admin.
+func (c *consoleEnv) console(t *testing.T) (*providertest.Browser, providertest.Page) {
+	t.Helper()
+	b := providertest.NewBrowser(t)
+	p := c.signIn(t, b, b.Get(c.URL+"/admin"))
+	require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+	require.Equal(t, "/admin", p.Request.URL.Path)
+	return b, p
+}
+
+func (c *consoleEnv) post(b *providertest.Browser, page providertest.Page, path string, form url.Values) providertest.Page {
+	form.Set("csrf", page.Hidden().Get("csrf"))
+	return b.Post(c.URL+path, form)
+}
+
+func (c *consoleEnv) events(t *testing.T, typ string) []store.AuditEvent {
+	t.Helper()
+	all, err := c.Store.ListAudit(context.Background(), store.AuditFilter{Limit: 500})
+	require.NoError(t, err)
+	var out []store.AuditEvent
+	for _, e := range all {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// signedIn tells whether b's session still opens the account page.
+func signedIn(t *testing.T, e *mfaEnv, b *providertest.Browser) bool {
+	t.Helper()
+	p := b.Get(e.URL + "/account/security")
+	return p.StatusCode == http.StatusOK
+}
+
+// TestR04_AdminConsoleAccess: only an admin opens /admin, and only with a
+// sign-in that had a true second factor (S20), no older than
+// ConsoleAuthAge; a stale form changes nothing; every form needs the
+// session's CSRF token.
+func TestR04_AdminConsoleAccess(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+
+			anon := providertest.NewBrowser(t)
+			p := anon.Get(e.URL + "/admin")
+			assert.Equal(t, http.StatusSeeOther, p.StatusCode)
+			assert.Contains(t, p.Location(), "/login?flow=")
+
+			// An agent, even with two factors, is not an admin.
+			agent := providertest.NewBrowser(t)
+			secret := e.addTOTP(t, e.user.ID)
+			e.signInAccount(t, agent, secret)
+			p = agent.Get(e.URL + "/admin")
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "Administrators only")
+			p = agent.Post(e.URL+"/admin", url.Values{"action": {"deauthorize"}, "confirm": {"yes"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+
+			// An admin signed in with the password alone (through the
+			// account page, having no factor) is sent to set one up.
+			bare, err := e.Accounts.CreateUser(ctx, accounts.NewUser{Email: "bare@example.com", Password: password,
+				Population: store.PopulationAgent, Role: store.RoleAdmin})
+			require.NoError(t, err)
+			bb := providertest.NewBrowser(t)
+			p = accountPage(t, e.mfaEnv, bb, bare.Email)
+			require.Equal(t, "/account/security", p.Request.URL.Path)
+			p = bb.Get(e.URL + "/admin")
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "Set up two-step verification first")
+			// Signing in for the console itself asks for the setup.
+			bb2 := providertest.NewBrowser(t)
+			p, _ = bb2.Follow(bb2.Get(e.URL+"/admin"), "")
+			form := p.Hidden()
+			form.Set("email", bare.Email)
+			form.Set("password", password)
+			p, _ = bb2.Follow(bb2.Post(e.URL+"/login", form), "")
+			assert.Contains(t, p.Request.URL.Path, "/login/enrol", "an admin without a factor sets one up")
+
+			// The admin with an authenticator app gets in, and comes back
+			// to the console after the sign-in.
+			b, page := e.console(t)
+			assert.Contains(t, page.Body, "Admin console")
+			assert.Contains(t, page.Body, "root@example.com")
+
+			// No CSRF token: refused, nothing changed.
+			p = b.Post(e.URL+"/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			p = b.Post(e.URL+"/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}, "csrf": {"forged"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			ps, err := e.Store.ListMFAPolicies(ctx)
+			require.NoError(t, err)
+			assert.False(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required)
+
+			// Past ConsoleAuthAge (kept from idling out): a form is
+			// refused and a page asks for a new sign-in of the same admin.
+			for range 3 {
+				e.clock.Advance(provider.ConsoleAuthAge / 3)
+				require.True(t, signedIn(t, e.mfaEnv, b))
+			}
+			e.clock.Advance(time.Minute)
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "Sign in again")
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			assert.False(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required, "a stale form changes nothing")
+			p = b.Get(e.URL + "/admin")
+			require.Equal(t, http.StatusSeeOther, p.StatusCode)
+			login, _ := b.Follow(p, "")
+			assert.Contains(t, login.Body, `value="root@example.com"`, "the re-authentication is the admin's")
+			p = e.signIn(t, b, p)
+			assert.Equal(t, "/admin", p.Request.URL.Path)
+			assert.Equal(t, http.StatusOK, p.StatusCode)
+		})
+	}
+}
+
+// TestR15_R16_R21_ConsoleEnforcesAndDeauthorizes: one click requires
+// 2FA of a population (its users without a factor are signed out, the
+// server applies it at once), the methods are chosen per population
+// (R10), and "Deauthorize" signs everyone but the admin out with seed
+// 004's message. Bad input changes nothing; each change is audited with
+// the admin as actor.
+func TestR15_R16_R21_ConsoleEnforcesAndDeauthorizes(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			ada := providertest.NewBrowser(t)
+			accountPage(t, e.mfaEnv, ada, "ada@example.com")
+			require.True(t, signedIn(t, e.mfaEnv, ada))
+			b, page := e.console(t)
+			assert.Contains(t, page.Body, "Agents: optional")
+
+			p := e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}, "grace_until": {"2001-01-01"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "future date")
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"admins"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			ps, err := e.Store.ListMFAPolicies(ctx)
+			require.NoError(t, err)
+			assert.False(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required, "bad input changes nothing")
+			assert.True(t, signedIn(t, e.mfaEnv, ada))
+
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			p, _ = b.Follow(p, "")
+			assert.Contains(t, p.Body, "The policy was saved")
+			assert.Contains(t, p.Body, "Agents: required")
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			assert.True(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required)
+			assert.False(t, signedIn(t, e.mfaEnv, ada), "R16: an agent without a factor is signed out")
+			assert.True(t, signedIn(t, e.mfaEnv, b), "the admin has a factor and stays")
+			ev := e.events(t, "policy.population_mfa")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+			assert.NotEmpty(t, ev[0].IP)
+			// This server applies it at once: ada's next sign-in sets a
+			// factor up.
+			p = accountPage(t, e.mfaEnv, providertest.NewBrowser(t), "ada@example.com")
+			assert.Contains(t, p.Request.URL.Path, "/login/enrol")
+
+			// Methods: none is refused; a choice is stored per population.
+			p = e.post(b, page, "/admin", url.Values{"action": {"methods"}, "population": {"contact"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			p = e.post(b, page, "/admin", url.Values{"action": {"methods"}, "population": {"contact"}, "method": {"totp", "sms"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			assert.Equal(t, store.Strings{"totp", "sms"}, mfa.NewPolicies(ps)[store.PopulationContact].Methods)
+			assert.Empty(t, mfa.NewPolicies(ps)[store.PopulationAgent].Methods, "agents keep the defaults")
+
+			// Stop requiring it.
+			p = e.post(b, page, "/admin", url.Values{"action": {"stop-mfa"}, "population": {"agent"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			assert.False(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required)
+
+			// Deauthorize: unconfirmed does nothing; confirmed signs out
+			// all but the admin (R21).
+			ada = providertest.NewBrowser(t)
+			accountPage(t, e.mfaEnv, ada, "ada@example.com")
+			require.True(t, signedIn(t, e.mfaEnv, ada))
+			p = e.post(b, page, "/admin", url.Values{"action": {"deauthorize"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.True(t, signedIn(t, e.mfaEnv, ada))
+			p = e.post(b, page, "/admin", url.Values{"action": {"deauthorize"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			p, _ = b.Follow(p, "")
+			assert.Contains(t, p.Body, "Users have been successfully deauthorized")
+			assert.False(t, signedIn(t, e.mfaEnv, ada))
+			assert.True(t, signedIn(t, e.mfaEnv, b), "except the admin")
+			ev = e.events(t, "users.deauthorized")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+			assert.Contains(t, ev[0].Detail, e.admin.ID)
+			// The overview lists the events.
+			assert.Contains(t, p.Body, "users.deauthorized")
+		})
+	}
+}
+
+var factorRow = regexp.MustCompile(`<li><strong>`)
+
+// TestR19_R20_ConsoleUser: an admin requires 2FA of one user (R15),
+// removes a lost phone's factors (R19) but not a contact's while every
+// contact must have 2FA (R20: mailed recovery codes instead), clears
+// locks, disables an account; not their own.
+func TestR19_R20_ConsoleUser(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			ee := newEmailEnv(t, dialect)
+			e := newConsoleEnv(t, ee.mfaEnv)
+			// Email codes are not offered to sign in to the console (S12).
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-admin", UserID: e.admin.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			secret := e.addTOTP(t, e.user.ID)
+			e.addCodes(t, e.user.ID)
+			ada := providertest.NewBrowser(t)
+			e.signInAccount(t, ada, secret)
+			b, page := e.console(t)
+
+			p, _ := b.Follow(b.Get(e.URL+"/admin?email=ADA@example.com"), "")
+			assert.Contains(t, p.Body, `href="/admin/users/`+e.user.ID+`"`)
+			userPath := "/admin/users/" + e.user.ID
+			p = b.Get(e.URL + userPath)
+			require.Equal(t, http.StatusOK, p.StatusCode)
+			assert.Len(t, factorRow.FindAllString(p.Body, -1), 1)
+			assert.Contains(t, p.Body, "Recovery codes left: <strong>15</strong>")
+			assert.Equal(t, http.StatusNotFound, b.Get(e.URL+"/admin/users/nobody").StatusCode)
+
+			p = e.post(b, page, userPath, url.Values{"action": {"require-mfa"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			u, err := e.Store.GetUser(ctx, e.user.ID)
+			require.NoError(t, err)
+			assert.True(t, u.MFARequired)
+			assert.True(t, signedIn(t, e.mfaEnv, ada), "she has a factor: not signed out")
+
+			// Reset: needs the box ticked; then every factor and code go,
+			// and her sessions.
+			p = e.post(b, page, userPath, url.Values{"action": {"reset-mfa"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			fs, _ := e.Store.ListFactors(ctx, e.user.ID)
+			assert.Len(t, fs, 1)
+			p = e.post(b, page, userPath, url.Values{"action": {"reset-mfa"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			fs, _ = e.Store.ListFactors(ctx, e.user.ID)
+			assert.Empty(t, fs)
+			n, _ := e.Store.CountRecoveryCodes(ctx, e.user.ID)
+			assert.Zero(t, n)
+			assert.False(t, signedIn(t, e.mfaEnv, ada))
+			ev := e.events(t, "mfa.reset")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+
+			// A contact while every contact must have 2FA: no reset, but
+			// recovery codes by email (R20).
+			cy := e.User(t, "cy@example.com", password, store.PopulationContact)
+			e.addTOTP(t, cy.ID)
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"contact"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			cyPath := "/admin/users/" + cy.ID
+			p = e.post(b, page, cyPath, url.Values{"action": {"reset-mfa"}, "confirm": {"yes"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "Send them new recovery codes instead")
+			fs, _ = e.Store.ListFactors(ctx, cy.ID)
+			assert.Len(t, fs, 1, "refused: nothing removed")
+			p = e.post(b, page, cyPath, url.Values{"action": {"send-recovery-codes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			msgs := ee.smtp.Wait(t, 1)
+			assert.Equal(t, []string{"cy@example.com"}, msgs[0].To)
+			assert.Equal(t, "Your new recovery codes", msgs[0].Subject)
+			n, _ = e.Store.CountRecoveryCodes(ctx, cy.ID)
+			assert.Equal(t, 15, n)
+			assert.Equal(t, e.admin.ID, e.events(t, "recovery_codes.sent")[0].ActorID)
+
+			// Unlock clears a locked second step.
+			_, err = e.Store.Attempt(ctx, store.FactorCounter(cy.ID), store.Limit{Max: 1, Lock: time.Hour}, e.clock.Now())
+			require.NoError(t, err)
+			p = e.post(b, page, cyPath, url.Values{"action": {"unlock"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			th, err := e.Store.Attempt(ctx, store.FactorCounter(cy.ID), store.Limit{Max: 1, Lock: time.Hour}, e.clock.Now())
+			require.NoError(t, err)
+			assert.True(t, th.Allowed, "the counter starts again")
+
+			// Disable and enable.
+			p = e.post(b, page, cyPath, url.Values{"action": {"disable"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			u, _ = e.Store.GetUser(ctx, cy.ID)
+			assert.True(t, u.Disabled)
+			p = e.post(b, page, cyPath, url.Values{"action": {"enable"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			u, _ = e.Store.GetUser(ctx, cy.ID)
+			assert.False(t, u.Disabled)
+
+			// Not on oneself.
+			p = e.post(b, page, "/admin/users/"+e.admin.ID, url.Values{"action": {"disable"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.True(t, strings.Contains(p.Body, "account page"))
+			u, _ = e.Store.GetUser(ctx, e.admin.ID)
+			assert.False(t, u.Disabled)
+		})
+	}
+}
