@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mail"
@@ -240,4 +241,33 @@ func TestBrowser_FederatedSignIn(t *testing.T) {
 	claims := b.claims()
 	assert.Equal(t, "fed", amrOf(claims), claims)
 	assert.Contains(t, claims, "urn:twofold:acr:fed")
+}
+
+// An admin signs in to the console with a second factor and, in one
+// click, requires two-step verification of every agent (R15).
+func TestBrowser_AdminConsole(t *testing.T) {
+	e, _ := env(t)
+	ctx := context.Background()
+	a, err := e.Accounts.CreateUser(ctx, accounts.NewUser{Email: "root@example.com", Password: password,
+		Population: store.PopulationAgent, Role: store.RoleAdmin})
+	require.NoError(t, err)
+	secret := e.AddTOTP(t, a.ID)
+	b := newBrowser(t)
+	b.do(chromedp.Navigate(e.URL + "/admin"))
+	b.passwordStep("root@example.com")
+	b.do(chromedp.WaitVisible(css("#code")))
+	code, err := mfa.TOTPCode(secret, time.Now())
+	require.NoError(t, err)
+	b.do(chromedp.SendKeys(css("#code"), code), chromedp.Click(css(`form[action="/login/2fa"] button[type=submit]`)))
+	b.do(chromedp.WaitVisible(css("#policy-agent")))
+	b.shot("admin-console")
+	assert.Contains(t, b.text("#policy-agent h3"), "Agents: optional")
+	b.do(chromedp.Click(css(`#policy-agent input[value="require-mfa"] ~ button`)), chromedp.WaitVisible(css(".notice")))
+	b.shot("admin-console-required")
+	assert.Contains(t, b.text(".notice"), "The policy was saved")
+	assert.Contains(t, b.text("#policy-agent h3"), "Agents: required")
+	ps, err := e.Store.ListMFAPolicies(ctx)
+	require.NoError(t, err)
+	assert.True(t, mfa.NewPolicies(ps)[store.PopulationAgent].Required)
+	assert.False(t, mfa.NewPolicies(ps)[store.PopulationContact].Required)
 }

@@ -25,6 +25,7 @@ type factorView struct {
 type accountPage struct {
 	Email, CSRF, Notice, Error string
 	Enabled, Required          bool
+	Admin                      bool // a link to the admin console
 	Factors                    []factorView
 	CodesLeft                  int
 	// Kinds the user may add (R10); email codes and a phone only once.
@@ -69,7 +70,7 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
-		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left}
+		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left, Admin: user.Role == store.RoleAdmin}
 	page.Kinds = p.allowedMethods(ctx, user)
 	if page.Kinds.none() && page.Error == "" {
 		page.Error = noMethod

@@ -42,7 +42,7 @@ type consolePolicy struct {
 }
 
 type consoleEvent struct {
-	Time, Type, User, Actor, IP, Detail string
+	Time, Type, UserID, User, Actor, IP, Detail string
 }
 
 type consolePage struct {
@@ -206,10 +206,22 @@ func (p *Provider) consoleEvents(ctx context.Context, f store.AuditFilter) ([]co
 	if err != nil {
 		return nil, err
 	}
+	// Users and actors by email where they still exist (ids otherwise).
+	names := map[string]string{"": "", "cli": "cli"}
+	name := func(id string) string {
+		if n, ok := names[id]; ok {
+			return n
+		}
+		names[id] = id
+		if u, err := p.store.GetUser(ctx, id); err == nil {
+			names[id] = u.Email
+		}
+		return names[id]
+	}
 	out := make([]consoleEvent, len(events))
 	for i, e := range events {
-		out[i] = consoleEvent{Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Type: e.Type, User: e.UserID,
-			Actor: e.ActorID, IP: e.IP, Detail: e.Detail}
+		out[i] = consoleEvent{Time: e.Time.UTC().Format("2006-01-02 15:04:05"), Type: e.Type, UserID: e.UserID,
+			User: name(e.UserID), Actor: name(e.ActorID), IP: e.IP, Detail: e.Detail}
 	}
 	return out, nil
 }
