@@ -40,6 +40,9 @@ var (
 	// verification while every contact must have it (R20, seed 003):
 	// the contact gets recovery codes by email instead.
 	ErrContactsEnforced = errors.New("two-step verification is required of every contact, so it cannot be removed for one (R20): send them recovery codes instead")
+	// ErrNotMailed: the mail server refused or could not be reached;
+	// nothing changed.
+	ErrNotMailed = errors.New("the recovery codes could not be mailed")
 	// ErrNoFactor: recovery codes would never be asked of this user.
 	ErrNoFactor = errors.New("the user has no two-step verification method, so recovery codes would not be asked for")
 )
@@ -296,9 +299,11 @@ func (s *Service) SendRecoveryCodes(ctx context.Context, a Actor, u store.User, 
 		hashes[i], _ = h.Hash(c)
 	}
 	if err := m.Send(ctx, u.Email, "Your new recovery codes", RecoveryMail(issuer, codes)); err != nil {
-		return 0, fmt.Errorf("send the codes: %w", err)
+		return 0, fmt.Errorf("%w: %w", ErrNotMailed, err)
 	}
-	err = s.change(ctx, a, func(ctx context.Context) (store.AuditEvent, error) {
+	// Mailed: store them even if the caller gives up now (a browser
+	// closed), or the codes in the user's mailbox would never work.
+	err = s.change(context.WithoutCancel(ctx), a, func(ctx context.Context) (store.AuditEvent, error) {
 		if err := s.Store.ReplaceRecoveryCodes(ctx, u.ID, hashes, true, s.now()); err != nil {
 			return store.AuditEvent{}, err
 		}

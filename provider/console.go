@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,6 +26,8 @@ import (
 const ConsoleAuthAge = time.Hour
 
 const consolePath = "/admin"
+
+const consoleNeedsFactor = "The admin console needs a sign-in with a second factor other than an email code: add an authenticator app or a security key on your account page (/account/security), then come back."
 
 // consoleUsers caps a page of the user list.
 const consoleUsers = 100
@@ -59,6 +60,7 @@ type consoleUserPage struct {
 	consoleBase
 	User      store.User
 	Factors   []factorView
+	Confirmed int // factors confirmed: two-step verification is on
 	CodesLeft int
 	Required  bool // by the flag or the population's policy
 	CanMail   bool // a mail server is configured
@@ -102,9 +104,10 @@ func (p *Provider) consoleAdmin(w http.ResponseWriter, r *http.Request) (store.S
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return sess, user, false
 	}
-	if !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed && f.Kind != store.FactorEmail }) {
-		p.errorPage(w, r, http.StatusForbidden, "Set up two-step verification first",
-			"The admin console needs a sign-in with a second factor: add an authenticator app or a security key on your account page (/account/security), then come back.", "")
+	// An admin who signed in through an upstream (one trusted for MFA
+	// lets them in) signs in again the same way.
+	if sess.Upstream == "" && !slices.ContainsFunc(fs, func(f store.Factor) bool { return f.Confirmed && f.Kind != store.FactorEmail }) {
+		p.errorPage(w, r, http.StatusForbidden, "Set up two-step verification first", consoleNeedsFactor, "")
 		return sess, user, false
 	}
 	if r.Method == http.MethodPost {
@@ -366,7 +369,9 @@ func (p *Provider) renderConsoleUser(w http.ResponseWriter, r *http.Request, sta
 		if f.Kind == store.FactorSMS {
 			v.Label = "Phone " + sms.Mask(f.Phone)
 		}
-		if !f.Confirmed {
+		if f.Confirmed {
+			page.Confirmed++
+		} else {
 			v.Label += " (not confirmed)"
 		}
 		if f.LastUsedAt != nil {
@@ -441,13 +446,18 @@ func (p *Provider) handleConsoleUserSubmit(w http.ResponseWriter, r *http.Reques
 			return
 		}
 		_, err := svc.SendRecoveryCodes(ctx, actor, u, p.mailer, p.recovery, p.issuer.String())
-		if errors.Is(err, admin.ErrNoFactor) {
+		switch {
+		case errors.Is(err, admin.ErrNoFactor):
 			refuse("They have no two-step verification method, so recovery codes would not be asked for.")
 			return
-		}
-		if err != nil {
+		case errors.Is(err, admin.ErrNotMailed):
 			p.logger.ErrorContext(ctx, "admin console change", "change", action, "err", err)
-			refuse(fmt.Sprintf("The codes could not be sent: %s", strings.TrimPrefix(err.Error(), "send the codes: ")))
+			refuse("The mail could not be sent, so nothing changed: their old codes still work. Try again later.")
+			return
+		case err != nil:
+			p.logger.ErrorContext(ctx, "admin console change", "change", action, "err", err)
+			p.errorPage(w, r, http.StatusInternalServerError, "The codes were not stored",
+				"The mail went out but the new codes could not be stored, so they do not work and the old ones still do. Send them again.", "server_error")
 			return
 		}
 		p.consoleDone(w, r, here, "codes-sent")

@@ -111,6 +111,19 @@ func TestR04_AdminConsoleAccess(t *testing.T) {
 			assert.Contains(t, p.Body, "Administrators only")
 			p = agent.Post(e.URL+"/admin", url.Values{"action": {"deauthorize"}, "confirm": {"yes"}})
 			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.True(t, signedIn(t, e.mfaEnv, agent), "refused: nobody signed out")
+			// Signing in at /admin: anyone but an admin stops after the
+			// password, with no session and no setup asked.
+			bob := e.User(t, "bob@example.com", password, store.PopulationAgent)
+			bb0 := providertest.NewBrowser(t)
+			p, _ = bb0.Follow(bb0.Get(e.URL+"/admin"), "")
+			form0 := p.Hidden()
+			form0.Set("email", bob.Email)
+			form0.Set("password", password)
+			p = bb0.Post(e.URL+"/login", form0)
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "Administrators only")
+			assert.False(t, signedIn(t, e.mfaEnv, bb0))
 
 			// An admin signed in with the password alone (through the
 			// account page, having no factor) is sent to set one up.
@@ -166,6 +179,11 @@ func TestR04_AdminConsoleAccess(t *testing.T) {
 			p = e.signIn(t, b, p)
 			assert.Equal(t, "/admin", p.Request.URL.Path)
 			assert.Equal(t, http.StatusOK, p.StatusCode)
+			// The new sign-in is a new session: the old page's token is
+			// no longer good.
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "This form has expired")
 		})
 	}
 }
@@ -347,6 +365,44 @@ func TestR19_R20_ConsoleUser(t *testing.T) {
 			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
 			u, _ = e.Store.GetUser(ctx, cy.ID)
 			assert.False(t, u.Disabled)
+
+			// Required of a user without a factor: signed out (R16).
+			bob := e.User(t, "bob@example.com", password, store.PopulationAgent)
+			bobB := providertest.NewBrowser(t)
+			accountPage(t, e.mfaEnv, bobB, bob.Email)
+			require.True(t, signedIn(t, e.mfaEnv, bobB))
+			p = e.post(b, page, "/admin/users/"+bob.ID, url.Values{"action": {"require-mfa"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			p, _ = b.Follow(p, "")
+			assert.Contains(t, p.Body, "They had no second factor and were signed out")
+			assert.False(t, signedIn(t, e.mfaEnv, bobB))
+			// Disabling signs out too; the page names the admin as actor.
+			carl := e.User(t, "carl@example.com", password, store.PopulationAgent)
+			carlB := providertest.NewBrowser(t)
+			accountPage(t, e.mfaEnv, carlB, carl.Email)
+			require.True(t, signedIn(t, e.mfaEnv, carlB))
+			p = e.post(b, page, "/admin/users/"+carl.ID, url.Values{"action": {"disable"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			assert.False(t, signedIn(t, e.mfaEnv, carlB))
+			p, _ = b.Follow(p, "")
+			assert.Regexp(t, `<td>user.disabled</td><td><a href="/admin/users/`+carl.ID+`">carl@example.com</a></td><td>root@example.com</td>`, p.Body)
+
+			// An admin whose only factor is email codes cannot sign in
+			// to the console: told to set up another (S12).
+			mailAdmin, err := e.Accounts.CreateUser(ctx, accounts.NewUser{Email: "mail-admin@example.com", Password: password,
+				Population: store.PopulationAgent, Role: store.RoleAdmin})
+			require.NoError(t, err)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-mail-admin", UserID: mailAdmin.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			mb := providertest.NewBrowser(t)
+			p, _ = mb.Follow(mb.Get(e.URL+"/admin"), "")
+			form := p.Hidden()
+			form.Set("email", mailAdmin.Email)
+			form.Set("password", password)
+			p, _ = mb.Follow(mb.Post(e.URL+"/login", form), "")
+			assert.Equal(t, http.StatusForbidden, p.StatusCode)
+			assert.Contains(t, p.Body, "Set up two-step verification first")
+			assert.False(t, signedIn(t, e.mfaEnv, mb))
 
 			// Not on oneself.
 			p = e.post(b, page, "/admin/users/"+e.admin.ID, url.Values{"action": {"disable"}})

@@ -305,9 +305,14 @@ func (p *Provider) enrolled(w http.ResponseWriter, r *http.Request, f store.Logi
 // unmet_authentication_requirements: a token that claims less than it
 // asked for would not be honest.
 func (p *Provider) unmet(w http.ResponseWriter, r *http.Request, f store.LoginFlow, hint string) {
-	ar, err := p.resume(r, f)
 	_ = p.store.DeleteLoginFlow(r.Context(), f.ID)
 	p.clearCookie(w, flowCookie)
+	if consoleFlow(f) {
+		// No client to answer: the admin console's own refusal.
+		p.errorPage(w, r, http.StatusForbidden, "Set up two-step verification first", consoleNeedsFactor, "")
+		return
+	}
+	ar, err := p.resume(r, f)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return

@@ -146,6 +146,14 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 // login.password_ok, or login.federated_ok after an upstream (R03).
 func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, event string) {
 	ctx := r.Context()
+	if consoleFlow(f) && user.Role != store.RoleAdmin {
+		// A sign-in for the admin console asks two factors of admins
+		// only; anyone else stops here, with no session made.
+		_ = p.store.DeleteLoginFlow(ctx, f.ID)
+		p.clearCookie(w, flowCookie)
+		p.errorPage(w, r, http.StatusForbidden, "Administrators only", "Your account cannot open the admin console.", "")
+		return
+	}
 	all, codes, err := p.store.ListFactorsAndCodes(ctx, user.ID)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")

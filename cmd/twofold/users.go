@@ -299,7 +299,13 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 			if err != nil {
 				return err
 			}
-			msg, err := change(ctx, s, u)
+			// One transaction: the admin package's changes join it, and
+			// the phone command's steps need it.
+			var msg string
+			err = s.InTx(ctx, func(ctx context.Context) error {
+				msg, err = change(ctx, s, u)
+				return err
+			})
 			if err != nil {
 				return err
 			}
