@@ -228,6 +228,19 @@ func TestR15_R16_R21_ConsoleEnforcesAndDeauthorizes(t *testing.T) {
 			require.Len(t, ev, 1)
 			assert.Equal(t, e.admin.ID, ev[0].ActorID)
 			assert.NotEmpty(t, ev[0].IP)
+			// The grace date changes while it stays required, with no
+			// second sign-out.
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}, "grace_until": {"2099-01-01"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			if g := mfa.NewPolicies(ps)[store.PopulationAgent].GraceUntil; assert.NotNil(t, g) {
+				assert.Equal(t, 2099, g.Year())
+			}
+			assert.Len(t, e.events(t, "policy.population_mfa"), 2)
+			p = e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			ps, _ = e.Store.ListMFAPolicies(ctx)
+			assert.Nil(t, mfa.NewPolicies(ps)[store.PopulationAgent].GraceUntil, "an empty date ends the grace period")
 			// This server applies it at once: ada's next sign-in sets a
 			// factor up.
 			p = accountPage(t, e.mfaEnv, providertest.NewBrowser(t), "ada@example.com")
