@@ -80,6 +80,18 @@ func (c *consoleEnv) events(t *testing.T, typ string) []store.AuditEvent {
 	return out
 }
 
+// passwordAtConsole opens /admin on b, signs in with email's password
+// and returns the answer to the password's POST.
+func passwordAtConsole(t *testing.T, e *mfaEnv, b *providertest.Browser, email string) providertest.Page {
+	t.Helper()
+	p, _ := b.Follow(b.Get(e.URL+"/admin"), "")
+	require.Contains(t, p.Request.URL.Path, "/login", p.Body)
+	form := p.Hidden()
+	form.Set("email", email)
+	form.Set("password", password)
+	return b.Post(e.URL+"/login", form)
+}
+
 // signedIn tells whether b's session still opens the account page.
 func signedIn(t *testing.T, e *mfaEnv, b *providertest.Browser) bool {
 	t.Helper()
@@ -116,11 +128,7 @@ func TestR04_AdminConsoleAccess(t *testing.T) {
 			// password, with no session and no setup asked.
 			bob := e.User(t, "bob@example.com", password, store.PopulationAgent)
 			bb0 := providertest.NewBrowser(t)
-			p, _ = bb0.Follow(bb0.Get(e.URL+"/admin"), "")
-			form0 := p.Hidden()
-			form0.Set("email", bob.Email)
-			form0.Set("password", password)
-			p = bb0.Post(e.URL+"/login", form0)
+			p = passwordAtConsole(t, e.mfaEnv, bb0, bob.Email)
 			assert.Equal(t, http.StatusForbidden, p.StatusCode)
 			assert.Contains(t, p.Body, "Administrators only")
 			assert.False(t, signedIn(t, e.mfaEnv, bb0))
@@ -138,11 +146,7 @@ func TestR04_AdminConsoleAccess(t *testing.T) {
 			assert.Contains(t, p.Body, "Set up two-step verification first")
 			// Signing in for the console itself asks for the setup.
 			bb2 := providertest.NewBrowser(t)
-			p, _ = bb2.Follow(bb2.Get(e.URL+"/admin"), "")
-			form := p.Hidden()
-			form.Set("email", bare.Email)
-			form.Set("password", password)
-			p, _ = bb2.Follow(bb2.Post(e.URL+"/login", form), "")
+			p, _ = bb2.Follow(passwordAtConsole(t, e.mfaEnv, bb2, bare.Email), "")
 			assert.Contains(t, p.Request.URL.Path, "/login/enrol", "an admin without a factor sets one up")
 
 			// The admin with an authenticator app gets in, and comes back
@@ -408,11 +412,7 @@ func TestR19_R20_ConsoleUser(t *testing.T) {
 			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-mail-admin", UserID: mailAdmin.ID, Kind: store.FactorEmail,
 				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
 			mb := providertest.NewBrowser(t)
-			p, _ = mb.Follow(mb.Get(e.URL+"/admin"), "")
-			form := p.Hidden()
-			form.Set("email", mailAdmin.Email)
-			form.Set("password", password)
-			p, _ = mb.Follow(mb.Post(e.URL+"/login", form), "")
+			p = passwordAtConsole(t, e.mfaEnv, mb, mailAdmin.Email)
 			assert.Equal(t, http.StatusForbidden, p.StatusCode)
 			assert.Contains(t, p.Body, "Set up two-step verification first")
 			assert.False(t, signedIn(t, e.mfaEnv, mb))
