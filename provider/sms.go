@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -157,7 +158,12 @@ func (p *Provider) setupSMS(w http.ResponseWriter, r *http.Request, user store.U
 			p.errorPage(w, r, http.StatusInternalServerError, "Setup failed", "Please try again.", "server_error")
 			return
 		}
-		p.audit(ctx, r, store.AuditEvent{Type: "factor.enrolled", UserID: user.ID, Detail: `{"method":"sms"}`})
+		detail := map[string]string{"method": "sms", "phone": sms.Mask(phone)}
+		if has && old.Phone != phone {
+			detail["replaced"] = sms.Mask(old.Phone) // the number an admin attached
+		}
+		b, _ := json.Marshal(detail)
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.enrolled", UserID: user.ID, Detail: string(b)})
 		st.done(!slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed }))
 	}
 }

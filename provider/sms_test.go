@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"testing"
 	"time"
 
@@ -276,6 +277,25 @@ func TestR22_R09_PhoneSetUp(t *testing.T) {
 			f, err := e.Store.GetFactor(ctx, "bo-phone")
 			require.NoError(t, err)
 			assert.True(t, f.Confirmed, "the attached number, confirmed by its owner")
+
+			// cy replaces the number an admin attached with one she
+			// proves: the audit keeps both, masked.
+			cy := e.User(t, "cy@example.com", password, store.PopulationAgent)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "cy-phone", UserID: cy.ID, Kind: store.FactorSMS,
+				Name: "Phone", Phone: "+447700900457", CreatedAt: time.Now()}))
+			b3 := providertest.NewBrowser(t)
+			csrf = accountCSRF(t, accountPage(t, e, b3, "cy@example.com"))
+			p = b3.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"start-sms"}, "phone": {"+447700900458"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			code = textedCode.FindStringSubmatch(gw.Wait(t, 4)[3].Body)[1]
+			p = b3.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-sms"}, "phone": {"+447700900458"}, "code": {code}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			events, err := e.Store.ListAudit(ctx, store.AuditFilter{UserID: cy.ID, Limit: 10})
+			require.NoError(t, err)
+			i := slices.IndexFunc(events, func(ev store.AuditEvent) bool { return ev.Type == "factor.enrolled" })
+			require.GreaterOrEqual(t, i, 0)
+			assert.JSONEq(t, `{"method":"sms","phone":"`+sms.Mask("+447700900458")+`","replaced":"`+sms.Mask("+447700900457")+`"}`, events[i].Detail)
+			assert.NotContains(t, events[i].Detail, "900457", "numbers are masked")
 		})
 	}
 }
