@@ -53,6 +53,7 @@ type consolePage struct {
 	Users         []store.User
 	Population    string
 	Events        []consoleEvent
+	Clients       []store.Client // read only: registered with the CLI
 	SMSConfigured bool
 }
 
@@ -174,6 +175,9 @@ func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status 
 		page.Users, err = p.findUsers(ctx, email)
 	} else {
 		page.Users, err = p.store.ListUsers(ctx, filter)
+	}
+	if err == nil {
+		page.Clients, err = p.store.ListClients(ctx)
 	}
 	if err == nil {
 		page.Events, err = p.consoleEvents(ctx, store.AuditFilter{Limit: 30})

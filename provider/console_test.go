@@ -208,6 +208,7 @@ func TestR15_R16_R21_ConsoleEnforcesAndDeauthorizes(t *testing.T) {
 			require.True(t, signedIn(t, e.mfaEnv, ada))
 			b, page := e.console(t)
 			assert.Contains(t, page.Body, "Agents: optional")
+			assert.Contains(t, page.Body, "<code>"+e.rp.conf.ClientID+"</code>", "the clients are listed")
 
 			p := e.post(b, page, "/admin", url.Values{"action": {"require-mfa"}, "population": {"agent"}, "grace_until": {"2001-01-01"}})
 			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
