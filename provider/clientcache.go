@@ -51,6 +51,13 @@ func (cc *clientCache) put(c *client) {
 	cc.m[c.ID] = cachedClient{c: c, exp: cc.clock().Add(clientCacheTTL)}
 }
 
+// forget drops client id, changed or deleted on this server.
+func (cc *clientCache) forget(id string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	delete(cc.m, id)
+}
+
 func (cc *clientCache) clock() time.Time {
 	if cc.now != nil {
 		return cc.now()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/admin"
+	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
@@ -70,17 +71,18 @@ type consoleUserPage struct {
 
 // consoleNotices are the fixed messages a redirect can ask for.
 var consoleNotices = map[string]string{
-	"deauthorized": "Users have been successfully deauthorized.", // R21, seed 004
-	"policy":       "The policy was saved. Servers apply it within 5 seconds.",
-	"methods":      "The allowed methods were saved. Servers apply them within 5 seconds.",
-	"required":     "Two-step verification is now required for this user.",
-	"not-required": "Two-step verification is no longer required for this user (their population's policy still applies).",
-	"reset":        "Their two-step verification methods and recovery codes were removed and they are signed out.",
-	"unlocked":     "Their sign-in locks were cleared.",
-	"disabled":     "The account is disabled and signed out everywhere.",
-	"enabled":      "The account is enabled.",
-	"codes-sent":   "New recovery codes were emailed to the user; the old ones no longer work.",
-	"signed-out":   "They had no second factor and were signed out: they set one up at their next sign-in.",
+	"deauthorized":   "Users have been successfully deauthorized.", // R21, seed 004
+	"policy":         "The policy was saved. Servers apply it within 5 seconds.",
+	"methods":        "The allowed methods were saved. Servers apply them within 5 seconds.",
+	"required":       "Two-step verification is now required for this user.",
+	"not-required":   "Two-step verification is no longer required for this user (their population's policy still applies).",
+	"reset":          "Their two-step verification methods and recovery codes were removed and they are signed out.",
+	"unlocked":       "Their sign-in locks were cleared.",
+	"disabled":       "The account is disabled and signed out everywhere.",
+	"enabled":        "The account is enabled.",
+	"codes-sent":     "New recovery codes were emailed to the user; the old ones no longer work.",
+	"signed-out":     "They had no second factor and were signed out: they set one up at their next sign-in.",
+	"client-deleted": "The client and every token issued to it were deleted.",
 }
 
 // consoleAdmin returns the signed-in admin, or writes the answer: a
@@ -281,6 +283,59 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.forgetPolicies()
 		p.consoleDone(w, r, consolePath, "methods")
+	case "create-client":
+		spec := clients.Spec{Name: r.PostForm.Get("name"), RedirectURIs: strings.Fields(r.PostForm.Get("redirect_uris")),
+			FirstParty: r.PostForm.Get("first_party") == "yes", Public: r.PostForm.Get("public") == "yes",
+			RequireMFA: r.PostForm.Get("require_mfa") == "yes"}
+		c, secret, err := svc.CreateClient(ctx, actor, p.registry, spec)
+		var invalid *clients.ValidationError
+		if errors.As(err, &invalid) {
+			base.Error = "The client was not registered: " + strings.TrimPrefix(invalid.Error(), "invalid client: ") + "."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, "create client", err)
+			return
+		}
+		p.showClientSecret(w, r, c.ID, c.Name, secret)
+	case "rotate-secret", "delete-client":
+		id := r.PostForm.Get("client")
+		c, err := p.store.GetClient(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			p.errorPage(w, r, http.StatusNotFound, "No such client", "It may have been deleted.", "")
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, "load client", err)
+			return
+		}
+		if r.PostForm.Get("action") == "delete-client" {
+			if r.PostForm.Get("confirm") != "yes" {
+				base.Error = "Tick the box beside the client to confirm that it and its tokens are deleted."
+				p.renderConsole(w, r, http.StatusBadRequest, base)
+				return
+			}
+			if err := svc.DeleteClient(ctx, actor, c.ID); err != nil {
+				p.consoleFailed(w, r, "delete client", err)
+				return
+			}
+			p.fstore.clients.forget(c.ID)
+			p.consoleDone(w, r, consolePath, "client-deleted")
+			return
+		}
+		secret, err := svc.RotateClientSecret(ctx, actor, p.registry, c.ID)
+		if errors.Is(err, clients.ErrNoSecret) {
+			base.Error = "That client has no secret to replace."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, "rotate client secret", err)
+			return
+		}
+		p.fstore.clients.forget(c.ID)
+		p.showClientSecret(w, r, c.ID, c.Name, secret)
 	case "deauthorize":
 		if r.PostForm.Get("confirm") != "yes" {
 			base.Error = "Tick the box to confirm that every other user is signed out."
@@ -295,6 +350,13 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.errorPage(w, r, http.StatusBadRequest, "Unknown change", "Reload the page and try again.", "")
 	}
+}
+
+// showClientSecret answers a registration or a new secret: the secret
+// is shown here once and never stored in the clear.
+func (p *Provider) showClientSecret(w http.ResponseWriter, r *http.Request, id, name, secret string) {
+	w.Header().Set("Cache-Control", "no-store")
+	p.render(w, r, http.StatusOK, "admin_client.html", map[string]string{"ID": id, "Name": name, "Secret": secret})
 }
 
 // consoleForm is consoleAdmin for a form: the form must carry the CSRF

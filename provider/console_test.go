@@ -427,3 +427,74 @@ func TestR19_R20_ConsoleUser(t *testing.T) {
 		})
 	}
 }
+
+// TestR04_ConsoleClients: an admin registers a client (the secret shown
+// once, only its HMAC kept), gives it a new secret (the old one stops
+// working at once on this server) and deletes it with its tokens; bad
+// registrations are refused with the reason and change nothing.
+func TestR04_ConsoleClients(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			b, page := e.console(t)
+			before, err := e.Store.ListClients(ctx)
+			require.NoError(t, err)
+
+			p := e.post(b, page, "/admin", url.Values{"action": {"create-client"}, "name": {"Help desk"},
+				"redirect_uris": {"http://example.com/cb#frag"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "The client was not registered")
+			after, _ := e.Store.ListClients(ctx)
+			assert.Len(t, after, len(before), "refused: nothing stored")
+
+			p = e.post(b, page, "/admin", url.Values{"action": {"create-client"}, "name": {"Help desk"},
+				"redirect_uris": {"https://desk.example.com/callback\nhttps://desk.example.com/cb2"}, "first_party": {"yes"}, "require_mfa": {"yes"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Equal(t, "no-store", p.Header.Get("Cache-Control"))
+			m := regexp.MustCompile(`Client id: <code class="secret">([^<]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, m, 2, p.Body)
+			id := m[1]
+			sm := regexp.MustCompile(`Client secret: <code class="secret">([^<]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, sm, 2, p.Body)
+			c, err := e.Store.GetClient(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, store.Strings{"https://desk.example.com/callback", "https://desk.example.com/cb2"}, c.RedirectURIs)
+			assert.True(t, c.FirstParty)
+			assert.True(t, c.RequireMFA)
+			assert.NotContains(t, string(c.SecretHash), sm[1])
+			assert.Equal(t, e.admin.ID, e.events(t, "client.created")[0].ActorID)
+			// The secret works at the token endpoint.
+			tokenStatus := func(secret string) int {
+				req, _ := http.NewRequest(http.MethodPost, e.URL+"/token", strings.NewReader("grant_type=client_credentials"))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.SetBasicAuth(id, secret)
+				res, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				res.Body.Close()
+				return res.StatusCode
+			}
+			assert.NotEqual(t, http.StatusUnauthorized, tokenStatus(sm[1]), "the shown secret authenticates")
+			assert.Equal(t, http.StatusUnauthorized, tokenStatus("wrong"))
+
+			p = e.post(b, page, "/admin", url.Values{"action": {"rotate-secret"}, "client": {id}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			nm := regexp.MustCompile(`Client secret: <code class="secret">([^<]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, nm, 2, p.Body)
+			assert.NotEqual(t, sm[1], nm[1])
+			assert.Equal(t, http.StatusUnauthorized, tokenStatus(sm[1]), "the old secret stops working at once")
+			assert.NotEqual(t, http.StatusUnauthorized, tokenStatus(nm[1]))
+
+			p = e.post(b, page, "/admin", url.Values{"action": {"delete-client"}, "client": {id}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "unconfirmed")
+			_, err = e.Store.GetClient(ctx, id)
+			require.NoError(t, err)
+			p = e.post(b, page, "/admin", url.Values{"action": {"delete-client"}, "client": {id}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			_, err = e.Store.GetClient(ctx, id)
+			assert.ErrorIs(t, err, store.ErrNotFound)
+			assert.Equal(t, http.StatusUnauthorized, tokenStatus(nm[1]), "deleted: refused at once on this server")
+			assert.Equal(t, http.StatusNotFound, e.post(b, page, "/admin", url.Values{"action": {"rotate-secret"}, "client": {id}}).StatusCode)
+		})
+	}
+}

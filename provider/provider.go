@@ -20,6 +20,7 @@ import (
 	"github.com/realclientip/realclientip-go"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/federation"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/secrets"
@@ -94,7 +95,7 @@ type Options struct {
 	// keys and derives fosite's HMAC secret and the CSRF key.
 	SecretsKey []byte
 	// ClientSecrets hashes and compares client secrets (clients package).
-	ClientSecrets fosite.Hasher
+	ClientSecrets *clients.SecretHasher
 	// Mailer sends email codes (R08); nil leaves them out.
 	Mailer Mailer
 	// Texter sends codes by SMS (R09); nil leaves them out.
@@ -118,6 +119,7 @@ type Provider struct {
 	pages    *templates.Set
 	box      *secrets.Box
 	recovery *mfa.RecoveryHasher
+	registry *clients.Registry // the admin console's client registrations
 	codes    *mfa.CodeHasher
 	mailer   Mailer // nil when no mail server is configured
 	texter   Texter // nil when no SMS gateway is configured
@@ -180,6 +182,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		pages: pages, csrfKey: derive(o.SecretsKey, "csrf"), logger: o.Logger, now: o.Now,
 		box: box, recovery: mfa.NewRecoveryHasher(o.SecretsKey), webauthn: wa,
 		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer, texter: o.Texter,
+		registry:  &clients.Registry{Store: o.Store, Hasher: o.ClientSecrets, Now: o.Now},
 		upstreams: map[string]*federation.Connector{},
 	}
 	upstreamClient := &http.Client{Timeout: 10 * time.Second}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/twofold-idp/twofold/admin"
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -148,18 +149,7 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 			return err
 		}
 		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
-			var c store.Client
-			var secret string
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				var err error
-				if c, secret, err = r.Create(ctx, spec); err != nil {
-					return err
-				}
-				return auditClient(ctx, s, "client.created", c.ID, map[string]any{
-					"name": c.Name, "grant_types": c.GrantTypes, "token_endpoint_auth_method": c.TokenEndpointAuthMethod,
-					"access_token_format": c.AccessTokenFormat,
-				})
-			})
+			c, secret, err := adminOf(s).CreateClient(cmd.Context(), admin.CLI, r, spec)
 			if err != nil {
 				return err
 			}
@@ -433,14 +423,8 @@ func (a *app) clientsDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "delete CLIENT_ID", Short: "Delete a client and every token issued to it", Args: exactArgs(1)}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				if err := s.DeleteClient(ctx, args[0]); err != nil {
-					return clientNotFound(args[0], err)
-				}
-				return auditClient(ctx, s, "client.deleted", args[0], nil)
-			})
-			if err != nil {
-				return err
+			if err := adminOf(s).DeleteClient(cmd.Context(), admin.CLI, args[0]); err != nil {
+				return clientNotFound(args[0], err)
 			}
 			fmt.Fprintf(a.stdout, "deleted client %s\n", args[0])
 			return nil
@@ -461,16 +445,9 @@ func (a *app) clientsRotateSecretCmd() *cobra.Command {
 			return err
 		}
 		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
-			var secret string
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				var err error
-				if secret, err = r.RotateSecret(ctx, args[0]); err != nil {
-					return clientNotFound(args[0], err)
-				}
-				return auditClient(ctx, s, "client.secret_rotated", args[0], nil)
-			})
+			secret, err := adminOf(s).RotateClientSecret(cmd.Context(), admin.CLI, r, args[0])
 			if err != nil {
-				return err
+				return clientNotFound(args[0], err)
 			}
 			if *output == "text" {
 				fmt.Fprintln(a.stderr, "Store the client secret now: it is not shown again.")
