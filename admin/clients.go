@@ -23,7 +23,10 @@ func (s *Service) CreateClient(ctx context.Context, a Actor, r *clients.Registry
 			"access_token_format": c.AccessTokenFormat,
 		})}, nil
 	})
-	return c, secret, err
+	if err != nil {
+		return store.Client{}, "", err // rolled back: no secret to show
+	}
+	return c, secret, nil
 }
 
 // RotateClientSecret gives client id a new secret; the old one stops
@@ -36,7 +39,10 @@ func (s *Service) RotateClientSecret(ctx context.Context, a Actor, r *clients.Re
 		}
 		return store.AuditEvent{Type: "client.secret_rotated", ClientID: id}, nil
 	})
-	return secret, err
+	if err != nil {
+		return "", err
+	}
+	return secret, nil
 }
 
 // DeleteClient removes client id and every code and token issued to it.

@@ -324,7 +324,16 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 			p.consoleDone(w, r, consolePath, "client-deleted")
 			return
 		}
+		if r.PostForm.Get("confirm") != "yes" {
+			base.Error = "Tick the box beside the client to confirm that its secret is replaced: the old one stops working at once."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
 		secret, err := svc.RotateClientSecret(ctx, actor, p.registry, c.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			p.errorPage(w, r, http.StatusNotFound, "No such client", "It may have been deleted.", "")
+			return
+		}
 		if errors.Is(err, clients.ErrNoSecret) {
 			base.Error = "That client has no secret to replace."
 			p.renderConsole(w, r, http.StatusBadRequest, base)

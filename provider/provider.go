@@ -94,7 +94,8 @@ type Options struct {
 	// SecretsKey is the 32-byte key from configuration: it seals signing
 	// keys and derives fosite's HMAC secret and the CSRF key.
 	SecretsKey []byte
-	// ClientSecrets hashes and compares client secrets (clients package).
+	// ClientSecrets hashes and compares client secrets; nil means the
+	// clients package's hasher under SecretsKey.
 	ClientSecrets *clients.SecretHasher
 	// Mailer sends email codes (R08); nil leaves them out.
 	Mailer Mailer
@@ -158,6 +159,9 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 	issuer, err := url.Parse(o.Config.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	if o.ClientSecrets == nil {
+		o.ClientSecrets = clients.NewSecretHasher(o.SecretsKey)
 	}
 	box, err := secrets.New(o.SecretsKey)
 	if err != nil {
