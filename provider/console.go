@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -399,6 +400,62 @@ func (p *Provider) forgetPolicies() {
 	p.policyCache.mu.Lock()
 	p.policyCache.exp = time.Time{}
 	p.policyCache.mu.Unlock()
+}
+
+// consoleAuditPage is how many events the audit page shows at once.
+const consoleAuditPage = 50
+
+type consoleAuditView struct {
+	consoleBase
+	Events           []consoleEvent
+	Type, User       string
+	Page             int
+	Newer, Older     string // links to the neighbouring pages, "" at an end
+	UserEmail, Types string
+}
+
+// handleConsoleAudit is the audit log (R24), newest first, a page at a
+// time, narrowed to an event type (or a prefix ending in ".") or a user.
+func (p *Provider) handleConsoleAudit(w http.ResponseWriter, r *http.Request) {
+	sess, user, ok := p.consoleAdmin(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	v := consoleAuditView{consoleBase: p.consoleBase(r, sess, user), Type: strings.TrimSpace(q.Get("type")), User: q.Get("user")}
+	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 0 && n <= 10000 {
+		v.Page = n - 1
+	}
+	// One more than a page tells whether an older page exists.
+	events, err := p.consoleEvents(r.Context(), store.AuditFilter{UserID: v.User, Type: v.Type,
+		Limit: consoleAuditPage + 1, Offset: v.Page * consoleAuditPage})
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	link := func(page int) string {
+		l := url.Values{"page": {strconv.Itoa(page + 1)}}
+		if v.Type != "" {
+			l.Set("type", v.Type)
+		}
+		if v.User != "" {
+			l.Set("user", v.User)
+		}
+		return consolePath + "/audit?" + l.Encode()
+	}
+	if len(events) > consoleAuditPage {
+		events, v.Older = events[:consoleAuditPage], link(v.Page+1)
+	}
+	if v.Page > 0 {
+		v.Newer = link(v.Page - 1)
+	}
+	v.Events = events
+	if v.User != "" {
+		if u, err := p.store.GetUser(r.Context(), v.User); err == nil {
+			v.UserEmail = u.Email
+		}
+	}
+	p.render(w, r, http.StatusOK, "admin_audit.html", v)
 }
 
 // handleConsoleUser shows one user: their methods, locks and events.

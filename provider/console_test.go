@@ -506,3 +506,62 @@ func TestR04_ConsoleClients(t *testing.T) {
 		})
 	}
 }
+
+var eventRow = regexp.MustCompile(`<tr><td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</td><td>([^<]+)</td>`)
+
+func eventTypes(body string) []string {
+	var out []string
+	for _, m := range eventRow.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// TestR24_ConsoleAuditLog: admins read the whole audit log, a page of 50
+// at a time, narrowed to a type, a prefix or a user.
+func TestR24_ConsoleAuditLog(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			old := time.Now().Add(-48 * time.Hour)
+			for i := range 60 {
+				require.NoError(t, e.Store.AppendAudit(ctx, store.AuditEvent{Time: old.Add(time.Duration(i) * time.Second),
+					Type: "test.event", UserID: e.user.ID}))
+			}
+			require.NoError(t, e.Store.AppendAudit(ctx, store.AuditEvent{Time: old.Add(-time.Hour), Type: "test_other", UserID: e.admin.ID}))
+			b, _ := e.console(t)
+
+			p := b.Get(e.URL + "/admin/audit")
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Len(t, eventTypes(p.Body), 50)
+			assert.Contains(t, p.Body, `href="/admin/audit?page=2"`)
+			assert.NotContains(t, p.Body, ">Newer<")
+			p = b.Get(e.URL + "/admin/audit?page=2")
+			second := eventTypes(p.Body)
+			assert.NotEmpty(t, second)
+			assert.Equal(t, "test_other", second[len(second)-1], "oldest last")
+			assert.Contains(t, p.Body, `href="/admin/audit?page=1"`)
+			assert.NotContains(t, p.Body, ">Older<")
+
+			p = b.Get(e.URL + "/admin/audit?type=test.")
+			assert.Len(t, eventTypes(p.Body), 50)
+			p = b.Get(e.URL + "/admin/audit?type=test.&page=2")
+			assert.Equal(t, []string{"test.event", "test.event", "test.event", "test.event", "test.event",
+				"test.event", "test.event", "test.event", "test.event", "test.event"}, eventTypes(p.Body))
+			assert.Contains(t, p.Body, `href="/admin/audit?page=1&amp;type=test."`)
+			p = b.Get(e.URL + "/admin/audit?type=test_other")
+			assert.Equal(t, []string{"test_other"}, eventTypes(p.Body))
+			p = b.Get(e.URL + "/admin/audit?user=" + e.admin.ID + "&type=test_other")
+			assert.Equal(t, []string{"test_other"}, eventTypes(p.Body))
+			assert.Contains(t, p.Body, "Events of")
+			p = b.Get(e.URL + "/admin/audit?user=" + e.user.ID + "&type=test_other")
+			assert.Empty(t, eventTypes(p.Body))
+			p = b.Get(e.URL + "/admin/audit?page=-3")
+			assert.Len(t, eventTypes(p.Body), 50, "a bad page number is the first page")
+
+			anon := providertest.NewBrowser(t)
+			assert.Equal(t, http.StatusSeeOther, anon.Get(e.URL+"/admin/audit").StatusCode)
+		})
+	}
+}

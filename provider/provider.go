@@ -292,6 +292,7 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("POST /account/security", p.handleAccountSubmit)
 	m.HandleFunc("GET "+consolePath, p.handleConsole)
 	m.HandleFunc("POST "+consolePath, p.handleConsoleSubmit)
+	m.HandleFunc("GET "+consolePath+"/audit", p.handleConsoleAudit)
 	m.HandleFunc("GET "+consolePath+"/users/{id}", p.handleConsoleUser)
 	m.HandleFunc("POST "+consolePath+"/users/{id}", p.handleConsoleUserSubmit)
 	m.HandleFunc("GET /consent", p.handleConsentPage)

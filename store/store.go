@@ -308,5 +308,9 @@ type AuditEvent struct {
 // AuditFilter narrows ListAudit; newest events come first.
 type AuditFilter struct {
 	UserID string
+	// Type is one event type ("login.failure"), or with a final dot the
+	// types that start with it ("client.").
+	Type   string
 	Limit  int
+	Offset int // events skipped first, for pages
 }

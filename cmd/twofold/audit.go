@@ -12,12 +12,13 @@ import (
 
 func (a *app) auditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Read the audit log"}
-	var user string
+	var user, typ string
 	var limit int
-	list := &cobra.Command{Use: "list [--user ID|EMAIL] [--limit N]", Short: "List security events, newest first", Args: exactArgs(0)}
+	list := &cobra.Command{Use: "list [--user ID|EMAIL] [--type TYPE] [--limit N]", Short: "List security events, newest first", Args: exactArgs(0)}
 	output := outputFlag(list)
 	list.Flags().StringVar(&user, "user", "", "only this user's events (id or email)")
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many events")
+	list.Flags().StringVar(&typ, "type", "", `only events of this type, or of the types starting with it when it ends in "." (client.)`)
 	list.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := checkOutput(*output); err != nil {
 			return err
@@ -26,7 +27,7 @@ func (a *app) auditCmd() *cobra.Command {
 			return usageError{fmt.Errorf("--limit must be at least 1")}
 		}
 		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
-			f := store.AuditFilter{Limit: limit}
+			f := store.AuditFilter{Limit: limit, Type: typ}
 			if user != "" {
 				u, err := findUser(cmd.Context(), s, user, "")
 				if err != nil {

@@ -59,6 +59,13 @@ func TestR15_R24_RequireMFAAndAudit(t *testing.T) {
 			assert.JSONEq(t, `{"required":false}`, events[1].Detail)
 			assert.Equal(t, "user.created", events[3].Type)
 
+			r = twofold(t, env, "", "audit", "list", "--type", "policy.", "--output", "json")
+			require.Equal(t, 0, r.code, r.stderr)
+			events = nil
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &events))
+			require.Len(t, events, 2)
+			assert.Equal(t, "policy.user_mfa", events[0].Type)
+
 			r = twofold(t, env, "", "audit", "list", "--limit", "0")
 			assert.Equal(t, exitUsage, r.code)
 			r = twofold(t, env, "", "audit", "list")

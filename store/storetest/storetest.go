@@ -251,6 +251,29 @@ func testAudit(t *testing.T, s store.Store) {
 	require.Len(t, mine, 1)
 	assert.Equal(t, "user.created", mine[0].Type)
 	assert.Equal(t, "admin", mine[0].ActorID)
+
+	for _, tc := range []struct {
+		f    store.AuditFilter
+		want []string
+	}{
+		{store.AuditFilter{Type: "login.failure"}, []string{"login.failure"}},
+		{store.AuditFilter{Type: "login."}, []string{"login.failure", "login.success"}},
+		{store.AuditFilter{Type: "login"}, nil}, // not a prefix without its dot
+		{store.AuditFilter{Type: "login.%"}, nil},
+		{store.AuditFilter{Type: "user_created"}, nil},
+		{store.AuditFilter{UserID: "u1", Type: "login."}, []string{"login.success"}},
+		{store.AuditFilter{Limit: 2}, []string{"user.created", "login.failure"}},
+		{store.AuditFilter{Limit: 2, Offset: 2}, []string{"login.success"}},
+		{store.AuditFilter{Limit: 2, Offset: 3}, nil},
+	} {
+		got, err := s.ListAudit(ctx, tc.f)
+		require.NoError(t, err)
+		var types []string
+		for _, e := range got {
+			types = append(types, e.Type)
+		}
+		assert.Equal(t, tc.want, types, "%+v", tc.f)
+	}
 }
 
 func testTxRollback(t *testing.T, s store.Store) {
