@@ -68,22 +68,29 @@ type consoleUserPage struct {
 	Required  bool // by the flag or the population's policy
 	CanMail   bool // a mail server is configured
 	Events    []consoleEvent
+	// Phone is the user's number for codes by text, masked, and whether
+	// it is confirmed (R09); CanText says a gateway is configured.
+	Phone                   string
+	PhoneConfirmed, CanText bool
 }
 
 // consoleNotices are the fixed messages a redirect can ask for.
 var consoleNotices = map[string]string{
-	"deauthorized":   "Users have been successfully deauthorized.", // R21, seed 004
-	"policy":         "The policy was saved. Servers apply it within 5 seconds.",
-	"methods":        "The allowed methods were saved. Servers apply them within 5 seconds.",
-	"required":       "Two-step verification is now required for this user.",
-	"not-required":   "Two-step verification is no longer required for this user (their population's policy still applies).",
-	"reset":          "Their two-step verification methods and recovery codes were removed and they are signed out.",
-	"unlocked":       "Their sign-in locks were cleared.",
-	"disabled":       "The account is disabled and signed out everywhere.",
-	"enabled":        "The account is enabled.",
-	"codes-sent":     "New recovery codes were emailed to the user; the old ones no longer work.",
-	"signed-out":     "They had no second factor and were signed out: they set one up at their next sign-in.",
-	"client-deleted": "The client and every token issued to it were deleted.",
+	"deauthorized":    "Users have been successfully deauthorized.", // R21, seed 004
+	"policy":          "The policy was saved. Servers apply it within 5 seconds.",
+	"methods":         "The allowed methods were saved. Servers apply them within 5 seconds.",
+	"required":        "Two-step verification is now required for this user.",
+	"not-required":    "Two-step verification is no longer required for this user (their population's policy still applies).",
+	"reset":           "Their two-step verification methods and recovery codes were removed and they are signed out.",
+	"unlocked":        "Their sign-in locks were cleared.",
+	"disabled":        "The account is disabled and signed out everywhere.",
+	"enabled":         "The account is enabled.",
+	"codes-sent":      "New recovery codes were emailed to the user; the old ones no longer work.",
+	"signed-out":      "They had no second factor and were signed out: they set one up at their next sign-in.",
+	"client-deleted":  "The client and every token issued to it were deleted.",
+	"phone-set":       "The phone was attached. A number not marked confirmed waits for their code, or yours.",
+	"confirmed-phone": "The phone is confirmed: codes by text can be sent to it.",
+	"detached-phone":  "The phone was removed.",
 }
 
 // consoleAdmin returns the signed-in admin, or writes the answer: a
@@ -478,7 +485,7 @@ func (p *Provider) renderConsoleUser(w http.ResponseWriter, r *http.Request, sta
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
-	page := consoleUserPage{consoleBase: base, User: u, CanMail: p.mailer != nil}
+	page := consoleUserPage{consoleBase: base, User: u, CanMail: p.mailer != nil, CanText: p.texter != nil}
 	fs, err := p.store.ListFactors(ctx, u.ID)
 	if err == nil {
 		page.CodesLeft, err = p.store.CountRecoveryCodes(ctx, u.ID)
@@ -500,6 +507,7 @@ func (p *Provider) renderConsoleUser(w http.ResponseWriter, r *http.Request, sta
 		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
 		if f.Kind == store.FactorSMS {
 			v.Label = "Phone " + sms.Mask(f.Phone)
+			page.Phone, page.PhoneConfirmed = sms.Mask(f.Phone), f.Confirmed
 		}
 		if f.Confirmed {
 			page.Confirmed++
@@ -593,6 +601,38 @@ func (p *Provider) handleConsoleUserSubmit(w http.ResponseWriter, r *http.Reques
 			return
 		}
 		p.consoleDone(w, r, here, "codes-sent")
+	case "set-phone":
+		number := strings.Join(strings.Fields(r.PostForm.Get("phone")), "")
+		err := svc.SetPhone(ctx, actor, u, number, r.PostForm.Get("confirmed") == "yes")
+		if errors.Is(err, admin.ErrBadNumber) {
+			refuse("Enter the number with + and its country code, as in +447700900123.")
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.consoleDone(w, r, here, "phone-set")
+	case "confirm-phone", "detach-phone":
+		if action == "detach-phone" && r.PostForm.Get("confirm") != "yes" {
+			refuse("Tick the box to confirm that the phone is removed.")
+			return
+		}
+		var err error
+		if action == "confirm-phone" {
+			_, err = svc.ConfirmPhone(ctx, actor, u)
+		} else {
+			_, err = svc.DetachPhone(ctx, actor, u)
+		}
+		if errors.Is(err, admin.ErrNoPhone) {
+			refuse("They have no phone.")
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.consoleDone(w, r, here, strings.TrimSuffix(action, "-phone")+"ed-phone")
 	case "unlock":
 		if err := svc.Unlock(ctx, actor, u); err != nil {
 			p.consoleFailed(w, r, action, err)

@@ -565,3 +565,66 @@ func TestR24_ConsoleAuditLog(t *testing.T) {
 		})
 	}
 }
+
+// TestR09_ConsolePhone: an admin attaches a user's phone (confirmed or
+// not), confirms it for them, replaces it (a confirmed one's sessions
+// end) and detaches it; a malformed number changes nothing.
+func TestR09_ConsolePhone(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			ada := providertest.NewBrowser(t)
+			accountPage(t, e.mfaEnv, ada, "ada@example.com")
+			b, page := e.console(t)
+			path := "/admin/users/" + e.user.ID
+			phone := func() *store.Factor {
+				fs, err := e.Store.ListFactors(ctx, e.user.ID)
+				require.NoError(t, err)
+				for _, f := range fs {
+					if f.Kind == store.FactorSMS {
+						return &f
+					}
+				}
+				return nil
+			}
+
+			p := e.post(b, page, path, url.Values{"action": {"set-phone"}, "phone": {"07700 900123"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "country code")
+			assert.Nil(t, phone())
+
+			p = e.post(b, page, path, url.Values{"action": {"set-phone"}, "phone": {"+44 7700 900123"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			f := phone()
+			require.NotNil(t, f)
+			assert.Equal(t, "+447700900123", f.Phone)
+			assert.False(t, f.Confirmed)
+			p, _ = b.Follow(p, "")
+			assert.Contains(t, p.Body, "not confirmed: their text step asks them to contact you")
+			assert.Equal(t, e.admin.ID, e.events(t, "phone.attached")[0].ActorID)
+
+			p = e.post(b, page, path, url.Values{"action": {"confirm-phone"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			assert.True(t, phone().Confirmed)
+			assert.True(t, signedIn(t, e.mfaEnv, ada), "confirming signs nobody out")
+
+			p = e.post(b, page, path, url.Values{"action": {"set-phone"}, "phone": {"+447700900999"}, "confirmed": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			assert.Equal(t, "+447700900999", phone().Phone)
+			assert.True(t, phone().Confirmed)
+			assert.False(t, signedIn(t, e.mfaEnv, ada), "a confirmed phone replaced: signed out")
+
+			p = e.post(b, page, path, url.Values{"action": {"detach-phone"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "unconfirmed removal")
+			assert.NotNil(t, phone())
+			p = e.post(b, page, path, url.Values{"action": {"detach-phone"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			assert.Nil(t, phone())
+			assert.Len(t, e.events(t, "phone.detached"), 1)
+			p = e.post(b, page, path, url.Values{"action": {"confirm-phone"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Contains(t, p.Body, "They have no phone")
+		})
+	}
+}

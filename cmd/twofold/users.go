@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -399,71 +398,26 @@ func (a *app) usersPhoneCmd() *cobra.Command {
 	cmd := a.userChangeCmd("phone ID|EMAIL (--set NUMBER [--confirmed] | --confirm | --detach)",
 		"Attach, confirm or detach a user's phone for codes by SMS",
 		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			factors, err := s.ListFactors(ctx, u.ID)
-			if err != nil {
-				return "", err
-			}
-			i := slices.IndexFunc(factors, func(f store.Factor) bool { return f.Kind == store.FactorSMS })
-			var old *store.Factor
-			if i >= 0 {
-				old = &factors[i]
-			}
-			audit := func(typ, detail string) error {
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, UserID: u.ID, ActorID: "cli", Detail: detail})
-			}
-			signOut := func() error {
-				if old != nil && old.Confirmed {
-					return s.SignOutUser(ctx, u.ID)
-				}
-				return nil
-			}
+			svc := adminOf(s)
 			switch {
 			case confirm:
-				if old == nil {
+				number, err := svc.ConfirmPhone(ctx, admin.CLI, u)
+				if errors.Is(err, admin.ErrNoPhone) {
 					return "", fmt.Errorf("%s has no phone: attach one with --set", u.Email)
 				}
-				if err := s.ConfirmFactor(ctx, old.ID, time.Now()); err != nil {
-					return "", err
-				}
-				return "confirmed " + sms.Mask(old.Phone) + " for " + u.Email, audit("phone.confirmed", "")
+				return "confirmed " + sms.Mask(number) + " for " + u.Email, err
 			case detach:
-				if old == nil {
+				number, err := svc.DetachPhone(ctx, admin.CLI, u)
+				if errors.Is(err, admin.ErrNoPhone) {
 					return "", fmt.Errorf("%s has no phone", u.Email)
 				}
-				if err := s.DeleteFactor(ctx, u.ID, old.ID); err != nil {
-					return "", err
-				}
-				if err := signOut(); err != nil {
-					return "", err
-				}
-				if !slices.ContainsFunc(factors, func(f store.Factor) bool { return f.Confirmed && f.ID != old.ID }) {
-					// Two-step verification is off now: its codes go too,
-					// as when a user removes their last method.
-					if err := s.DeleteRecoveryCodes(ctx, u.ID); err != nil {
-						return "", err
-					}
-				}
-				return "detached " + sms.Mask(old.Phone) + " from " + u.Email, audit("phone.detached", "")
-			}
-			if old != nil {
-				if err := s.DeleteFactor(ctx, u.ID, old.ID); err != nil {
-					return "", err
-				}
-				if err := signOut(); err != nil {
-					return "", err
-				}
-			}
-			f := store.Factor{ID: accounts.NewID(), UserID: u.ID, Kind: store.FactorSMS, Name: "Phone " + sms.Mask(set),
-				Phone: set, Confirmed: confirmed, CreatedAt: time.Now().UTC()}
-			if err := s.CreateFactor(ctx, f); err != nil {
-				return "", err
+				return "detached " + sms.Mask(number) + " from " + u.Email, err
 			}
 			state := "not confirmed: their SMS step asks them to contact you until you run --confirm"
 			if confirmed {
 				state = "confirmed"
 			}
-			detail, _ := json.Marshal(map[string]any{"confirmed": confirmed})
-			return fmt.Sprintf("attached %s to %s (%s)", sms.Mask(set), u.Email, state), audit("phone.attached", string(detail))
+			return fmt.Sprintf("attached %s to %s (%s)", sms.Mask(set), u.Email, state), svc.SetPhone(ctx, admin.CLI, u, set, confirmed)
 		})
 	cmd.Flags().StringVar(&set, "set", "", "the number, E.164 (+ and the country code)")
 	cmd.Flags().BoolVar(&confirmed, "confirmed", false, "with --set: the number is known to be the user's")
