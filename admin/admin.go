@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -329,4 +330,20 @@ func RecoveryMail(issuer string, codes []string) string {
 	}
 	b.WriteString("\nYour earlier recovery codes no longer work. If you did not ask for this, tell your administrator.\n")
 	return b.String()
+}
+
+// CreateUser makes an account (R04): with n.MustChange its password is a
+// one-time one, changed at the first sign-in.
+func (s *Service) CreateUser(ctx context.Context, a Actor, acc *accounts.Service, n accounts.NewUser) (u store.User, err error) {
+	err = s.change(ctx, a, func(ctx context.Context) (store.AuditEvent, error) {
+		var err error
+		if u, err = acc.CreateUser(ctx, n); err != nil {
+			return store.AuditEvent{}, err
+		}
+		return store.AuditEvent{Type: "user.created", UserID: u.ID}, nil
+	})
+	if err != nil {
+		return store.User{}, err
+	}
+	return u, nil
 }

@@ -291,6 +291,21 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.forgetPolicies()
 		p.consoleDone(w, r, consolePath, "methods")
+	case "create-user":
+		password := accounts.GeneratePassword()
+		u, err := svc.CreateUser(ctx, actor, p.accounts, accounts.NewUser{Email: r.PostForm.Get("email"),
+			Population: pop, Role: store.Role(r.PostForm.Get("role")), Password: password, MustChange: true})
+		if msg, bad := badNewUser(err); bad {
+			base.Error = "The user was not created: " + msg
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if err != nil {
+			p.consoleFailed(w, r, "create user", err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		p.render(w, r, http.StatusOK, "admin_user_created.html", map[string]string{"Email": u.Email, "ID": u.ID, "Password": password})
 	case "create-client":
 		spec := clients.Spec{Name: r.PostForm.Get("name"), RedirectURIs: strings.Fields(r.PostForm.Get("redirect_uris")),
 			FirstParty: r.PostForm.Get("first_party") == "yes", Public: r.PostForm.Get("public") == "yes",
@@ -367,6 +382,22 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.errorPage(w, r, http.StatusBadRequest, "Unknown change", "Reload the page and try again.", "")
 	}
+}
+
+// badNewUser says why an account could not be made, when the input was
+// the reason.
+func badNewUser(err error) (string, bool) {
+	switch {
+	case errors.Is(err, accounts.ErrEmailTaken):
+		return "that email address already has an account in this population.", true
+	case errors.Is(err, accounts.ErrInvalidPopulation):
+		return "choose agents or contacts.", true
+	case errors.Is(err, accounts.ErrInvalidRole), errors.Is(err, accounts.ErrRoleNotInPopulaton):
+		return "contacts have the role contact; agents are admin, supervisor or agent.", true
+	case errors.Is(err, accounts.ErrInvalidEmail):
+		return "that is not an email address.", true
+	}
+	return "", false
 }
 
 // showClientSecret answers a registration or a new secret: the secret

@@ -628,3 +628,62 @@ func TestR09_ConsolePhone(t *testing.T) {
 		})
 	}
 }
+
+// TestR04_ConsoleCreatesUsers: an admin adds a user with a one-time
+// password shown once, which the user replaces at the first sign-in; bad
+// input is refused with the reason and creates nobody.
+func TestR04_ConsoleCreatesUsers(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			b, page := e.console(t)
+			for _, tc := range []struct {
+				form url.Values
+				want string
+			}{
+				{url.Values{"email": {"ADA@example.com"}, "population": {"agent"}}, "already has an account"},
+				{url.Values{"email": {"not-an-address"}, "population": {"agent"}}, "not an email address"},
+				{url.Values{"email": {"dee@example.com"}, "population": {"contact"}, "role": {"admin"}}, "contacts have the role contact"},
+				{url.Values{"email": {"dee@example.com"}, "population": {"staff"}}, "choose agents or contacts"},
+			} {
+				tc.form.Set("action", "create-user")
+				p := e.post(b, page, "/admin", tc.form)
+				assert.Equal(t, http.StatusBadRequest, p.StatusCode, tc.want)
+				assert.Contains(t, p.Body, tc.want)
+			}
+			users, err := e.Store.ListUsers(ctx, store.UserFilter{})
+			require.NoError(t, err)
+			assert.Len(t, users, 2, "refused: nobody created")
+
+			p := e.post(b, page, "/admin", url.Values{"action": {"create-user"}, "email": {"dee@example.com"}, "population": {"agent"}, "role": {"supervisor"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Equal(t, "no-store", p.Header.Get("Cache-Control"))
+			m := regexp.MustCompile(`One-time password: <code class="secret">([^<]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, m, 2, p.Body)
+			key, _ := accounts.NormalizeEmail("dee@example.com")
+			dee, err := e.Store.GetUserByEmail(ctx, store.PopulationAgent, key)
+			require.NoError(t, err)
+			assert.Equal(t, store.RoleSupervisor, dee.Role)
+			assert.True(t, dee.PasswordMustChange)
+			assert.NotContains(t, dee.PasswordHash, m[1])
+			assert.Equal(t, e.admin.ID, e.events(t, "user.created")[0].ActorID)
+
+			// The one-time password signs in once, to choose a new one.
+			db := providertest.NewBrowser(t)
+			login, _ := db.Follow(db.Get(e.URL+"/account/security"), "")
+			form := login.Hidden()
+			form.Set("email", "dee@example.com")
+			form.Set("password", htmlUnescapeSecret(m[1]))
+			res := db.Post(e.URL+"/login", form)
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			assert.Contains(t, res.Location(), "/login/password")
+		})
+	}
+}
+
+// htmlUnescapeSecret undoes html/template's escaping of a generated
+// secret shown on a page.
+func htmlUnescapeSecret(s string) string {
+	return strings.NewReplacer("&#43;", "+", "&#34;", `"`, "&#39;", "'", "&amp;", "&", "&lt;", "<", "&gt;", ">").Replace(s)
+}

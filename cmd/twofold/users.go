@@ -143,16 +143,8 @@ func (a *app) usersCreateCmd() *cobra.Command {
 			return err
 		}
 		return a.withStore(cmd.Context(), func(cfg Config, s store.Store) error {
-			var u store.User
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				var err error
-				u, err = cfg.accounts(s).CreateUser(ctx, accounts.NewUser{
-					Email: email, Population: store.Population(population), Role: store.Role(role), Password: password,
-				})
-				if err != nil {
-					return err
-				}
-				return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: "user.created", UserID: u.ID, ActorID: "cli"})
+			u, err := adminOf(s).CreateUser(cmd.Context(), admin.CLI, cfg.accounts(s), accounts.NewUser{
+				Email: email, Population: store.Population(population), Role: store.Role(role), Password: password,
 			})
 			if err != nil {
 				return err
