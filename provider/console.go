@@ -54,6 +54,8 @@ type consolePage struct {
 	AllMethods    []string
 	Users         []store.User
 	Population    string
+	Page          int    // the user list's page, from 1 (0: the first)
+	MoreUsers     string // the next page of users, or ""
 	Events        []consoleEvent
 	Clients       []store.Client // read only: registered with the CLI
 	SMSConfigured bool
@@ -177,14 +179,26 @@ func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status 
 		page.Policies = append(page.Policies, cp)
 	}
 	q := r.URL.Query()
-	filter := store.UserFilter{Limit: consoleUsers}
+	// One more than a page tells whether a next page exists.
+	filter := store.UserFilter{Limit: consoleUsers + 1}
 	if pop := store.Population(q.Get("population")); pop.Valid() {
 		filter.Population, page.Population = pop, string(pop)
+	}
+	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 && n <= 100000 {
+		filter.Offset, page.Page = (n-1)*consoleUsers, n
 	}
 	if email := strings.TrimSpace(q.Get("email")); email != "" {
 		page.Users, err = p.findUsers(ctx, email)
 	} else {
 		page.Users, err = p.store.ListUsers(ctx, filter)
+		if len(page.Users) > consoleUsers {
+			page.Users = page.Users[:consoleUsers]
+			l := url.Values{"page": {strconv.Itoa(max(page.Page, 1) + 1)}}
+			if page.Population != "" {
+				l.Set("population", page.Population)
+			}
+			page.MoreUsers = consolePath + "?" + l.Encode() + "#users"
+		}
 	}
 	if err == nil {
 		page.Clients, err = p.store.ListClients(ctx)

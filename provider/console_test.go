@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -668,6 +669,21 @@ func TestR04_ConsoleCreatesUsers(t *testing.T) {
 			assert.True(t, dee.PasswordMustChange)
 			assert.NotContains(t, dee.PasswordHash, m[1])
 			assert.Equal(t, e.admin.ID, e.events(t, "user.created")[0].ActorID)
+
+			// The user list comes 100 at a time.
+			for i := range 103 {
+				email := fmt.Sprintf("contact%03d@example.com", i)
+				require.NoError(t, e.Store.CreateUser(ctx, store.User{ID: fmt.Sprintf("c%03d", i), Email: email, EmailKey: email,
+					Population: store.PopulationContact, Role: store.RoleContact, PasswordHash: "x", CreatedAt: time.Now(), UpdatedAt: time.Now()}))
+			}
+			userRow := regexp.MustCompile(`<tr><td><a href="/admin/users/`)
+			p = b.Get(e.URL + "/admin?population=contact")
+			assert.Len(t, userRow.FindAllString(p.Body, -1), 100)
+			require.Contains(t, p.Body, `href="/admin?page=2&amp;population=contact#users"`)
+			p = b.Get(e.URL + "/admin?page=2&population=contact")
+			assert.Len(t, userRow.FindAllString(p.Body, -1), 3)
+			assert.Contains(t, p.Body, "contact102@example.com")
+			assert.NotContains(t, p.Body, "More users")
 
 			// The one-time password signs in once, to choose a new one.
 			db := providertest.NewBrowser(t)

@@ -71,6 +71,7 @@ type User struct {
 type UserFilter struct {
 	Population Population
 	Limit      int
+	Offset     int // users skipped first, for pages
 }
 
 // Store is the one persistence interface of Twofold. Methods that take a

@@ -57,6 +57,10 @@ func (s *Store) ListUsers(ctx context.Context, f store.UserFilter) ([]store.User
 	if f.Limit > 0 {
 		query += ` LIMIT ?`
 		args = append(args, f.Limit)
+		if f.Offset > 0 {
+			query += ` OFFSET ?`
+			args = append(args, f.Offset)
+		}
 	}
 	users := []store.User{}
 	err := s.sel(ctx, &users, query, args...)

@@ -178,6 +178,12 @@ func testUserList(t *testing.T, s store.Store) {
 	users, err = s.ListUsers(ctx, store.UserFilter{Limit: 1})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"a"}, ids(users))
+	users, err = s.ListUsers(ctx, store.UserFilter{Limit: 2, Offset: 1})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b", "c"}, ids(users))
+	users, err = s.ListUsers(ctx, store.UserFilter{Population: store.PopulationAgent, Limit: 5, Offset: 2})
+	require.NoError(t, err)
+	assert.Empty(t, users)
 }
 
 func ids(users []store.User) []string {
