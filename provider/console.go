@@ -101,6 +101,12 @@ var consoleNotices = map[string]string{
 // than ConsoleAuthAge (S20: MFA to act as an admin).
 func (p *Provider) consoleAdmin(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
 	sess, user, ok := p.currentSession(r)
+	if !ok && r.Method == http.MethodPost {
+		// No sign-in to act for (signed out, or a post from another
+		// site): nothing changes, and no sign-in is started for it.
+		p.errorPage(w, r, http.StatusForbidden, "Sign in again", "You are not signed in. Open /admin, sign in, and repeat the change.", "")
+		return sess, user, false
+	}
 	if !ok {
 		p.startSignIn(w, r, "", consolePath)
 		return sess, user, false

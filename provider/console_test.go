@@ -114,6 +114,9 @@ func TestR04_AdminConsoleAccess(t *testing.T) {
 			p := anon.Get(e.URL + "/admin")
 			assert.Equal(t, http.StatusSeeOther, p.StatusCode)
 			assert.Contains(t, p.Location(), "/login?flow=")
+			p = providertest.NewBrowser(t).Post(e.URL+"/admin", url.Values{"action": {"deauthorize"}, "confirm": {"yes"}})
+			assert.Equal(t, http.StatusForbidden, p.StatusCode, "a post without a session starts nothing")
+			assert.Empty(t, p.Header.Values("Set-Cookie"))
 
 			// An agent, even with two factors, is not an admin.
 			agent := providertest.NewBrowser(t)
