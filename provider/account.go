@@ -22,6 +22,19 @@ type factorView struct {
 	ID, Label, Created, LastUsed string
 }
 
+// viewOf is how a factor is listed: its name (a phone's masked
+// number), when it was added and last used.
+func viewOf(f store.Factor) factorView {
+	v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+	if f.Kind == store.FactorSMS {
+		v.Label = "Phone " + sms.Mask(f.Phone)
+	}
+	if f.LastUsedAt != nil {
+		v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
+	}
+	return v
+}
+
 type accountPage struct {
 	Email, CSRF, Notice, Error string
 	Enabled, Required          bool
@@ -85,12 +98,9 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 		}
 	}
 	for _, f := range factors {
-		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+		v := viewOf(f)
 		if f.Kind == store.FactorSMS {
-			v.Label = "Phone " + sms.Mask(f.Phone) + " ✓ confirmed" // read-only: remove it to use another (R09)
-		}
-		if f.LastUsedAt != nil {
-			v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
+			v.Label += " ✓ confirmed" // read-only: remove it to use another (R09)
 		}
 		page.Factors = append(page.Factors, v)
 	}

@@ -144,11 +144,7 @@ func (p *Provider) consoleBase(r *http.Request, sess store.Session, user store.U
 }
 
 func (p *Provider) actor(r *http.Request, user store.User) admin.Actor {
-	ua := r.UserAgent()
-	if len(ua) > 512 {
-		ua = ua[:512]
-	}
-	return admin.Actor{ID: user.ID, IP: p.ClientIP(r), UserAgent: ua}
+	return admin.Actor{ID: user.ID, IP: p.ClientIP(r), UserAgent: userAgent(r)}
 }
 
 func (p *Provider) adminService() *admin.Service {
@@ -555,18 +551,14 @@ func (p *Provider) renderConsoleUser(w http.ResponseWriter, r *http.Request, sta
 	}
 	page.Required = mfa.Required(u, mfa.NewPolicies(ps))
 	for _, f := range fs {
-		v := factorView{ID: f.ID, Label: f.Name, Created: f.CreatedAt.UTC().Format("2 Jan 2006")}
+		v := viewOf(f)
 		if f.Kind == store.FactorSMS {
-			v.Label = "Phone " + sms.Mask(f.Phone)
 			page.Phone, page.PhoneConfirmed = sms.Mask(f.Phone), f.Confirmed
 		}
 		if f.Confirmed {
 			page.Confirmed++
 		} else {
 			v.Label += " (not confirmed)"
-		}
-		if f.LastUsedAt != nil {
-			v.LastUsed = f.LastUsedAt.UTC().Format("2 Jan 2006 15:04 UTC")
 		}
 		page.Factors = append(page.Factors, v)
 	}

@@ -302,14 +302,21 @@ func (p *Provider) continueFlow(w http.ResponseWriter, r *http.Request, f store.
 	}
 }
 
+// userAgent is the request's User-Agent as the audit log keeps it: at
+// most 512 bytes.
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > 512 {
+		ua = ua[:512]
+	}
+	return ua
+}
+
 // audit records an event with the request's address and user agent.
 func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEvent) {
 	e.Time = p.now()
 	e.IP = p.ClientIP(r)
-	e.UserAgent = r.UserAgent()
-	if len(e.UserAgent) > 512 {
-		e.UserAgent = e.UserAgent[:512]
-	}
+	e.UserAgent = userAgent(r)
 	if err := p.store.AppendAudit(ctx, e); err != nil {
 		p.logger.ErrorContext(ctx, "audit", "type", e.Type, "err", err)
 	}
