@@ -62,9 +62,14 @@ func (s *Service) change(ctx context.Context, a Actor, e func(ctx context.Contex
 		if err != nil {
 			return err
 		}
-		ev.Time, ev.ActorID, ev.IP, ev.UserAgent = s.now(), a.ID, a.IP, a.UserAgent
-		return s.Store.AppendAudit(ctx, ev)
+		return s.audit(ctx, a, ev)
 	})
+}
+
+// audit appends ev as made by a, now.
+func (s *Service) audit(ctx context.Context, a Actor, ev store.AuditEvent) error {
+	ev.Time, ev.ActorID, ev.IP, ev.UserAgent = s.now(), a.ID, a.IP, a.UserAgent
+	return s.Store.AppendAudit(ctx, ev)
 }
 
 // jsonDetail is an audit event's detail object.

@@ -160,9 +160,21 @@ func SpecOf(c store.Client) Spec {
 // races another on the same client with store.ErrConflict. Tokens already
 // issued keep what they were granted until they expire or are revoked.
 func (r *Registry) Update(ctx context.Context, id string, edit func(*Spec)) (store.Client, map[string]any, error) {
+	return r.UpdateSeen(ctx, id, time.Time{}, edit)
+}
+
+// UpdateSeen is Update for an edit made on a view of the client as it
+// was when its UpdatedAt was seen (a form in the admin console): if the
+// client has changed since, nothing is written and the answer is
+// store.ErrConflict, so a stale page cannot undo another admin's change.
+// A zero seen accepts the client as it is.
+func (r *Registry) UpdateSeen(ctx context.Context, id string, seen time.Time, edit func(*Spec)) (store.Client, map[string]any, error) {
 	c, err := r.Store.GetClient(ctx, id)
 	if err != nil {
 		return store.Client{}, nil, fmt.Errorf("update client %q: %w", id, err)
+	}
+	if !seen.IsZero() && !seen.Equal(c.UpdatedAt) {
+		return store.Client{}, nil, fmt.Errorf("update client %q: changed since it was read: %w", id, store.ErrConflict)
 	}
 	old := SpecOf(c)
 	spec := SpecOf(c)

@@ -204,6 +204,17 @@ func TestRegistryUpdate(t *testing.T) {
 			assert.False(t, after.RequireMFA, "the other update stays")
 			assert.Equal(t, "Help desk", after.Name, "the late one is refused")
 
+			// An edit made on a page read before the last update is
+			// refused; one made on the current version is taken.
+			_, _, err = r.UpdateSeen(ctx, c.ID, stored.UpdatedAt, func(s *Spec) { s.Name = "Stale page" })
+			require.ErrorIs(t, err, store.ErrConflict)
+			after, err = r.Get(ctx, c.ID)
+			require.NoError(t, err)
+			assert.Equal(t, "Help desk", after.Name, "the stale edit changed nothing")
+			got, _, err = r.UpdateSeen(ctx, c.ID, after.UpdatedAt, func(s *Spec) { s.Name = "Fresh page" })
+			require.NoError(t, err)
+			assert.Equal(t, "Fresh page", got.Name)
+
 			_, _, err = r.Update(ctx, "tf_missing", func(*Spec) {})
 			assert.ErrorIs(t, err, store.ErrNotFound)
 		})

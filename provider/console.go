@@ -57,7 +57,7 @@ type consolePage struct {
 	Page          int    // the user list's page, from 1 (0: the first)
 	MoreUsers     string // the next page of users, or ""
 	Events        []consoleEvent
-	Clients       []store.Client // read only: registered with the CLI
+	Clients       []store.Client
 	SMSConfigured bool
 }
 
@@ -78,21 +78,24 @@ type consoleUserPage struct {
 
 // consoleNotices are the fixed messages a redirect can ask for.
 var consoleNotices = map[string]string{
-	"deauthorized":    "Users have been successfully deauthorized.", // R21, seed 004
-	"policy":          "The policy was saved. Servers apply it within 5 seconds.",
-	"methods":         "The allowed methods were saved. Servers apply them within 5 seconds.",
-	"required":        "Two-step verification is now required for this user.",
-	"not-required":    "Two-step verification is no longer required for this user (their population's policy still applies).",
-	"reset":           "Their two-step verification methods and recovery codes were removed and they are signed out.",
-	"unlocked":        "Their sign-in locks were cleared.",
-	"disabled":        "The account is disabled and signed out everywhere.",
-	"enabled":         "The account is enabled.",
-	"codes-sent":      "New recovery codes were emailed to the user; the old ones no longer work.",
-	"signed-out":      "They had no second factor and were signed out: they set one up at their next sign-in.",
-	"client-deleted":  "The client and every token issued to it were deleted.",
-	"phone-set":       "The phone was attached. A number not marked confirmed waits for their code, or yours.",
-	"confirmed-phone": "The phone is confirmed: codes by text can be sent to it.",
-	"detached-phone":  "The phone was removed.",
+	"deauthorized":     "Users have been successfully deauthorized.", // R21, seed 004
+	"policy":           "The policy was saved. Servers apply it within 5 seconds.",
+	"methods":          "The allowed methods were saved. Servers apply them within 5 seconds.",
+	"required":         "Two-step verification is now required for this user.",
+	"not-required":     "Two-step verification is no longer required for this user (their population's policy still applies).",
+	"reset":            "Their two-step verification methods and recovery codes were removed and they are signed out.",
+	"unlocked":         "Their sign-in locks were cleared.",
+	"disabled":         "The account is disabled and signed out everywhere.",
+	"enabled":          "The account is enabled.",
+	"codes-sent":       "New recovery codes were emailed to the user; the old ones no longer work.",
+	"signed-out":       "They had no second factor and were signed out: they set one up at their next sign-in.",
+	"client-deleted":   "The client and every token issued to it were deleted.",
+	"client-updated":   "The client's settings were saved. Other servers apply them within 5 seconds.",
+	"client-unchanged": "Nothing changed: the client already had these settings.",
+	"client-revoked":   "Saved, and every code and token the client held was revoked: its users sign in again.",
+	"phone-set":        "The phone was attached. A number not marked confirmed waits for their code, or yours.",
+	"confirmed-phone":  "The phone is confirmed: codes by text can be sent to it.",
+	"detached-phone":   "The phone was removed.",
 }
 
 // consoleAdmin returns the signed-in admin, or writes the answer: a
@@ -420,7 +423,7 @@ func badNewUser(err error) (string, bool) {
 // is shown here once and never stored in the clear.
 func (p *Provider) showClientSecret(w http.ResponseWriter, r *http.Request, id, name, secret string) {
 	w.Header().Set("Cache-Control", "no-store")
-	p.render(w, r, http.StatusOK, "admin_client.html", map[string]string{"ID": id, "Name": name, "Secret": secret})
+	p.render(w, r, http.StatusOK, "admin_client_secret.html", map[string]string{"ID": id, "Name": name, "Secret": secret})
 }
 
 // consoleForm is consoleAdmin for a form: the form must carry the CSRF

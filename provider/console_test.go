@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/twofold-idp/twofold/accounts"
+	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/mfa"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/provider/providertest"
@@ -699,5 +701,150 @@ func TestR04_ConsoleCreatesUsers(t *testing.T) {
 			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
 			assert.Contains(t, res.Location(), "/login/password")
 		})
+	}
+}
+
+// TestR04_ConsoleEditsClients: an admin changes a client's registration
+// on its page; a bad, stale or tampered form changes nothing; asked to,
+// the change revokes every token the client holds.
+func TestR04_ConsoleEditsClients(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			c, secret, err := e.Clients.Create(ctx, clients.Spec{Name: "Desk", RedirectURIs: []string{"https://desk.example.com/cb"}})
+			require.NoError(t, err)
+			c, err = e.Store.GetClient(ctx, c.ID) // as stored (PostgreSQL keeps microseconds)
+			require.NoError(t, err)
+			b, _ := e.console(t)
+			here := "/admin/clients/" + c.ID
+			page := b.Get(e.URL + here)
+			require.Equal(t, http.StatusOK, page.StatusCode, page.Body)
+			assert.Contains(t, page.Body, `value="Desk"`)
+			assert.Contains(t, page.Body, "https://desk.example.com/cb</textarea>")
+			assert.Contains(t, b.Get(e.URL+"/admin").Body, `<a href="/admin/clients/`+c.ID+`">Desk</a>`, "the overview links to it")
+			assert.Equal(t, http.StatusNotFound, b.Get(e.URL+"/admin/clients/tf_missing").StatusCode)
+
+			// token asks for a client_credentials token with the secret
+			// in the body (client_secret_post).
+			token := func() (int, string) {
+				res, err := http.PostForm(e.URL+"/token", url.Values{"grant_type": {"client_credentials"},
+					"client_id": {c.ID}, "client_secret": {secret}, "scope": {"email"}})
+				require.NoError(t, err)
+				defer res.Body.Close()
+				var body struct {
+					AccessToken string `json:"access_token"`
+				}
+				_ = json.NewDecoder(res.Body).Decode(&body)
+				return res.StatusCode, body.AccessToken
+			}
+			status, _ := token()
+			require.Equal(t, http.StatusUnauthorized, status, "registered for client_secret_basic")
+
+			form := func(change func(url.Values)) url.Values {
+				f := url.Values{"action": {"update"}, "seen": {page.Hidden().Get("seen")}, "name": {"Help desk"},
+					"redirect_uris":             {"https://desk.example.com/cb\nhttps://desk.example.com/cb2"},
+					"post_logout_redirect_uris": {"https://desk.example.com/"},
+					"grant_type":                {"authorization_code", "refresh_token", "client_credentials"},
+					"scope":                     {"openid", "email"}, "require_mfa": {"yes"},
+					"id_token_alg": {"ES256"}, "access_token_format": {"jwt"}, "token_endpoint_auth_method": {"client_secret_post"}}
+				if change != nil {
+					change(f)
+				}
+				return f
+			}
+			unchanged := func(t *testing.T) {
+				t.Helper()
+				got, err := e.Store.GetClient(ctx, c.ID)
+				require.NoError(t, err)
+				assert.Equal(t, c.Name, got.Name)
+				assert.Equal(t, c.RedirectURIs, got.RedirectURIs)
+				assert.True(t, c.UpdatedAt.Equal(got.UpdatedAt))
+				assert.Empty(t, e.events(t, "client.updated"))
+			}
+			for _, tc := range []struct {
+				name   string
+				change func(url.Values)
+				status int
+				says   string
+			}{
+				{"bad redirect URI", func(f url.Values) { f.Set("redirect_uris", "http://evil.example.com/cb") }, http.StatusBadRequest, "The client was not changed: redirect_uris"},
+				{"no grant type", func(f url.Values) { f.Del("grant_type") }, http.StatusBadRequest, "Choose at least one grant type."},
+				{"no scope", func(f url.Values) { f["scope"] = []string{"bogus"} }, http.StatusBadRequest, "Choose at least one scope."},
+				{"no name", func(f url.Values) { f.Set("name", " ") }, http.StatusBadRequest, "The client was not changed: name: required"},
+				{"bad algorithm", func(f url.Values) { f.Set("id_token_alg", "none") }, http.StatusBadRequest, "The client was not changed"},
+				{"to another way of authenticating", func(f url.Values) { f.Set("token_endpoint_auth_method", "none") }, http.StatusBadRequest, "How a client authenticates can only switch"},
+				{"stale page", func(f url.Values) { f.Set("seen", c.UpdatedAt.Add(-time.Second).UTC().Format(time.RFC3339Nano)) }, http.StatusConflict, "nothing was saved"},
+				{"unreadable version", func(f url.Values) { f.Set("seen", "yesterday") }, http.StatusBadRequest, "This form has expired"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					p := e.post(b, page, here, form(tc.change))
+					assert.Equal(t, tc.status, p.StatusCode, p.Body)
+					assert.Contains(t, p.Body, tc.says)
+					unchanged(t)
+				})
+			}
+			p := e.post(b, page, here, form(func(f url.Values) { f.Set("redirect_uris", "http://evil.example.com/cb") }))
+			assert.Contains(t, p.Body, "http://evil.example.com/cb</textarea>", "a refused form shows what was typed")
+			p = b.Post(e.URL+here, form(nil))
+			assert.Equal(t, http.StatusForbidden, p.StatusCode, "no CSRF token")
+			unchanged(t)
+
+			p = e.post(b, page, here, form(nil))
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			assert.Equal(t, e.URL+here+"?notice=client-updated", p.Location())
+			got, err := e.Store.GetClient(ctx, c.ID)
+			require.NoError(t, err)
+			assert.Equal(t, "Help desk", got.Name)
+			assert.Equal(t, store.Strings{"https://desk.example.com/cb", "https://desk.example.com/cb2"}, got.RedirectURIs)
+			assert.Equal(t, store.Strings{"https://desk.example.com/"}, got.PostLogoutRedirectURIs)
+			assert.Equal(t, store.Strings{"authorization_code", "refresh_token", "client_credentials"}, got.GrantTypes)
+			assert.Equal(t, store.Strings{"openid", "email"}, got.Scopes)
+			assert.True(t, got.RequireMFA)
+			assert.False(t, got.FirstParty)
+			assert.Equal(t, "ES256", got.IDTokenAlg)
+			assert.Equal(t, store.AccessTokenJWT, got.AccessTokenFormat)
+			assert.Equal(t, "client_secret_post", got.TokenEndpointAuthMethod)
+			assert.Equal(t, c.SecretHash, got.SecretHash, "the secret stays")
+			ev := e.events(t, "client.updated")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+			assert.Equal(t, c.ID, ev[0].ClientID)
+			assert.Contains(t, ev[0].Detail, `"client_name":{"from":"Desk","to":"Help desk"}`)
+			// This server forgot its cached copy: the new grant and way
+			// of authenticating work at once.
+			status, at := token()
+			require.Equal(t, http.StatusOK, status)
+			assert.Equal(t, 2, strings.Count(at, "."), "a JWT access token now")
+
+			// The same settings again: nothing is written.
+			page = b.Get(e.URL + here)
+			p = e.post(b, page, here, form(nil))
+			assert.Equal(t, e.URL+here+"?notice=client-unchanged", p.Location())
+			assert.Len(t, e.events(t, "client.updated"), 1)
+
+			// Revoke: every token of the client goes, in the same change.
+			p = e.post(b, page, here, form(func(f url.Values) { f.Set("revoke_tokens", "yes") }))
+			assert.Equal(t, e.URL+here+"?notice=client-revoked", p.Location())
+			rev := e.events(t, "client.tokens_revoked")
+			require.Len(t, rev, 1)
+			assert.Equal(t, e.admin.ID, rev[0].ActorID)
+			assert.Contains(t, rev[0].Detail, `"token_rows":1`)
+		})
+	}
+}
+
+func TestConsoleTicked(t *testing.T) {
+	all := []string{"a", "b", "c"}
+	for _, tc := range []struct {
+		current, form, want []string
+	}{
+		{nil, []string{"c", "a"}, []string{"a", "c"}},
+		{[]string{"c", "a"}, []string{"a", "c"}, []string{"c", "a"}},
+		{[]string{"c", "a"}, []string{"a", "b", "x"}, []string{"a", "b"}},
+		{[]string{"a"}, nil, nil},
+		{[]string{"x", "a"}, []string{"x", "a", "a"}, []string{"a"}},
+	} {
+		assert.Equal(t, tc.want, provider.Ticked(tc.current, all, tc.form), "%v %v", tc.current, tc.form)
 	}
 }

@@ -7,3 +7,6 @@ func (p *Provider) ExpirePolicies() {
 	p.policyCache.exp = p.policyCache.exp.AddDate(-1, 0, 0)
 	p.policyCache.mu.Unlock()
 }
+
+// Ticked is ticked, for the console's tests.
+var Ticked = ticked

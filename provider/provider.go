@@ -294,6 +294,8 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("POST "+consolePath, p.handleConsoleSubmit)
 	m.HandleFunc("GET "+consolePath+"/audit", p.handleConsoleAudit)
 	m.HandleFunc("GET "+consolePath+"/users/{id}", p.handleConsoleUser)
+	m.HandleFunc("GET "+consolePath+"/clients/{id}", p.handleConsoleClient)
+	m.HandleFunc("POST "+consolePath+"/clients/{id}", p.handleConsoleClientSubmit)
 	m.HandleFunc("POST "+consolePath+"/users/{id}", p.handleConsoleUserSubmit)
 	m.HandleFunc("GET /consent", p.handleConsentPage)
 	m.HandleFunc("POST /consent", p.handleConsentSubmit)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,19 +90,6 @@ func (a *app) withRegistry(ctx context.Context, fn func(s store.Store, r *client
 	}
 	defer s.Close()
 	return fn(s, &clients.Registry{Store: s, Hasher: clients.NewSecretHasher(key)})
-}
-
-// auditClient records a client event made from the CLI.
-func auditClient(ctx context.Context, s store.Store, typ, clientID string, detail map[string]any) error {
-	var d string
-	if detail != nil {
-		b, err := json.Marshal(detail)
-		if err != nil {
-			return fmt.Errorf("audit detail: %w", err)
-		}
-		d = string(b)
-	}
-	return s.AppendAudit(ctx, store.AuditEvent{Time: time.Now(), Type: typ, ActorID: "cli", ClientID: clientID, Detail: d})
 }
 
 // clientNotFound turns the store's not-found into a message naming the id.
@@ -282,34 +268,15 @@ client cache).`,
 			}
 		}
 		return a.withRegistry(cmd.Context(), func(s store.Store, r *clients.Registry) error {
-			var c store.Client
-			var changes map[string]any
-			var revoked int64
-			err := s.InTx(cmd.Context(), func(ctx context.Context) error {
-				var err error
-				// With no registration flag, edit changes nothing: the
-				// update only finds the client.
-				if c, changes, err = r.Update(ctx, args[0], edit); err != nil {
-					if errors.Is(err, store.ErrConflict) {
-						return fmt.Errorf("client %q was changed meanwhile: run the update again", args[0])
-					}
-					return clientNotFound(args[0], err)
-				}
-				if len(changes) > 0 {
-					if err := auditClient(ctx, s, "client.updated", c.ID, changes); err != nil {
-						return err
-					}
-				}
-				if !revoke {
-					return nil
-				}
-				if revoked, err = s.DeleteClientTokens(ctx, c.ID); err != nil {
-					return err
-				}
-				return auditClient(ctx, s, "client.tokens_revoked", c.ID, map[string]any{"token_rows": revoked})
-			})
+			// With no registration flag, edit changes nothing: the
+			// update only finds the client.
+			c, changes, revoked, err := adminOf(s).UpdateClient(cmd.Context(), admin.CLI, r, args[0],
+				admin.ClientUpdate{Edit: edit, RevokeTokens: revoke})
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("client %q was changed meanwhile: run the update again", args[0])
+			}
 			if err != nil {
-				return err
+				return clientNotFound(args[0], err)
 			}
 			if *output == "json" {
 				return writeJSON(a.stdout, clientToJSON(c))
