@@ -58,7 +58,14 @@ type consolePage struct {
 	MoreUsers     string // the next page of users, or ""
 	Events        []consoleEvent
 	Clients       []store.Client
+	Keys          []consoleKey // the token-signing keys, public facts only
+	Algs          []string
 	SMSConfigured bool
+}
+
+type consoleKey struct {
+	KID, Alg, Created, Retired string
+	Active                     bool
 }
 
 type consoleUserPage struct {
@@ -90,6 +97,7 @@ var consoleNotices = map[string]string{
 	"codes-sent":       "New recovery codes were emailed to the user; the old ones no longer work.",
 	"signed-out":       "They had no second factor and were signed out: they set one up at their next sign-in.",
 	"client-deleted":   "The client and every token issued to it were deleted.",
+	"key-rotated":      "A new signing key signs from now on; the one before it stays published until what it signed has expired. Other servers use it within a minute.",
 	"client-updated":   "The client's settings were saved. Other servers apply them within 5 seconds.",
 	"client-unchanged": "Nothing changed: the client already had these settings.",
 	"client-revoked":   "Saved, and every code and token the client held was revoked: its users sign in again.",
@@ -166,7 +174,7 @@ func (p *Provider) handleConsole(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status int, base consoleBase) {
 	ctx := r.Context()
-	page := consolePage{consoleBase: base, AllMethods: mfa.SetupMethods, SMSConfigured: p.texter != nil}
+	page := consolePage{consoleBase: base, AllMethods: mfa.SetupMethods, SMSConfigured: p.texter != nil, Algs: Algs}
 	ps, err := p.store.ListMFAPolicies(ctx)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
@@ -209,6 +217,9 @@ func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status 
 		page.Clients, err = p.store.ListClients(ctx)
 	}
 	if err == nil {
+		page.Keys, err = p.consoleKeys(ctx)
+	}
+	if err == nil {
 		page.Events, err = p.consoleEvents(ctx, store.AuditFilter{Limit: 30})
 	}
 	if err != nil {
@@ -216,6 +227,25 @@ func (p *Provider) renderConsole(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	p.render(w, r, status, "admin.html", page)
+}
+
+// consoleKeys lists the signing keys, newest first, without their
+// private halves.
+func (p *Provider) consoleKeys(ctx context.Context) ([]consoleKey, error) {
+	ks, err := p.store.ListSigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(ks, func(a, b store.SigningKey) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	out := make([]consoleKey, 0, len(ks))
+	for _, k := range ks {
+		v := consoleKey{KID: k.KID, Alg: k.Alg, Active: k.Active, Created: k.CreatedAt.UTC().Format("2 Jan 2006 15:04")}
+		if k.RetiredAt != nil {
+			v.Retired = k.RetiredAt.UTC().Format("2 Jan 2006 15:04")
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // findUsers looks an email address up in both populations.
@@ -387,6 +417,23 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		p.fstore.clients.forget(c.ID)
 		p.showClientSecret(w, r, c.ID, c.Name, secret)
+	case "rotate-key":
+		alg := r.PostForm.Get("alg")
+		if !slices.Contains(Algs, alg) {
+			base.Error = "Choose RS256 or ES256."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if r.PostForm.Get("confirm") != "yes" {
+			base.Error = "Tick the box to confirm that a new " + alg + " key signs from now on."
+			p.renderConsole(w, r, http.StatusBadRequest, base)
+			return
+		}
+		if _, err := svc.RotateSigningKey(ctx, actor, p.keys, alg); err != nil {
+			p.consoleFailed(w, r, "rotate signing key", err)
+			return
+		}
+		p.consoleDone(w, r, consolePath, "key-rotated")
 	case "deauthorize":
 		if r.PostForm.Get("confirm") != "yes" {
 			base.Error = "Tick the box to confirm that every other user is signed out."

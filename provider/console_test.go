@@ -848,3 +848,44 @@ func TestConsoleTicked(t *testing.T) {
 		assert.Equal(t, tc.want, provider.Ticked(tc.current, all, tc.form), "%v %v", tc.current, tc.form)
 	}
 }
+
+// TestR04_ConsoleRotatesKeys: an admin makes a new signing key; the one
+// before it stays published, and the change is audited.
+func TestR04_ConsoleRotatesKeys(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			b, page := e.console(t)
+			old, err := e.Provider.Keys().ActiveKID(ctx, provider.RS256)
+			require.NoError(t, err)
+			assert.Contains(t, page.Body, "<code>"+old+"</code>", "the overview lists the keys")
+			assert.NotContains(t, page.Body, "PRIVATE")
+
+			for _, form := range []url.Values{
+				{"action": {"rotate-key"}, "alg": {"RS256"}},
+				{"action": {"rotate-key"}, "alg": {"HS256"}, "confirm": {"yes"}},
+			} {
+				p := e.post(b, page, "/admin", form)
+				assert.Equal(t, http.StatusBadRequest, p.StatusCode, form)
+				kid, err := e.Provider.Keys().ActiveKID(ctx, provider.RS256)
+				require.NoError(t, err)
+				assert.Equal(t, old, kid, "refused: the key stays")
+			}
+			assert.Empty(t, e.events(t, "keys.rotated"))
+
+			p := e.post(b, page, "/admin", url.Values{"action": {"rotate-key"}, "alg": {"RS256"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			kid, err := e.Provider.Keys().ActiveKID(ctx, provider.RS256)
+			require.NoError(t, err)
+			assert.NotEqual(t, old, kid)
+			jwks := b.Get(e.URL + "/jwks").Body
+			assert.Contains(t, jwks, `"kid":"`+kid+`"`)
+			assert.Contains(t, jwks, `"kid":"`+old+`"`, "the previous key still verifies what it signed")
+			ev := e.events(t, "keys.rotated")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+			assert.JSONEq(t, `{"alg":"RS256","kid":"`+kid+`"}`, ev[0].Detail)
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/twofold-idp/twofold/admin"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/secrets"
 	"github.com/twofold-idp/twofold/store"
@@ -26,18 +27,11 @@ func (a *app) keysCmd() *cobra.Command {
 				return usageError{fmt.Errorf("--alg %q: want RS256 or ES256", alg)}
 			}
 			return a.withKeys(cmd, func(s store.Store, ks *provider.KeySet) error {
-				if err := ks.Rotate(cmd.Context(), alg); err != nil {
-					return err
-				}
-				k, err := ks.Active(cmd.Context(), alg)
+				kid, err := adminOf(s).RotateSigningKey(cmd.Context(), admin.CLI, ks, alg)
 				if err != nil {
 					return err
 				}
-				if err := s.AppendAudit(cmd.Context(), store.AuditEvent{Time: time.Now(), Type: "keys.rotated", ActorID: "cli",
-					Detail: fmt.Sprintf(`{"alg":%q,"kid":%q}`, alg, k.KID())}); err != nil {
-					return err
-				}
-				fmt.Fprintf(a.stdout, "new active %s key %s\n", alg, k.KID())
+				fmt.Fprintf(a.stdout, "new active %s key %s\n", alg, kid)
 				return nil
 			})
 		},

@@ -32,6 +32,11 @@ func TestKeysRotate(t *testing.T) {
 			assert.Regexp(t, first[1]+`\s+RS256\s+retired`, r.stdout, "the previous key is kept, retired")
 			assert.Equal(t, 1, strings.Count(r.stdout, "ES256"), "one ES256 key, made at first use")
 
+			r = twofold(t, env, "", "audit", "list", "--type", "keys.rotated")
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, 2, strings.Count(r.stdout, "keys.rotated"), r.stdout)
+			assert.Contains(t, r.stdout, `"kid":"`+second[1]+`"`, "each rotation audited with its key")
+
 			r = twofold(t, env, "", "keys", "rotate", "--alg", "HS256")
 			assert.Equal(t, exitUsage, r.code)
 			// The wrong secrets key cannot open the stored keys.
