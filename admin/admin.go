@@ -340,9 +340,12 @@ func RecoveryMail(issuer string, codes []string) string {
 // CreateUser makes an account (R04): with n.MustChange its password is a
 // one-time one, changed at the first sign-in.
 func (s *Service) CreateUser(ctx context.Context, a Actor, acc *accounts.Service, n accounts.NewUser) (u store.User, err error) {
+	// Hashed before the transaction, which then holds no lock for it.
+	if u, err = acc.NewAccount(n); err != nil {
+		return store.User{}, err
+	}
 	err = s.change(ctx, a, func(ctx context.Context) (store.AuditEvent, error) {
-		var err error
-		if u, err = acc.CreateUser(ctx, n); err != nil {
+		if err := acc.Insert(ctx, u); err != nil {
 			return store.AuditEvent{}, err
 		}
 		return store.AuditEvent{Type: "user.created", UserID: u.ID}, nil
