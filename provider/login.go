@@ -146,12 +146,7 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 // login.password_ok, or login.federated_ok after an upstream (R03).
 func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, event string) {
 	ctx := r.Context()
-	if consoleFlow(f) && user.Role != store.RoleAdmin {
-		// A sign-in for the admin console asks two factors of admins
-		// only; anyone else stops here, with no session made.
-		_ = p.store.DeleteLoginFlow(ctx, f.ID)
-		p.clearCookie(w, flowCookie)
-		p.errorPage(w, r, http.StatusForbidden, "Administrators only", "Your account cannot open the admin console.", "")
+	if p.notConsoleUser(w, r, f, user) {
 		return
 	}
 	all, codes, err := p.store.ListFactorsAndCodes(ctx, user.ID)
@@ -193,6 +188,21 @@ func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f stor
 	default:
 		p.establish(w, r, f, user, f.Methods)
 	}
+}
+
+// notConsoleUser ends a sign-in for the admin console by anyone but an
+// admin, with no session made: after the password, before a second
+// step is asked, and before a passkey's or an upstream's sign-in makes a
+// session (establish). True when it did (the answer is written).
+func (p *Provider) notConsoleUser(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User) bool {
+	if !consoleFlow(f) || user.Role == store.RoleAdmin {
+		return false
+	}
+	_ = p.store.DeleteLoginFlow(r.Context(), f.ID)
+	p.clearCookie(w, flowCookie)
+	p.audit(r.Context(), r, store.AuditEvent{Type: "console.refused", UserID: user.ID})
+	p.errorPage(w, r, http.StatusForbidden, "Administrators only", "Your account cannot open the admin console.", "")
+	return true
 }
 
 // showWaitingSecondStep shows the second step's page when this

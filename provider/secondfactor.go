@@ -500,6 +500,9 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 // (R01: no session before), with a new id, and moves the flow on.
 func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, methods []string) {
 	ctx := r.Context()
+	if p.notConsoleUser(w, r, f, user) {
+		return
+	}
 	amr, acr := mfa.Claims(methods)
 	now := p.now().UTC()
 	cookie := randomToken()

@@ -317,3 +317,26 @@ func (e *mfaEnv) passkeyPost(b *providertest.Browser, page providertest.Page, ce
 		"ceremony": {ceremony}, "credential": {credential}}
 	return b.Post(e.URL+"/login/passkey", form)
 }
+
+// TestR04_PasskeyAtConsoleNeedsAdmin: a passkey signs a non-admin in
+// nowhere at the admin console: no session is made, as after a password.
+func TestR04_PasskeyAtConsoleNeedsAdmin(t *testing.T) {
+	e := newKeyEnv(t, "sqlite", nil)
+	b := providertest.NewBrowser(t)
+	passkey := e.softKey(t)
+	passkey.be = true
+	require.Equal(t, http.StatusOK, e.registerKey(t, b, e.signInAccount(t, b, ""), passkey, "Phone").StatusCode)
+
+	br := providertest.NewBrowser(t)
+	page, _ := br.Follow(br.Get(e.URL+"/admin"), "")
+	require.Contains(t, page.Body, "Sign in with a passkey")
+	kp := parseKeyPage(t, page.Body)
+	res := e.passkeyPost(br, page, kp.Ceremony, passkey.get(t, kp))
+	assert.Equal(t, http.StatusForbidden, res.StatusCode, res.Body)
+	assert.Contains(t, res.Body, "Administrators only")
+	assert.False(t, signedIn(t, e, br), "no session")
+	events, err := e.Store.ListAudit(context.Background(), store.AuditFilter{Type: "console.refused"})
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	assert.Equal(t, e.user.ID, events[0].UserID)
+}
