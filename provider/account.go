@@ -3,10 +3,12 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twofold-idp/twofold/mfa"
@@ -47,6 +49,10 @@ type accountPage struct {
 	// (R09), masked; PendingNumber is it in full, for the form that
 	// confirms it (its owner's own page).
 	PendingPhone, PendingNumber string
+	// Upstream is the upstream this session signed in through: its
+	// password is kept there, and no form to change one is shown.
+	Upstream  string
+	MinLength int // of a new password
 }
 
 // notices are the fixed messages a redirect can ask the page to show.
@@ -59,6 +65,7 @@ var notices = map[string]string{
 	"key-added":   "Your security key was added.",
 	"email-added": "Codes by email are on.",
 	"phone-added": "Codes by text message are on.",
+	"password":    "Your password was changed, and you were signed out on your other devices.",
 }
 
 // handleAccountPage is /account/security (R14, R18): the user's methods
@@ -83,7 +90,8 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 	factors := slices.DeleteFunc(slices.Clone(all), func(f store.Factor) bool { return !f.Confirmed })
 	left, _ := p.store.CountRecoveryCodes(ctx, user.ID)
 	page := accountPage{Email: user.Email, CSRF: p.csrfToken("account", sess.ID), Notice: notice, Error: errMsg,
-		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left, Admin: user.Role == store.RoleAdmin}
+		Enabled: len(factors) > 0, Required: p.required(ctx, user), CodesLeft: left, Admin: user.Role == store.RoleAdmin,
+		Upstream: sess.Upstream, MinLength: p.accounts.MinPasswordLen}
 	page.Kinds = p.allowedMethods(ctx, user)
 	if page.Kinds.none() && page.Error == "" {
 		page.Error = noMethod
@@ -286,6 +294,8 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		p.showAccountCodes(w, r, user, hidden)
 	case "remove-factor":
 		p.removeFactor(w, r, sess, user, r.PostForm.Get("factor"))
+	case "change-password":
+		p.changePassword(w, r, sess, user)
 	case "disable":
 		if p.required(r.Context(), user) {
 			p.renderAccount(w, r, http.StatusForbidden, sess, user, "", "Your administrator requires two-step verification: it cannot be turned off.")
@@ -386,6 +396,73 @@ func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess sto
 	}
 	p.audit(ctx, r, store.AuditEvent{Type: "factor.removed", UserID: user.ID, ActorID: user.ID, Detail: jsonObject("factor", id)})
 	http.Redirect(w, r, "/account/security?notice=removed", http.StatusSeeOther)
+}
+
+// changePassword replaces the user's password when they know the
+// current one (ASVS 6.2.3; S20: on a recent sign-in, which had their
+// second factor), and signs them out everywhere else (ASVS 7.4.3). The
+// current password is checked under the sign-in's limits: a stolen
+// session cannot guess it faster than the login page could.
+func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess store.Session, user store.User) {
+	ctx := r.Context()
+	refuse := func(status int, msg string) { p.renderAccount(w, r, status, sess, user, "", msg) }
+	if sess.Upstream != "" {
+		refuse(http.StatusForbidden, "You signed in through "+sess.Upstream+": your password is kept there.")
+		return
+	}
+	current, pw := r.PostForm.Get("current"), r.PostForm.Get("password")
+	// The new password's own checks first: they reveal nothing, and a
+	// typing slip in it should not count as a wrong current password.
+	if pw != r.PostForm.Get("repeat") {
+		refuse(http.StatusBadRequest, "The two new passwords are not the same.")
+		return
+	}
+	if err := p.accounts.CheckPassword(pw); err != nil {
+		refuse(http.StatusBadRequest, strings.ToUpper(err.Error()[:1])+err.Error()[1:]+".")
+		return
+	}
+	throttleKey := passwordKey(user.EmailKey)
+	th, _, err := p.attempt(ctx, r, throttleKey, passwordRule)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+		return
+	}
+	if !th.Allowed {
+		refuse(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Try again after %s UTC.", th.RetryAt.UTC().Format("15:04")))
+		return
+	}
+	if ok, _, err := p.accounts.Hasher.Verify(current, user.PasswordHash); err != nil || !ok {
+		p.audit(ctx, r, store.AuditEvent{Type: "password.change_failed", UserID: user.ID, ActorID: user.ID})
+		refuse(http.StatusUnauthorized, "Your current password is not right.")
+		return
+	}
+	_ = p.store.Success(ctx, p.refundKey(r), throttleKey)
+	if current == pw {
+		refuse(http.StatusBadRequest, "Choose a new password, not the one you have.")
+		return
+	}
+	hash, err := p.accounts.Hasher.Hash(pw)
+	if err == nil {
+		err = p.store.InTx(ctx, func(ctx context.Context) error {
+			if err := p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now()); err != nil {
+				return err
+			}
+			// Every other session and token ends; this browser's stays.
+			if err := p.store.DeleteUserSessions(ctx, user.ID); err != nil {
+				return err
+			}
+			if err := p.store.DeleteSubjectTokens(ctx, user.ID); err != nil {
+				return err
+			}
+			return p.store.CreateSession(ctx, sess)
+		})
+	}
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Your password was not changed. Please try again.", "server_error")
+		return
+	}
+	p.audit(ctx, r, store.AuditEvent{Type: "password.changed", UserID: user.ID, ActorID: user.ID})
+	http.Redirect(w, r, "/account/security?notice=password", http.StatusSeeOther)
 }
 
 // signOutElsewhere ends a user's other sessions and revokes their tokens

@@ -353,8 +353,7 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 			p.consoleFailed(w, r, "create user", err)
 			return
 		}
-		w.Header().Set("Cache-Control", "no-store")
-		p.render(w, r, http.StatusOK, "admin_user_created.html", map[string]string{"Email": u.Email, "ID": u.ID, "Password": password})
+		p.showOneTimePassword(w, r, u, password, "New user")
 	case "create-client":
 		spec := clients.Spec{Name: r.PostForm.Get("name"), RedirectURIs: strings.Fields(r.PostForm.Get("redirect_uris")),
 			FirstParty: r.PostForm.Get("first_party") == "yes", Public: r.PostForm.Get("public") == "yes",
@@ -464,6 +463,13 @@ func badNewUser(err error) (string, bool) {
 		return "that is not an email address.", true
 	}
 	return "", false
+}
+
+// showOneTimePassword shows a generated one-time password once, on a
+// page no cache keeps.
+func (p *Provider) showOneTimePassword(w http.ResponseWriter, r *http.Request, u store.User, password, title string) {
+	w.Header().Set("Cache-Control", "no-store")
+	p.render(w, r, http.StatusOK, "admin_password.html", map[string]string{"Title": title, "Email": u.Email, "ID": u.ID, "Password": password})
 }
 
 // showClientSecret answers a registration or a new secret: the secret
@@ -726,6 +732,17 @@ func (p *Provider) handleConsoleUserSubmit(w http.ResponseWriter, r *http.Reques
 			return
 		}
 		p.consoleDone(w, r, here, strings.TrimSuffix(action, "-phone")+"ed-phone")
+	case "reset-password":
+		if r.PostForm.Get("confirm") != "yes" {
+			refuse("Tick the box to confirm that their password is replaced and they are signed out.")
+			return
+		}
+		password, err := svc.ResetPassword(ctx, actor, p.accounts, u)
+		if err != nil {
+			p.consoleFailed(w, r, action, err)
+			return
+		}
+		p.showOneTimePassword(w, r, u, password, "New password")
 	case "unlock":
 		if err := svc.Unlock(ctx, actor, u); err != nil {
 			p.consoleFailed(w, r, action, err)

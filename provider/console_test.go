@@ -889,3 +889,74 @@ func TestR04_ConsoleRotatesKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestR04_ConsoleResetsPassword: for a user who forgot their password an
+// admin makes a one-time password, shown once (never chosen by the
+// admin, ASVS 6.4.6); the user is signed out and unlocked, and their
+// next sign-in replaces it and still asks their second factor (S22).
+func TestR04_ConsoleResetsPassword(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newConsoleEnv(t, newMFAEnv(t, dialect))
+			secret := e.addTOTP(t, e.user.ID)
+			ada := providertest.NewBrowser(t)
+			e.signInAccount(t, ada, secret)
+			lock := store.Limit{Max: 1, Lock: time.Hour}
+			for range 2 {
+				_, err := e.Store.Attempt(ctx, store.PasswordCounter(e.user.EmailKey), lock, time.Now())
+				require.NoError(t, err)
+			}
+			b, page := e.console(t)
+			userPath := "/admin/users/" + e.user.ID
+
+			p := e.post(b, page, userPath, url.Values{"action": {"reset-password"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode, "unconfirmed")
+			_, err := e.Accounts.Authenticate(ctx, store.PopulationAgent, e.user.Email, password)
+			require.NoError(t, err, "unchanged")
+			assert.True(t, signedIn(t, e.mfaEnv, ada))
+
+			p = e.post(b, page, userPath, url.Values{"action": {"reset-password"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+			assert.Equal(t, "no-store", p.Header.Get("Cache-Control"))
+			m := regexp.MustCompile(`One-time password: <code class="secret">([^<]+)</code>`).FindStringSubmatch(p.Body)
+			require.Len(t, m, 2, p.Body)
+			oneTime := html.UnescapeString(m[1])
+			assert.False(t, signedIn(t, e.mfaEnv, ada), "signed out everywhere")
+			_, err = e.Accounts.Authenticate(ctx, store.PopulationAgent, e.user.Email, password)
+			assert.ErrorIs(t, err, accounts.ErrBadCredentials, "the old password is gone")
+			u, err := e.Store.GetUser(ctx, e.user.ID)
+			require.NoError(t, err)
+			assert.True(t, u.PasswordMustChange)
+			th, err := e.Store.Attempt(ctx, store.PasswordCounter(e.user.EmailKey), lock, time.Now())
+			require.NoError(t, err)
+			assert.True(t, th.Allowed, "the password lock was cleared")
+			require.NoError(t, e.Store.ResetThrottle(ctx, store.PasswordCounter(e.user.EmailKey)))
+			ev := e.events(t, "password.reset")
+			require.Len(t, ev, 1)
+			assert.Equal(t, e.admin.ID, ev[0].ActorID)
+			assert.Equal(t, e.user.ID, ev[0].UserID)
+
+			// The one-time password leads to a new one, then to the
+			// second factor: a reset never skips it.
+			login, _ := ada.Follow(ada.Get(e.URL+"/account/security"), "")
+			form := login.Hidden()
+			form.Set("email", e.user.Email)
+			form.Set("password", oneTime)
+			res := ada.Post(e.URL+"/login", form)
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			change, _ := ada.Follow(res, "")
+			form = change.Hidden()
+			form.Set("password", "her own new passphrase")
+			form.Set("repeat", "her own new passphrase")
+			res = ada.Post(e.URL+"/login/password", form)
+			assert.True(t, isSecondFactor(res), res.Body)
+			assert.False(t, signedIn(t, e.mfaEnv, ada), "no session before the second factor")
+
+			// Not on the admin's own account.
+			p = e.post(b, page, "/admin/users/"+e.admin.ID, url.Values{"action": {"reset-password"}, "confirm": {"yes"}})
+			assert.Equal(t, http.StatusBadRequest, p.StatusCode)
+			assert.Len(t, e.events(t, "password.reset"), 1)
+		})
+	}
+}

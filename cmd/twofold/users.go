@@ -114,7 +114,7 @@ func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
-	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd(), a.usersResetMFACmd(), a.usersSendRecoveryCodesCmd(), a.usersPhoneCmd(), a.usersDeauthorizeCmd())
+	cmd.AddCommand(a.usersCreateCmd(), a.usersListCmd(), a.usersShowCmd(), a.usersDisableCmd(), a.usersRequireMFACmd(), a.usersUnlockCmd(), a.usersResetMFACmd(), a.usersResetPasswordCmd(), a.usersSendRecoveryCodesCmd(), a.usersPhoneCmd(), a.usersDeauthorizeCmd())
 	return cmd
 }
 
@@ -375,6 +375,39 @@ user is signed out everywhere and their codes, access and refresh tokens
 are revoked; a JWT access token already handed out stays valid where it
 is checked offline until it expires. They set a method up again from the
 account page, or at their next sign-in when one is required of them.`
+	return cmd
+}
+
+// usersResetPasswordCmd gives a user who forgot their password a new,
+// generated one-time password, printed once; they choose their own at
+// their next sign-in, after their second factor. Not userChangeCmd: the
+// hash is made before the transaction.
+func (a *app) usersResetPasswordCmd() *cobra.Command {
+	var population string
+	cmd := &cobra.Command{
+		Use:   "reset-password ID|EMAIL",
+		Short: "Give a user a new one-time password (printed once) and sign them out",
+		Long: `Give a user who forgot their password a new one-time password, generated
+and printed once (an admin never chooses it). They replace it at their next
+sign-in, which still asks their second factor. Their sessions, sign-ins in
+progress and tokens end, and their password lock is cleared.`,
+		Args: exactArgs(1),
+	}
+	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return a.withStore(cmd.Context(), func(cfg Config, s store.Store) error {
+			u, err := findUser(cmd.Context(), s, args[0], population)
+			if err != nil {
+				return err
+			}
+			password, err := adminOf(s).ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "one-time password for %s (shown once; they choose their own at their next sign-in):\n%s\n", u.Email, password)
+			return nil
+		})
+	}
 	return cmd
 }
 

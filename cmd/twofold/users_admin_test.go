@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/twofold-idp/twofold/accounts"
 	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
@@ -144,6 +145,44 @@ func TestR19_R21_AdminResetAndDeauthorize(t *testing.T) {
 			assert.False(t, flow || ceremony)
 			_, _, n, _, _ = state(bo)
 			assert.Zero(t, n)
+		})
+	}
+}
+
+// TestUsersResetPassword: reset-password prints a generated one-time
+// password once, which signs in (to be replaced) where the old one no
+// longer does; the user's sessions end, and the change is audited.
+func TestUsersResetPassword(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			env := migratedDB(t, dialect)
+			s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+			ada := createUser(t, env, s, "ada@example.com", "agent")
+			now := time.Now().UTC()
+			require.NoError(t, s.CreateSession(ctx, store.Session{ID: "s1", UserID: ada.ID, AMR: store.Strings{"pwd"},
+				ACR: "urn:twofold:acr:pwd", AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+
+			r := twofold(t, env, "", "users", "reset-password", "nobody@example.com")
+			assert.NotEqual(t, 0, r.code)
+			r = twofold(t, env, "", "users", "reset-password", "ADA@example.com")
+			require.Equal(t, 0, r.code, r.stderr)
+			lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+			require.Len(t, lines, 2, r.stdout)
+			oneTime := lines[1]
+
+			svc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.DefaultArgon2}, MinPasswordLen: 12}
+			_, err := svc.Authenticate(ctx, store.PopulationAgent, "ada@example.com", "correct horse battery")
+			assert.ErrorIs(t, err, accounts.ErrBadCredentials, "the old password is gone")
+			u, err := svc.Authenticate(ctx, store.PopulationAgent, "ada@example.com", oneTime)
+			require.NoError(t, err, "the printed one works")
+			assert.True(t, u.PasswordMustChange, "to be replaced at the next sign-in")
+			_, err = s.GetSession(ctx, "s1")
+			assert.ErrorIs(t, err, store.ErrNotFound, "signed out")
+			events, err := s.ListAudit(ctx, store.AuditFilter{Type: "password.reset"})
+			require.NoError(t, err)
+			require.Len(t, events, 1)
+			assert.Equal(t, "cli", events[0].ActorID)
 		})
 	}
 }
