@@ -398,6 +398,8 @@ func (p *Provider) removeFactor(w http.ResponseWriter, r *http.Request, sess sto
 	http.Redirect(w, r, "/account/security?notice=removed", http.StatusSeeOther)
 }
 
+var errChanged = errors.New("the account changed meanwhile")
+
 // changePassword replaces the user's password when they know the
 // current one (ASVS 6.2.3; S20: on a recent sign-in, which had their
 // second factor), and signs them out everywhere else (ASVS 7.4.3). The
@@ -441,21 +443,33 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 		refuse(http.StatusBadRequest, "Choose a new password, not the one you have.")
 		return
 	}
-	hash, err := p.accounts.Hasher.Hash(pw)
+	hash, err := p.accounts.Hasher.Hash(pw) // before the transaction: it holds no lock for the hash
 	if err == nil {
 		err = p.store.InTx(ctx, func(ctx context.Context) error {
+			// Nothing changed meanwhile (the hash takes a while): this
+			// session still stands (not signed out by an admin) and the
+			// password is still the one just checked (not reset).
+			if _, err := p.store.GetSession(ctx, sess.ID); err != nil {
+				return errChanged
+			}
+			if now, err := p.store.GetUser(ctx, user.ID); err != nil || now.PasswordHash != user.PasswordHash {
+				return errChanged
+			}
 			if err := p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now()); err != nil {
 				return err
 			}
-			// Every other session and token ends; this browser's stays.
-			if err := p.store.DeleteUserSessions(ctx, user.ID); err != nil {
+			// Every other session, sign-in in progress and token ends;
+			// this browser's session stays.
+			if err := p.store.SignOutUser(ctx, user.ID); err != nil {
 				return err
 			}
-			if err := p.store.DeleteSubjectTokens(ctx, user.ID); err != nil {
-				return err
-			}
+			sess.LastSeen = p.now().UTC()
 			return p.store.CreateSession(ctx, sess)
 		})
+	}
+	if errors.Is(err, errChanged) {
+		p.errorPage(w, r, http.StatusConflict, "Your account changed meanwhile", "Your password was not changed. Sign in again and try again.", "")
+		return
 	}
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Your password was not changed. Please try again.", "server_error")

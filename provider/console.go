@@ -428,9 +428,14 @@ func (p *Provider) handleConsoleSubmit(w http.ResponseWriter, r *http.Request) {
 			p.renderConsole(w, r, http.StatusBadRequest, base)
 			return
 		}
-		if _, err := svc.RotateSigningKey(ctx, actor, p.keys, alg); err != nil {
+		kid, err := svc.RotateSigningKey(ctx, actor, p.keys, alg)
+		if err != nil && kid == "" {
 			p.consoleFailed(w, r, "rotate signing key", err)
 			return
+		}
+		if err != nil {
+			// The key was made; what failed after it is logged.
+			p.logger.ErrorContext(ctx, "admin console change", "change", "rotate signing key", "kid", kid, "err", err)
 		}
 		p.consoleDone(w, r, consolePath, "key-rotated")
 	case "deauthorize":

@@ -98,7 +98,7 @@ func (p *Provider) handleConsoleClientSubmit(w http.ResponseWriter, r *http.Requ
 		return
 	}
 	seen, err := time.Parse(time.RFC3339Nano, form.Get("seen"))
-	if err != nil {
+	if err != nil || seen.IsZero() { // zero would skip the staleness check
 		p.errorPage(w, r, http.StatusBadRequest, "This form has expired", "Reload the page and try again.", "")
 		return
 	}

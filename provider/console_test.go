@@ -776,6 +776,7 @@ func TestR04_ConsoleEditsClients(t *testing.T) {
 				{"to another way of authenticating", func(f url.Values) { f.Set("token_endpoint_auth_method", "none") }, http.StatusBadRequest, "How a client authenticates can only switch"},
 				{"stale page", func(f url.Values) { f.Set("seen", c.UpdatedAt.Add(-time.Second).UTC().Format(time.RFC3339Nano)) }, http.StatusConflict, "nothing was saved"},
 				{"unreadable version", func(f url.Values) { f.Set("seen", "yesterday") }, http.StatusBadRequest, "This form has expired"},
+				{"zero version", func(f url.Values) { f.Set("seen", time.Time{}.Format(time.RFC3339Nano)) }, http.StatusBadRequest, "This form has expired"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					p := e.post(b, page, here, form(tc.change))
@@ -937,21 +938,33 @@ func TestR04_ConsoleResetsPassword(t *testing.T) {
 			assert.Equal(t, e.admin.ID, ev[0].ActorID)
 			assert.Equal(t, e.user.ID, ev[0].UserID)
 
-			// The one-time password leads to a new one, then to the
-			// second factor: a reset never skips it.
+			// The one-time password leads to the second factor first
+			// (S22: it alone cannot choose her password), then to a new
+			// password, then to a session.
 			login, _ := ada.Follow(ada.Get(e.URL+"/account/security"), "")
 			form := login.Hidden()
 			form.Set("email", e.user.Email)
 			form.Set("password", oneTime)
 			res := ada.Post(e.URL+"/login", form)
+			require.True(t, isSecondFactor(res), res.Body)
+			res = e.submitCode(ada, res, "totp", e.code(t, secret))
 			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			assert.Contains(t, res.Location(), "/login/password")
+			before := len(e.events(t, "login.success"))
 			change, _ := ada.Follow(res, "")
 			form = change.Hidden()
 			form.Set("password", "her own new passphrase")
 			form.Set("repeat", "her own new passphrase")
 			res = ada.Post(e.URL+"/login/password", form)
-			assert.True(t, isSecondFactor(res), res.Body)
-			assert.False(t, signedIn(t, e.mfaEnv, ada), "no session before the second factor")
+			require.Equal(t, http.StatusSeeOther, res.StatusCode, res.Body)
+			assert.True(t, signedIn(t, e.mfaEnv, ada), "signed in after both steps and the new password")
+			u, err = e.Accounts.Authenticate(ctx, store.PopulationAgent, e.user.Email, "her own new passphrase")
+			require.NoError(t, err)
+			assert.False(t, u.PasswordMustChange)
+			logins := e.events(t, "login.success")
+			require.Len(t, logins, before+1, "no session before the new password: one now")
+			assert.Equal(t, e.user.ID, logins[0].UserID)
+			assert.Contains(t, logins[0].Detail, `"mfa"`, "the session says what happened: two factors")
 
 			// Not on the admin's own account.
 			p = e.post(b, page, "/admin/users/"+e.admin.ID, url.Values{"action": {"reset-password"}, "confirm": {"yes"}})

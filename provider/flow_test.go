@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/pquerna/otp/totp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/oauth2"
@@ -350,7 +351,8 @@ func TestKeysRotateAndES256(t *testing.T) {
 	old, _, _ := rs.login(t, b, "ada@example.com")
 	oldKid := header(t, old.Extra("id_token").(string))["kid"].(string)
 
-	require.NoError(t, env.Provider.Keys().Rotate(ctx, provider.RS256))
+	_, err := env.Provider.Keys().Rotate(ctx, provider.RS256)
+	require.NoError(t, err)
 	jwks := b.Get(env.URL + "/jwks").Body
 	assert.Contains(t, jwks, oldKid, "the previous key stays published")
 
@@ -438,44 +440,53 @@ func TestOneTimePasswordMustChange(t *testing.T) {
 	assert.False(t, u.PasswordMustChange)
 }
 
-// TestOneTimePasswordThenSecondStep: a user with a second factor who
-// must change a one-time password gets the second step's page as the
-// new password's answer; posting that form again (a reload) shows the
-// page again and changes nothing.
-func TestOneTimePasswordThenSecondStep(t *testing.T) {
+// TestOneTimePasswordAfterSecondStep: a user with a second factor who
+// must replace a one-time password (an admin's reset) presents the
+// second factor first: the one-time password alone never chooses the
+// account's password (S22). The new password's form posted again (a
+// reload) changes nothing.
+func TestOneTimePasswordAfterSecondStep(t *testing.T) {
 	env := providertest.Start(t, "sqlite", providertest.Options{})
 	u, err := env.Accounts.CreateUser(context.Background(), accounts.NewUser{Email: "ann@example.com",
 		Population: store.PopulationAgent, Role: store.RoleAgent, Password: "one-time-password-1", MustChange: true})
 	require.NoError(t, err)
-	env.AddTOTP(t, u.ID)
+	secret := env.AddTOTP(t, u.ID)
 	r := newRP(t, env, clients.Spec{FirstParty: true})
 	b := providertest.NewBrowser(t)
 	p, _ := b.Follow(b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))), redirectURI)
 	form := p.Hidden()
 	form.Set("email", "ann@example.com")
 	form.Set("password", "one-time-password-1")
-	p, _ = b.Follow(b.Post(env.URL+"/login", form), redirectURI)
-	require.Contains(t, p.Request.URL.Path, "/login/password")
+	p = b.Post(env.URL+"/login", form)
+	require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+	require.Contains(t, p.Body, `action="/login/2fa"`, "the second factor first")
+	// No way round it: the new password's page is not open yet.
+	assert.Equal(t, http.StatusBadRequest, b.Get(env.URL+"/login/password?flow="+url.QueryEscape(p.Hidden().Get("flow"))).StatusCode)
 
 	f := p.Hidden()
+	f.Set("method", "totp")
+	code, err := totp.GenerateCode(secret, time.Now())
+	require.NoError(t, err)
+	f.Set("code", code)
+	p, _ = b.Follow(b.Post(env.URL+"/login/2fa", f), redirectURI)
+	require.Contains(t, p.Request.URL.Path, "/login/password", p.Body)
+
+	f = p.Hidden()
 	f.Set("password", "a brand new password")
 	f.Set("repeat", "a brand new password")
-	res := b.Post(env.URL+"/login/password", f)
-	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
-	require.Contains(t, res.Body, `action="/login/2fa"`)
-	changed, err := env.Store.GetUser(context.Background(), u.ID)
+	cb := b.Finish(b.Post(env.URL+"/login/password", f), redirectURI)
+	assert.NotEmpty(t, mustQuery(t, cb).Get("code"))
+	changed, err := env.Accounts.Authenticate(context.Background(), store.PopulationAgent, "ann@example.com", "a brand new password")
 	require.NoError(t, err)
+	assert.False(t, changed.PasswordMustChange)
 
 	f.Set("password", "yet another password")
 	f.Set("repeat", "yet another password")
 	again := b.Post(env.URL+"/login/password", f)
-	require.Equal(t, http.StatusOK, again.StatusCode, again.Body)
-	assert.Contains(t, again.Body, `action="/login/2fa"`)
+	assert.Equal(t, http.StatusBadRequest, again.StatusCode, again.Body)
 	after, err := env.Store.GetUser(context.Background(), u.ID)
 	require.NoError(t, err)
 	assert.Equal(t, changed.PasswordHash, after.PasswordHash, "the reload changed nothing")
-	// Another browser cannot use the flow this way.
-	assert.Equal(t, http.StatusBadRequest, providertest.NewBrowser(t).Post(env.URL+"/login/password", f).StatusCode)
 }
 
 func mustURL(t *testing.T, s string) *url.URL {

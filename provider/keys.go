@@ -73,7 +73,7 @@ func NewKeySet(ctx context.Context, s store.Store, box *secrets.Box, retain time
 	}
 	for _, alg := range Algs {
 		if ks.activeKey(alg) == nil {
-			if err := ks.Rotate(ctx, alg); err != nil {
+			if _, err := ks.Rotate(ctx, alg); err != nil {
 				return nil, err
 			}
 		}
@@ -81,20 +81,22 @@ func NewKeySet(ctx context.Context, s store.Store, box *secrets.Box, retain time
 	return ks, nil
 }
 
-// Rotate makes a new active key for alg; the previous one is retired and
-// stays in the JWKS until everything it signed has expired.
-func (ks *KeySet) Rotate(ctx context.Context, alg string) error {
+// Rotate makes a new active key for alg and returns its id; the previous
+// one is retired and stays in the JWKS until everything it signed has
+// expired. An error with an id means the key was stored but this key set
+// could not reload (it will at its next refresh).
+func (ks *KeySet) Rotate(ctx context.Context, alg string) (kid string, err error) {
 	priv, err := generateKey(alg)
 	if err != nil {
-		return err
+		return "", err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return fmt.Errorf("encode %s key: %w", alg, err)
+		return "", fmt.Errorf("encode %s key: %w", alg, err)
 	}
 	kidBytes := make([]byte, 8)
 	_, _ = rand.Read(kidBytes)
-	kid := hex.EncodeToString(kidBytes)
+	kid = hex.EncodeToString(kidBytes)
 	now := ks.now().UTC()
 	err = ks.store.InTx(ctx, func(ctx context.Context) error {
 		if err := ks.store.RetireSigningKeys(ctx, alg, now); err != nil {
@@ -105,9 +107,9 @@ func (ks *KeySet) Rotate(ctx context.Context, alg string) error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("rotate %s key: %w", alg, err)
+		return "", fmt.Errorf("rotate %s key: %w", alg, err)
 	}
-	return ks.load(ctx)
+	return kid, ks.load(ctx)
 }
 
 func generateKey(alg string) (crypto.Signer, error) {

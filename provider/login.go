@@ -128,12 +128,6 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 
 	now := p.now().UTC()
 	f.UserID, f.Methods, f.AuthTime = user.ID, store.Strings{mfa.AMRPassword}, &now
-	if user.PasswordMustChange {
-		// A one-time password (the seeded admin's): a new one first.
-		p.audit(ctx, r, store.AuditEvent{Type: "login.password_ok", UserID: user.ID, ClientID: f.ClientID})
-		p.advance(w, r, f, store.FlowPasswordChange)
-		return
-	}
 	p.afterFirstStep(w, r, f, user, "login.password_ok")
 }
 
@@ -154,8 +148,15 @@ func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f stor
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
 		return
 	}
+	hasFactor := slices.ContainsFunc(all, func(fa store.Factor) bool { return fa.Confirmed })
 	switch {
-	case slices.ContainsFunc(all, func(fa store.Factor) bool { return fa.Confirmed }):
+	case user.PasswordMustChange && !hasFactor:
+		// A one-time password (a new account's): a new one first. A
+		// user with a second factor (an admin's reset) presents it
+		// before choosing one (S22, afterSecondStep).
+		p.audit(ctx, r, store.AuditEvent{Type: event, UserID: user.ID, ClientID: f.ClientID})
+		p.advance(w, r, f, store.FlowPasswordChange)
+	case hasFactor:
 		p.audit(ctx, r, store.AuditEvent{Type: event, UserID: user.ID, ClientID: f.ClientID})
 		f, err = p.move(ctx, f, store.FlowSecondFactor)
 		switch {
@@ -271,7 +272,26 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 	}
 	p.audit(ctx, r, store.AuditEvent{Type: "password.changed", UserID: user.ID, ActorID: user.ID, ClientID: f.ClientID})
 	user.PasswordMustChange = false
+	if len(f.Methods) > 1 {
+		// The second step came first (afterSecondStep): done.
+		p.establish(w, r, f, user, f.Methods)
+		return
+	}
 	p.afterFirstStep(w, r, f, user, "login.password_ok")
+}
+
+// afterSecondStep ends a sign-in whose second step is done. A one-time
+// password still to replace (an admin's reset) is replaced now, after the
+// second factor and never before it (S22: whoever holds the one-time
+// password alone cannot choose the account's password); then the session
+// is made.
+func (p *Provider) afterSecondStep(w http.ResponseWriter, r *http.Request, f store.LoginFlow, user store.User, methods []string) {
+	if user.PasswordMustChange && slices.Contains(methods, mfa.AMRPassword) {
+		f.Methods = store.Strings(methods)
+		p.advance(w, r, f, store.FlowPasswordChange)
+		return
+	}
+	p.establish(w, r, f, user, methods)
 }
 
 // authenticate checks a password. Without a population the account is

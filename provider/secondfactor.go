@@ -310,7 +310,7 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	p.factorSucceeded(ctx, r, user)
-	p.establish(w, r, f, user, append(slices.Clone(f.Methods), amr...))
+	p.afterSecondStep(w, r, f, user, append(slices.Clone(f.Methods), amr...))
 }
 
 // sendSignInCode emails a code for this sign-in to a user who set email

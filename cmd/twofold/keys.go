@@ -28,11 +28,10 @@ func (a *app) keysCmd() *cobra.Command {
 			}
 			return a.withKeys(cmd, func(s store.Store, ks *provider.KeySet) error {
 				kid, err := adminOf(s).RotateSigningKey(cmd.Context(), admin.CLI, ks, alg)
-				if err != nil {
-					return err
+				if kid != "" {
+					fmt.Fprintf(a.stdout, "new active %s key %s\n", alg, kid)
 				}
-				fmt.Fprintf(a.stdout, "new active %s key %s\n", alg, kid)
-				return nil
+				return err
 			})
 		},
 	}
