@@ -150,10 +150,11 @@ func (p *Provider) afterFirstStep(w http.ResponseWriter, r *http.Request, f stor
 	}
 	hasFactor := slices.ContainsFunc(all, func(fa store.Factor) bool { return fa.Confirmed })
 	switch {
-	case user.PasswordMustChange && !hasFactor:
+	case user.PasswordMustChange && !hasFactor && slices.Contains(f.Methods, mfa.AMRPassword):
 		// A one-time password (a new account's): a new one first. A
 		// user with a second factor (an admin's reset) presents it
-		// before choosing one (S22, afterSecondStep).
+		// before choosing one (S22, afterSecondStep); one who came
+		// through an upstream used no password here.
 		p.audit(ctx, r, store.AuditEvent{Type: event, UserID: user.ID, ClientID: f.ClientID})
 		p.advance(w, r, f, store.FlowPasswordChange)
 	case hasFactor:
