@@ -414,3 +414,36 @@ func TestR03_StateUsedOnceAfterAnError(t *testing.T) {
 		})
 	}
 }
+
+// TestR03_UpstreamSignInLeavesOneTimePassword: an account an admin gave a
+// one-time password signs in through its upstream without being asked
+// to replace it (no password was used here), with or without a local
+// second factor; the one-time password stays to be replaced.
+func TestR03_UpstreamSignInLeavesOneTimePassword(t *testing.T) {
+	ctx := context.Background()
+	e := newFedEnv(t, "sqlite", func(u *federation.Upstream) { u.LocalMFA = true })
+	b := providertest.NewBrowser(t)
+	authURL, _ := e.authURL()
+	_, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+	require.NotEmpty(t, cb)
+	user, err := e.Store.GetFederatedUser(ctx, "corp", e.upUser.ID)
+	require.NoError(t, err)
+	require.NoError(t, e.Store.UpdateUserPassword(ctx, user.ID, user.PasswordHash, true, time.Now()))
+
+	b = providertest.NewBrowser(t)
+	authURL, _ = e.authURL()
+	_, cb = e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+	assert.NotEmpty(t, cb, "no factor, none required: signed in, not sent to /login/password")
+
+	secret := e.AddTOTP(t, user.ID)
+	b = providertest.NewBrowser(t)
+	authURL, _ = e.authURL()
+	page, cb := e.upstreamPassword(t, b, e.toUpstream(t, b, authURL), "fed@example.com")
+	require.Empty(t, cb)
+	require.True(t, isSecondFactor(page), page.Body)
+	cb = b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI)
+	assert.NotEmpty(t, cb, "after the local factor: signed in")
+	after, err := e.Store.GetUser(ctx, user.ID)
+	require.NoError(t, err)
+	assert.True(t, after.PasswordMustChange, "the one-time password stays to be replaced")
+}
