@@ -32,6 +32,9 @@ type Texter interface {
 type channel struct {
 	kind string // "mail" or "sms"
 	to   string
+	// reset marks a mailed code for a forgotten password: its mail
+	// says so.
+	reset bool
 	// before and after are counted around the account's limits before a
 	// send: for SMS the client address's first (a blocked address spends
 	// nobody's budget), the number's and the server's after (toll fraud).
@@ -72,6 +75,12 @@ func (p *Provider) deliver(ctx context.Context, ch channel, code string) error {
 	}
 	if p.mailer == nil {
 		return errors.New("no mail server configured")
+	}
+	if ch.reset {
+		body := fmt.Sprintf("Your code to choose a new password for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
+			"If you did not ask for it, ignore this mail: your password has not changed.\n",
+			p.issuer.Host, code, int(mfa.CodeLife.Minutes()))
+		return p.mailer.Send(ctx, ch.to, "Your Twofold password reset code", body)
 	}
 	body := fmt.Sprintf("Your code for %s is:\n\n    %s\n\nIt works once, for %d minutes.\n\n"+
 		"If you did not just sign in or set up two-step verification, someone knows your password: change it.\n",

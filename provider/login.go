@@ -18,7 +18,10 @@ import (
 )
 
 type loginPage struct {
-	Flow, CSRF, ClientName, Email, Population, Error string
+	Flow, CSRF, ClientName, Email, Population, Error, Notice string
+	// CanReset links to a forgotten password's page (a mail server is
+	// configured).
+	CanReset bool
 	// Passkey is set when passwordless sign-in is on.
 	Passkey *keyOptions
 	// Upstreams are the providers to sign in through (R03).
@@ -47,6 +50,7 @@ func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status in
 	page.Flow = f.ID
 	page.CSRF = p.csrfToken("login", f.ID)
 	page.Upstreams = p.upstreamButtons()
+	page.CanReset = p.mailer != nil
 	if !p.cfg.NoPasswordless && p.webauthn != nil {
 		if k, err := p.beginPasskey(f.ID); err == nil {
 			page.Passkey = &k

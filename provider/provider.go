@@ -288,6 +288,8 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("POST /login/enrol", p.handleEnrolSubmit)
 	m.HandleFunc("GET /login/recovery-codes", p.handleFlowCodesPage)
 	m.HandleFunc("POST /login/recovery-codes", p.handleFlowCodesSubmit)
+	m.HandleFunc("GET /password/forgot", p.handleForgotPage)
+	m.HandleFunc("POST /password/forgot", p.handleForgotSubmit)
 	m.HandleFunc("GET /account/security", p.handleAccountPage)
 	m.HandleFunc("POST /account/security", p.handleAccountSubmit)
 	m.HandleFunc("GET "+consolePath, p.handleConsole)

@@ -105,6 +105,9 @@ type Store interface {
 	// CreateFederatedUser creates u linked to the upstream's subject, both
 	// or neither; ErrAlreadyExists when the email or the link is taken.
 	CreateFederatedUser(ctx context.Context, u User, upstream, subject string) error
+	// FederatedUpstreams lists the upstreams a user signs in through
+	// (none for a local account).
+	FederatedUpstreams(ctx context.Context, userID string) ([]string, error)
 	CountUsers(ctx context.Context) (int, error)
 	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error

@@ -18,7 +18,7 @@ var files embed.FS
 // required lists the pages handlers render; Parse fails if one is missing.
 var required = []string{"login.html", "consent.html", "error.html", "logout.html", "loggedout.html",
 	"second_factor.html", "enrol.html", "recovery_codes.html", "account.html", "reauth.html", "webauthn_register.html", "new_password.html",
-	"admin.html", "admin_user.html", "admin_client.html", "admin_client_secret.html", "admin_audit.html", "admin_password.html"}
+	"admin.html", "admin_user.html", "admin_client.html", "admin_client_secret.html", "admin_audit.html", "admin_password.html", "forgot.html"}
 
 // funcs are the pages' helpers: dict builds the map of a form's hidden
 // fields ("hidden") from key, value pairs.

@@ -29,3 +29,10 @@ func (s *Store) CreateFederatedUser(ctx context.Context, u store.User, upstream,
 		return nil
 	})
 }
+
+// FederatedUpstreams lists the upstreams linked to a user, by name.
+func (s *Store) FederatedUpstreams(ctx context.Context, userID string) ([]string, error) {
+	ups := []string{}
+	err := s.sel(ctx, &ups, `SELECT upstream FROM federated_identities WHERE user_id = ? ORDER BY upstream`, userID)
+	return ups, wrap(err, "federated upstreams")
+}

@@ -25,6 +25,13 @@ func testFederatedUsers(t *testing.T, s store.Store) {
 	assert.Equal(t, "ada@example.com", got.Email)
 	_, err = s.GetFederatedUser(ctx, "other", "sub-1")
 	require.ErrorIs(t, err, store.ErrNotFound, "the same subject at another upstream is another person")
+	ups, err := s.FederatedUpstreams(ctx, "u1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"corp"}, ups)
+	require.NoError(t, s.CreateUser(ctx, newUser("local", "local@example.com", store.PopulationAgent)))
+	ups, err = s.FederatedUpstreams(ctx, "local")
+	require.NoError(t, err)
+	assert.Empty(t, ups, "a local account has none")
 
 	// The email is taken: no user, no link.
 	dup := newUser("u2", "ada@example.com", store.PopulationAgent)
