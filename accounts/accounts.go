@@ -145,6 +145,23 @@ func (s *Service) NewAccount(n NewUser) (store.User, error) {
 	return u, nil
 }
 
+// ReplacePassword stores u's new password hash (mustChange: a one-time
+// one) for a password that was forgotten, in one transaction: whoever
+// had the old one is signed out everywhere (sessions, sign-ins in
+// progress, tokens), and the password's lock is cleared. Joined to a
+// caller's transaction, with its audit event.
+func (s *Service) ReplacePassword(ctx context.Context, u store.User, hash string, mustChange bool) error {
+	return s.Store.InTx(ctx, func(ctx context.Context) error {
+		if err := s.Store.UpdateUserPassword(ctx, u.ID, hash, mustChange, s.now()); err != nil {
+			return err
+		}
+		if err := s.Store.ResetThrottle(ctx, store.PasswordCounter(u.EmailKey)); err != nil {
+			return err
+		}
+		return s.Store.SignOutUser(ctx, u.ID)
+	})
+}
+
 // Insert stores an account NewAccount made; an address its population
 // already has is ErrEmailTaken.
 func (s *Service) Insert(ctx context.Context, u store.User) error {

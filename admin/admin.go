@@ -368,16 +368,7 @@ func (s *Service) ResetPassword(ctx context.Context, a Actor, acc *accounts.Serv
 		return "", err
 	}
 	err = s.change(ctx, a, func(ctx context.Context) (store.AuditEvent, error) {
-		for _, step := range []func() error{
-			func() error { return s.Store.UpdateUserPassword(ctx, u.ID, hash, true, s.now()) },
-			func() error { return s.Store.ResetThrottle(ctx, store.PasswordCounter(u.EmailKey)) },
-			func() error { return s.Store.SignOutUser(ctx, u.ID) },
-		} {
-			if err := step(); err != nil {
-				return store.AuditEvent{}, err
-			}
-		}
-		return store.AuditEvent{Type: "password.reset", UserID: u.ID}, nil
+		return store.AuditEvent{Type: "password.reset", UserID: u.ID}, acc.ReplacePassword(ctx, u, hash, true)
 	})
 	if err != nil {
 		return "", err

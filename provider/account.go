@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/twofold-idp/twofold/mfa"
@@ -415,12 +414,8 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 	current, pw := r.PostForm.Get("current"), r.PostForm.Get("password")
 	// The new password's own checks first: they reveal nothing, and a
 	// typing slip in it should not count as a wrong current password.
-	if pw != r.PostForm.Get("repeat") {
-		refuse(http.StatusBadRequest, "The two new passwords are not the same.")
-		return
-	}
-	if err := p.accounts.CheckPassword(pw); err != nil {
-		refuse(http.StatusBadRequest, strings.ToUpper(err.Error()[:1])+err.Error()[1:]+".")
+	if msg := p.newPasswordProblem(r.PostForm); msg != "" {
+		refuse(http.StatusBadRequest, msg)
 		return
 	}
 	throttleKey := passwordKey(user.EmailKey)

@@ -157,12 +157,8 @@ func (p *Provider) resetPassword(w http.ResponseWriter, r *http.Request, f store
 		p.renderForgot(w, r, status, page)
 	}
 	pw := r.PostForm.Get("password")
-	if pw != r.PostForm.Get("repeat") {
-		refuse(http.StatusBadRequest, "The two new passwords are not the same.")
-		return
-	}
-	if err := p.accounts.CheckPassword(pw); err != nil {
-		refuse(http.StatusBadRequest, strings.ToUpper(err.Error()[:1])+err.Error()[1:]+".")
+	if msg := p.newPasswordProblem(r.PostForm); msg != "" {
+		refuse(http.StatusBadRequest, msg)
 		return
 	}
 	// Every try counts in the sign-in (FlowFactorLimit), whoever it is
@@ -193,14 +189,10 @@ func (p *Provider) resetPassword(w http.ResponseWriter, r *http.Request, f store
 	hash, err := p.accounts.Hasher.Hash(pw)
 	if err == nil {
 		err = p.store.InTx(ctx, func(ctx context.Context) error {
-			if err := p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now()); err != nil {
+			if err := p.accounts.ReplacePassword(ctx, user, hash, false); err != nil {
 				return err
 			}
-			if err := p.store.ResetThrottle(ctx, store.PasswordCounter(user.EmailKey), resetKey(user.ID)); err != nil {
-				return err
-			}
-			// Whoever had the old password is signed out everywhere.
-			return p.store.SignOutUser(ctx, user.ID)
+			return p.store.ResetThrottle(ctx, resetKey(user.ID))
 		})
 	}
 	if err != nil {

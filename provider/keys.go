@@ -194,15 +194,6 @@ func (ks *KeySet) Active(ctx context.Context, alg string) (*signingKey, error) {
 	return nil, fmt.Errorf("no active %s signing key", alg)
 }
 
-// ActiveKID is the id of alg's active key.
-func (ks *KeySet) ActiveKID(ctx context.Context, alg string) (string, error) {
-	k, err := ks.Active(ctx, alg)
-	if err != nil {
-		return "", err
-	}
-	return k.KID(), nil
-}
-
 // Lookup returns a key by kid, reloading once when it is unknown.
 func (ks *KeySet) Lookup(ctx context.Context, kid string) (*signingKey, bool) {
 	for attempt := range 2 {
