@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`.
-.PHONY: run test quick build
+.PHONY: run test quick fuzz build
 
 run:
 	go run ./cmd/twofold serve --dev
@@ -11,6 +11,10 @@ test:
 # The quick loop: SQLite only, no race detector.
 quick:
 	go test ./...
+
+# Every fuzz target for a minute each (FUZZTIME=10m make fuzz for longer).
+fuzz:
+	FUZZTIME=$${FUZZTIME:-1m} ./scripts/fuzz.sh
 
 build:
 	go build -o twofold ./cmd/twofold

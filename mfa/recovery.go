@@ -36,22 +36,28 @@ func NewRecoveryCodes() []string {
 }
 
 // normalizeRecovery maps what a person types onto the canonical symbols:
-// case, dashes and spaces ignored; i/l read as 1, o as 0.
+// case, dashes and spaces ignored; i/l read as 1, o as 0. Anything not
+// ASCII is refused before case is folded: Unicode folds the Kelvin sign
+// to "k".
 func normalizeRecovery(s string) (string, bool) {
 	var sb strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch {
-		case r == '-' || r == ' ' || r == '\t':
-			continue
-		case r == 'i' || r == 'l':
-			r = '1'
-		case r == 'o':
-			r = '0'
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
-		if r > 127 || !strings.ContainsRune(recoveryAlphabet, r) {
+		switch c {
+		case '-', ' ', '\t':
+			continue
+		case 'i', 'l':
+			c = '1'
+		case 'o':
+			c = '0'
+		}
+		if strings.IndexByte(recoveryAlphabet, c) < 0 {
 			return "", false
 		}
-		sb.WriteRune(r)
+		sb.WriteByte(c)
 	}
 	if sb.Len() != recoverySymbols {
 		return "", false

@@ -24,7 +24,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.authorizeError(w, r, ar, err)
 		return
 	}
-	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
+	ar, err := p.newAuthorizeRequest(ctx, r)
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
@@ -37,7 +37,12 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	prompt := promptValues(form)
 	sess, user, hasSession := p.currentSession(r)
 
-	needLogin := !hasSession || slices.Contains(prompt, "login") || maxAgePassed(form, sess.AuthTime, p.now())
+	aged, err := maxAgePassed(form, sess.AuthTime, p.now())
+	if err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	needLogin := !hasSession || slices.Contains(prompt, "login") || aged
 	if needLogin {
 		if slices.Contains(prompt, "none") {
 			p.authorizeError(w, r, ar, fosite.ErrLoginRequired.WithHint("The user is not signed in, and prompt=none forbids asking."))
@@ -164,7 +169,7 @@ func (p *Provider) refuseRequestObject(r *http.Request) (fosite.AuthorizeRequest
 	r2.Body, r2.ContentLength, r2.Form, r2.PostForm = http.NoBody, 0, nil, nil
 	r2.Header = r.Header.Clone()
 	r2.Header.Del("Content-Type")
-	ar, err := p.oauth.NewAuthorizeRequest(r.Context(), r2)
+	ar, err := p.newAuthorizeRequest(r.Context(), r2)
 	if err != nil && (ar == nil || !ar.IsRedirectURIValid()) {
 		return ar, err, true // no trusted redirect URI: a page
 	}
@@ -216,20 +221,24 @@ func promptValues(form url.Values) []string {
 }
 
 // maxAgePassed reports whether max_age asks for a fresher sign-in than
-// authTime. max_age=0 always forces one (OIDC Core §3.1.2.1).
-func maxAgePassed(form url.Values, authTime, now time.Time) bool {
+// authTime. max_age=0 always forces one (OIDC Core §3.1.2.1). A max_age
+// that is not a number of seconds is an error: fosite would read it as
+// absent, and a client asking for a fresh sign-in must not get an old
+// one by a typo.
+func maxAgePassed(form url.Values, authTime, now time.Time) (bool, error) {
 	v := form.Get("max_age")
 	if v == "" {
-		return false
+		return false, nil
+	}
+	if len(v) > 19 || strings.ContainsFunc(v, func(r rune) bool { return r < '0' || r > '9' }) {
+		return false, fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return false // fosite refuses a malformed max_age before we get here
+	if err != nil {
+		return false, fosite.ErrInvalidRequest.WithHint("max_age must be a number of seconds.")
 	}
-	if n > int64(100*365*24*3600) {
-		return false
-	}
-	return now.Sub(authTime) > time.Duration(n)*time.Second || n == 0
+	const century = 100 * 365 * 24 * 3600 // no sign-in is older; keeps the Duration from overflowing
+	return n == 0 || now.Sub(authTime) > time.Duration(min(n, century))*time.Second, nil
 }
 
 // currentSession returns the browser's SSO session and its user, if the
@@ -342,7 +351,7 @@ func (p *Provider) resume(r *http.Request, f store.LoginFlow) (fosite.AuthorizeR
 	r2.Form, r2.PostForm = nil, nil
 	r2.Header = r.Header.Clone()
 	r2.Header.Del("Content-Type")
-	return p.oauth.NewAuthorizeRequest(r.Context(), r2)
+	return p.newAuthorizeRequest(r.Context(), r2)
 }
 
 // finish completes an authorization request for a signed-in user. Claims

@@ -64,6 +64,14 @@ func TestPromptAndMaxAge(t *testing.T) {
 			assert.Equal(t, c1.Sub, c3.Sub)
 			c4 := silent(oauth2.SetAuthURLParam("max_age", "10000"))
 			assert.Equal(t, c1.AuthTime, c4.AuthTime, "max_age not reached: no new sign-in")
+			// A max_age that is not a number of seconds is an error, not
+			// an absent max_age (fosite reads it as 0, "none").
+			for _, bad := range []string{"-1", "+5", "1e3", "ten"} {
+				p := b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("max_age", bad), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+				q := mustQuery(t, p.Location())
+				assert.Equal(t, "invalid_request", q.Get("error"), "max_age=%s", bad)
+				assert.Empty(t, q.Get("code"))
+			}
 
 			// prompt=login and an elapsed max_age ask for the password again
 			// inside the session and give a later auth_time.
@@ -281,11 +289,11 @@ func sessionCookie(b *providertest.Browser, u *url.URL) string {
 }
 
 // TestRedirectURIVectors: against a registered https URI, every variant of
-// security.md §3.6 gets an error page and no redirect.
+// security.md §3.6 gets an error page and no redirect (S24).
 func TestRedirectURIVectors(t *testing.T) {
 	env := providertest.Start(t, "sqlite", providertest.Options{})
 	registered := "https://app.example.com/cb"
-	id, _ := env.Client(t, clients.Spec{Name: "x", RedirectURIs: []string{registered, "http://127.0.0.1/loop"}, FirstParty: true})
+	id, _ := env.Client(t, clients.Spec{Name: "x", RedirectURIs: []string{registered, "http://127.0.0.1/loop", "https://127.0.0.1/sec"}, FirstParty: true})
 	vectors := []string{
 		"https://APP.example.com/cb", "https://app.example.com/CB", "https://app.example.com/cb/",
 		"https://app.example.com/cb?x=1", "https://app.example.com/cb#f", "https://app.example.com/cb/../evil",
@@ -294,6 +302,9 @@ func TestRedirectURIVectors(t *testing.T) {
 		"https://app.example.com:8443/cb", "https://xn--pp-8ba.example.com/cb", "https://app.example.com/cb%09",
 		"https://app.example.com/cb%0a", "https://app.example.com/cb%00", "javascript:alert(1)", "data:text/html,x",
 		"http://127.0.0.1/other", "http://localhost/loop",
+		// fosite's loopback rule takes these; the exact match does not.
+		"http://u:p@127.0.0.1:5/loop", "http://127.0.0.1:5/lo%6Fp", "http://127.0.0.1:0/loop",
+		"http://127.0.0.1:/loop", "http://127.0.0.1:5/sec",
 	}
 	for _, v := range vectors {
 		t.Run(v, func(t *testing.T) {

@@ -159,3 +159,24 @@ func TestForgottenPasswordNeedsMail(t *testing.T) {
 	assert.NotContains(t, login.Body, "Forgot your password?")
 	assert.Equal(t, http.StatusNotFound, b.Get(e.URL+"/password/forgot?flow="+url.QueryEscape(login.Hidden().Get("flow"))).StatusCode)
 }
+
+// TestForgottenPasswordOneAddress: a form that names two addresses (the
+// GitLab reset of CVE-2023-7028, security.md §3.10's binders) sends the
+// code to the account's own address only, never to one the form adds.
+func TestForgottenPasswordOneAddress(t *testing.T) {
+	e := newEmailEnv(t, "sqlite")
+	for _, emails := range [][]string{
+		{"attacker@evil.example", "ada@example.com"},
+		{"ada@example.com", "attacker@evil.example"},
+	} {
+		b := providertest.NewBrowser(t)
+		p := forgotPost(b, e, forgotPage(t, e, b), url.Values{"action": {"send"}, "email": emails})
+		require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
+	}
+	e.smtp.Wait(t, 1)
+	time.Sleep(100 * time.Millisecond) // a second send would have arrived by now
+	msgs := e.smtp.Messages()
+	require.Len(t, msgs, 1)
+	assert.Equal(t, []string{"ada@example.com"}, msgs[0].To)
+	assert.NotContains(t, msgs[0].Body, "evil.example")
+}

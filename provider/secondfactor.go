@@ -697,24 +697,26 @@ func essentialACR(claims string) []string {
 	if claims == "" {
 		return nil
 	}
-	var req struct {
-		IDToken map[string]*struct {
-			Essential bool     `json:"essential"`
-			Value     string   `json:"value"`
-			Values    []string `json:"values"`
-		} `json:"id_token"`
-	}
-	if json.Unmarshal([]byte(claims), &req) != nil {
+	// Member by member, as the names are written: encoding/json would
+	// match struct fields case-insensitively ("ESSENTIAL").
+	var top, idToken, acr map[string]json.RawMessage
+	var essential bool
+	if json.Unmarshal([]byte(claims), &top) != nil || json.Unmarshal(top["id_token"], &idToken) != nil ||
+		json.Unmarshal(idToken["acr"], &acr) != nil || json.Unmarshal(acr["essential"], &essential) != nil || !essential {
 		return nil
 	}
-	acr := req.IDToken["acr"]
-	if acr == nil || !acr.Essential {
+	var value string
+	var values []string
+	if v, ok := acr["value"]; ok && json.Unmarshal(v, &value) != nil {
 		return nil
 	}
-	if acr.Value != "" {
-		return append([]string{acr.Value}, acr.Values...)
+	if v, ok := acr["values"]; ok && json.Unmarshal(v, &values) != nil {
+		return nil
 	}
-	return acr.Values
+	if value != "" {
+		return append([]string{value}, values...)
+	}
+	return values
 }
 
 // jsonObject encodes one key and value as a JSON object, for audit details.

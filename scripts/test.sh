@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (`make test`): on a fresh machine it installs and
 # starts PostgreSQL, creates a fresh test database, then runs the gofmt
-# check, go vet and go test -race with PostgreSQL required.
+# check, go vet, go test -race with PostgreSQL required, and a short
+# run of every fuzz target.
 # Set TWOFOLD_TEST_DATABASE_URL to use a database of your own instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,5 +101,9 @@ if [ "$status" != 0 ]; then
   grep -E -A 150 '^panic: ' "$out" | head -n 300 || true
 fi
 rm -f "$out"
+
+# The seed corpora ran above; explore a little beyond them.
+log "fuzz targets, ${FUZZTIME:-10s} each (scripts/fuzz.sh)"
+./scripts/fuzz.sh || { echo "test.sh: a fuzz target failed (its input is in testdata/fuzz/)" >&2; status=1; }
 echo "$passed passed, $failed failed, $skipped skipped"
 exit "$status"
