@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -330,6 +331,9 @@ func (p *Provider) boundFlow(r *http.Request, id, state string, get func(context
 		return store.LoginFlow{}, errFlow
 	}
 	f, err := get(r.Context())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.LoginFlow{}, fmt.Errorf("load login flow: %w", err) // the database failed: not the link
+	}
 	if err != nil || f.State != state || !p.now().Before(f.ExpiresAt) {
 		return store.LoginFlow{}, errFlow
 	}

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,7 +27,7 @@ var scopeText = map[string]string{
 func (p *Provider) handleConsentPage(w http.ResponseWriter, r *http.Request) {
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowConsent)
 	if err != nil {
-		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		p.flowFailed(w, r, err)
 		return
 	}
 	form, _ := url.ParseQuery(f.AuthorizeForm)
@@ -57,7 +58,7 @@ func (p *Provider) handleConsentSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := p.loadFlow(r, id, store.FlowConsent)
 	if err != nil {
-		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		p.flowFailed(w, r, err)
 		return
 	}
 	// The SSO session must still be the one the flow was bound to.
@@ -73,8 +74,11 @@ func (p *Provider) handleConsentSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	from := f.State
 	f.State = store.FlowDone
-	if err := p.store.UpdateLoginFlow(ctx, f, from); err != nil {
+	if err := p.store.UpdateLoginFlow(ctx, f, from); errors.Is(err, store.ErrConflict) {
 		p.errorPage(w, r, http.StatusConflict, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		return
+	} else if err != nil {
+		p.flowFailed(w, r, err)
 		return
 	}
 	if r.PostForm.Get("decision") != "allow" {

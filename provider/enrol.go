@@ -69,7 +69,7 @@ func (p *Provider) render(w http.ResponseWriter, r *http.Request, status int, na
 func (p *Provider) handleEnrolPage(w http.ResponseWriter, r *http.Request) {
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowEnrol)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	user, err := p.store.GetUser(r.Context(), f.UserID)
@@ -412,7 +412,7 @@ func (p *Provider) handleFlowCodesSubmit(w http.ResponseWriter, r *http.Request)
 func (p *Provider) handleFlowCodesPage(w http.ResponseWriter, r *http.Request) {
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowRecoveryCodes)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	p.render(w, r, http.StatusOK, "recovery_codes.html", codesPage{

@@ -109,8 +109,12 @@ func (p *Provider) handleFederatedCallback(w http.ResponseWriter, r *http.Reques
 		return
 	}
 	f, err := p.loadFlow(r, fr.Flow, store.FlowPassword)
+	if err != nil {
+		p.flowFailed(w, r, err)
+		return
+	}
 	c := p.upstreams[fr.Upstream]
-	if err != nil || c == nil {
+	if c == nil {
 		p.expired(w, r)
 		return
 	}

@@ -56,7 +56,7 @@ func (p *Provider) handleForgotPage(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowPassword)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	p.renderForgot(w, r, http.StatusOK, forgotPage{Flow: f.ID})
@@ -80,7 +80,7 @@ func (p *Provider) handleForgotSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := p.loadFlow(r, id, store.FlowPassword)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	page := forgotPage{Flow: f.ID, Email: strings.TrimSpace(r.PostForm.Get("email")), Population: r.PostForm.Get("population"), Sent: true}

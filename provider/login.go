@@ -33,7 +33,7 @@ func (p *Provider) handleLoginPage(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("flow")
 	f, err := p.loadFlow(r, id, store.FlowPassword)
 	if err != nil {
-		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		p.flowFailed(w, r, err)
 		return
 	}
 	form, _ := url.ParseQuery(f.AuthorizeForm)
@@ -85,10 +85,10 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 		// The password step's answer reloaded (or posted twice): the
 		// password was right, and this browser's flow waits for its
 		// second step. This must stay before any counting or checking.
-		if p.showWaitingSecondStep(w, r, id) {
+		if errors.Is(err, errFlow) && p.showWaitingSecondStep(w, r, id) {
 			return
 		}
-		p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		p.flowFailed(w, r, err)
 		return
 	}
 	email := strings.TrimSpace(r.PostForm.Get("email"))
@@ -230,7 +230,7 @@ type passwordPage struct {
 func (p *Provider) handleNewPasswordPage(w http.ResponseWriter, r *http.Request) {
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowPasswordChange)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	p.render(w, r, http.StatusOK, "new_password.html", passwordPage{Flow: f.ID, CSRF: p.csrfToken("pwchange", f.ID)})

@@ -168,7 +168,7 @@ type secondFactorPage struct {
 func (p *Provider) handleSecondFactorPage(w http.ResponseWriter, r *http.Request) {
 	f, err := p.loadFlow(r, r.URL.Query().Get("flow"), store.FlowSecondFactor)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	p.renderSecondFactor(w, r, http.StatusOK, f, r.URL.Query().Get("method"), "")
@@ -255,7 +255,11 @@ func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, sta
 		f, user, err = p.store.LoginFlowUser(ctx, id, state, attempt)
 		return f, err
 	})
-	if err != nil || user.Disabled {
+	if err != nil {
+		p.flowFailed(w, r, err)
+		return store.LoginFlow{}, store.User{}, false
+	}
+	if user.Disabled {
 		p.expired(w, r)
 		return store.LoginFlow{}, store.User{}, false
 	}
@@ -264,6 +268,19 @@ func (p *Provider) flowStep(w http.ResponseWriter, r *http.Request, purpose, sta
 
 func (p *Provider) expired(w http.ResponseWriter, r *http.Request) {
 	p.errorPage(w, r, http.StatusBadRequest, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+}
+
+// flowFailed answers a flow that loadFlow or flowStep could not give:
+// gone or not this browser's, or the database failed, when the same
+// form may work again in a moment (security.md §3.11: a restart fails
+// the step closed, and the sign-in resumes after it).
+func (p *Provider) flowFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errFlow) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		p.expired(w, r)
+		return
+	}
+	p.logger.ErrorContext(r.Context(), "login flow", "err", err)
+	p.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in failed", "Something went wrong on our side. Wait a moment, then try again.", "temporarily_unavailable")
 }
 
 // handleSecondFactorSubmit checks a TOTP, email or recovery code, or a
@@ -543,10 +560,14 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 		}
 		return p.store.UpdateLoginFlow(ctx, f, from)
 	})
-	if err != nil {
-		// ErrConflict: the same form was submitted twice; only one counts.
+	if errors.Is(err, store.ErrConflict) {
+		// The same form was submitted twice; only one counts.
 		p.logger.InfoContext(ctx, "sign-in step refused", "err", err)
 		p.errorPage(w, r, http.StatusConflict, "This sign-in link has expired", "Start again from the application you were signing in to.", "")
+		return
+	}
+	if err != nil {
+		p.flowFailed(w, r, err)
 		return
 	}
 	p.setCookie(w, sessionCookie, cookie, sess.ExpiresAt.Sub(now))
@@ -563,7 +584,7 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 // password was right but a second step remains).
 func (p *Provider) advance(w http.ResponseWriter, r *http.Request, f store.LoginFlow, next string) {
 	if _, err := p.move(r.Context(), f, next); err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return
 	}
 	http.Redirect(w, r, flowPage(next)+"?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)

@@ -326,7 +326,7 @@ func (p *Provider) passwordStep(w http.ResponseWriter, r *http.Request) (store.L
 	}
 	f, err := p.loadFlow(r, id, store.FlowPassword)
 	if err != nil {
-		p.expired(w, r)
+		p.flowFailed(w, r, err)
 		return store.LoginFlow{}, false
 	}
 	return f, true
