@@ -34,6 +34,9 @@ type Service struct {
 	Store store.Store
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Notify, when set, is told of each change's event once it is
+	// committed: the provider mails the user a security notice.
+	Notify func(store.AuditEvent)
 }
 
 var (
@@ -57,19 +60,29 @@ func (s *Service) now() time.Time {
 
 // change runs fn and appends its audit event in one transaction.
 func (s *Service) change(ctx context.Context, a Actor, e func(ctx context.Context) (store.AuditEvent, error)) error {
-	return s.Store.InTx(ctx, func(ctx context.Context) error {
-		ev, err := e(ctx)
-		if err != nil {
+	var ev store.AuditEvent
+	err := s.Store.InTx(ctx, func(ctx context.Context) (err error) {
+		if ev, err = e(ctx); err != nil {
 			return err
 		}
-		return s.audit(ctx, a, ev)
+		ev = s.stamp(a, ev)
+		return s.Store.AppendAudit(ctx, ev)
 	})
+	if err == nil && s.Notify != nil {
+		s.Notify(ev)
+	}
+	return err
 }
 
 // audit appends ev as made by a, now.
 func (s *Service) audit(ctx context.Context, a Actor, ev store.AuditEvent) error {
+	return s.Store.AppendAudit(ctx, s.stamp(a, ev))
+}
+
+// stamp is ev as made by a, now.
+func (s *Service) stamp(a Actor, ev store.AuditEvent) store.AuditEvent {
 	ev.Time, ev.ActorID, ev.IP, ev.UserAgent = s.now(), a.ID, a.IP, a.UserAgent
-	return s.Store.AppendAudit(ctx, ev)
+	return ev
 }
 
 // jsonDetail is an audit event's detail object.

@@ -159,7 +159,7 @@ func (p *Provider) actor(r *http.Request, user store.User) admin.Actor {
 }
 
 func (p *Provider) adminService() *admin.Service {
-	return &admin.Service{Store: p.store, Now: p.now}
+	return &admin.Service{Store: p.store, Now: p.now, Notify: p.notifier.Notify}
 }
 
 // handleConsole is the overview: the populations' policies, sign

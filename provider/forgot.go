@@ -116,8 +116,8 @@ func (p *Provider) sendResetCode(w http.ResponseWriter, r *http.Request, f store
 		// exists. The send's own limits (the resend countdown, 3 per 15
 		// minutes and 10 a day per account) still hold.
 		rc := r.Clone(context.WithoutCancel(ctx)) // for the audit's address, after the request
-		go func(ctx context.Context) {
-			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		p.notifier.later(func() {
+			ctx, cancel := context.WithTimeout(rc.Context(), time.Minute)
 			defer cancel()
 			ch := mailTo(user)
 			ch.reset = true
@@ -126,7 +126,7 @@ func (p *Provider) sendResetCode(w http.ResponseWriter, r *http.Request, f store
 				return
 			}
 			p.audit(ctx, rc, store.AuditEvent{Type: "password.reset_requested", UserID: user.ID, ClientID: f.ClientID})
-		}(rc.Context())
+		})
 	}
 	page.Notice = resetSent
 	p.renderForgot(w, r, http.StatusOK, page)

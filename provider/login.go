@@ -363,6 +363,7 @@ func (p *Provider) audit(ctx context.Context, r *http.Request, e store.AuditEven
 	if err := p.store.AppendAudit(ctx, e); err != nil {
 		p.logger.ErrorContext(ctx, "audit", "type", e.Type, "err", err)
 	}
+	p.notifier.Notify(e)
 }
 
 // ClientIP is the address a request came from: the TCP peer, or, when

@@ -122,8 +122,9 @@ type Provider struct {
 	recovery *mfa.RecoveryHasher
 	registry *clients.Registry // the admin console's client registrations
 	codes    *mfa.CodeHasher
-	mailer   Mailer // nil when no mail server is configured
-	texter   Texter // nil when no SMS gateway is configured
+	mailer   Mailer    // nil when no mail server is configured
+	texter   Texter    // nil when no SMS gateway is configured
+	notifier *Notifier // security notices, and mail sent after its request
 	// upstreams are the federation connectors by id, in upstreamOrder.
 	upstreams     map[string]*federation.Connector
 	upstreamOrder []string
@@ -188,6 +189,7 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		codes: mfa.NewCodeHasher(o.SecretsKey), mailer: o.Mailer, texter: o.Texter,
 		registry:  &clients.Registry{Store: o.Store, Hasher: o.ClientSecrets, Now: o.Now},
 		upstreams: map[string]*federation.Connector{},
+		notifier:  NewNotifier(o.Store, o.Mailer, o.Config.Issuer, o.Logger),
 	}
 	upstreamClient := &http.Client{Timeout: 10 * time.Second}
 	for _, up := range o.Upstreams {

@@ -92,3 +92,32 @@ func TestR20_ContactsGetRecoveryCodesByEmail(t *testing.T) {
 		})
 	}
 }
+
+// TestResetsNotifyTheUser: with a mail server, `users reset-mfa` and
+// `users reset-password` mail the user a security notice before the
+// command returns, as the console does (security.md §3.8).
+func TestResetsNotifyTheUser(t *testing.T) {
+	ctx := context.Background()
+	env := append(migratedDB(t, "sqlite"), "TWOFOLD_SECRETS_KEY="+secrets.GenerateKey())
+	s := sqltest.OpenURL(t, strings.TrimPrefix(env[0], "TWOFOLD_DATABASE_URL="), false)
+	ada := createUser(t, env, s, "ada@example.com", "agent")
+	require.NoError(t, s.CreateFactor(ctx, store.Factor{ID: "ada-app", UserID: ada.ID, Kind: store.FactorTOTP,
+		Name: "phone", SecretEnc: []byte("sealed"), Confirmed: true, CreatedAt: time.Now()}))
+	smtp := mailtest.Start(t, mailtest.Options{})
+	env = append(env, "TWOFOLD_EMAIL_SMTP_ADDR="+smtp.Addr, "TWOFOLD_EMAIL_FROM=no-reply@example.com", "TWOFOLD_EMAIL_TLS=none")
+
+	r := twofold(t, env, "", "users", "reset-mfa", "ada@example.com")
+	require.Equal(t, 0, r.code, r.stderr)
+	msgs := smtp.Messages() // sent before the command returned
+	require.Len(t, msgs, 1)
+	assert.Equal(t, []string{"ada@example.com"}, msgs[0].To)
+	assert.Equal(t, "Twofold security notice", msgs[0].Subject)
+	assert.Contains(t, msgs[0].Body, "An administrator removed your two-step verification methods.")
+
+	r = twofold(t, env, "", "users", "reset-password", "ada@example.com")
+	require.Equal(t, 0, r.code, r.stderr)
+	msgs = smtp.Messages()
+	require.Len(t, msgs, 2)
+	assert.Contains(t, msgs[1].Body, "An administrator reset your password to a one-time password.")
+	assert.NotContains(t, msgs[1].Body, strings.TrimSpace(r.stdout[strings.LastIndex(strings.TrimSpace(r.stdout), "\n")+1:]), "the password is not mailed")
+}

@@ -128,7 +128,12 @@ func (a *app) serve(ctx context.Context, cfg Config, dev bool) error {
 	}
 	logger.Info("twofold is serving", "version", versionString(), "listen", ln.Addr().String(),
 		"database", s.Dialect(), "open", open)
-	return server.Serve(ctx, ln, srv, logger, 20*time.Second)
+	err = server.Serve(ctx, ln, srv, logger, 20*time.Second)
+	// Mail answered for but not yet sent: a security notice, a reset code.
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	prov.Drain(drain)
+	return err
 }
 
 // secretsKey returns the configured key; without one, the key kept in a

@@ -20,6 +20,7 @@ import (
 	"github.com/twofold-idp/twofold/admin"
 	"github.com/twofold-idp/twofold/mail"
 	"github.com/twofold-idp/twofold/mfa"
+	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/sms"
 	"github.com/twofold-idp/twofold/store"
 )
@@ -111,6 +112,28 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 
 // adminOf is the admin actions on s, shared with the admin console.
 func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
+
+// notifying is adminOf(s) that mails users the security notices of its
+// changes (a reset of their factors or password), as the console does,
+// when a mail server is configured; done waits for those mails.
+func (a *app) notifying(s store.Store) (svc *admin.Service, done func(), err error) {
+	svc = adminOf(s)
+	cfg, err := a.config()
+	if err != nil || cfg.Email.SMTPAddr == "" {
+		return svc, func() {}, err
+	}
+	sender, err := mail.New(cfg.Email.mail())
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	n := provider.NewNotifier(s, sender, cfg.Issuer, nil)
+	svc.Notify = n.Notify
+	return svc, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n.Drain(ctx)
+	}, nil
+}
 
 func (a *app) usersCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "users", Short: "Manage user accounts"}
@@ -361,7 +384,12 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 func (a *app) usersResetMFACmd() *cobra.Command {
 	cmd := a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
 		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			n, err := adminOf(s).ResetMFA(ctx, admin.CLI, u)
+			svc, done, err := a.notifying(s)
+			if err != nil {
+				return "", err
+			}
+			defer done()
+			n, err := svc.ResetMFA(ctx, admin.CLI, u)
 			if errors.Is(err, admin.ErrContactsEnforced) {
 				return "", fmt.Errorf("two-step verification is required of every contact, so it cannot be removed for %s (R20): "+
 					"send them recovery codes instead: twofold users send-recovery-codes %s", u.Email, u.Email)
@@ -400,7 +428,12 @@ progress and tokens end, and their password lock is cleared.`,
 			if err != nil {
 				return err
 			}
-			password, err := adminOf(s).ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
+			svc, done, err := a.notifying(s)
+			if err != nil {
+				return err
+			}
+			defer done()
+			password, err := svc.ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,82 @@
+package provider_test
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/twofold-idp/twofold/mail/mailtest"
+	"github.com/twofold-idp/twofold/provider/providertest"
+	"github.com/twofold-idp/twofold/store"
+	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
+)
+
+// TestSecurityNotices: with a mail server, an account's owner is told by
+// email of a reused authenticator code (security.md S9), of a password
+// changed on the account page (S20), and of an admin's reset of their
+// methods (§3.8); a sign-in tells them nothing, and no notice carries a
+// code.
+func TestSecurityNotices(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ee := newEmailEnv(t, dialect)
+			e := newConsoleEnv(t, ee.mfaEnv)
+			secret := e.addTOTP(t, e.user.ID)
+			notices := func(n int) []mailtest.Message {
+				t.Helper()
+				return mailsAbout(t, ee.smtp, "Twofold security notice", n)
+			}
+
+			// A sign-in, then the same code in another browser: refused,
+			// and its owner is told (S9).
+			b := providertest.NewBrowser(t)
+			authURL, _ := e.authURL()
+			code := e.code(t, secret)
+			p := e.submitCode(b, e.toSecondStep(t, b, authURL, e.user.Email), "totp", code)
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			thief := providertest.NewBrowser(t)
+			p = e.submitCode(thief, e.toSecondStep(t, thief, authURL, e.user.Email), "totp", code)
+			require.Equal(t, http.StatusUnauthorized, p.StatusCode, p.Body)
+			m := notices(1)[0]
+			assert.Equal(t, []string{e.user.Email}, m.To)
+			assert.Contains(t, m.Body, "An authenticator code that had already been used was entered after your password, and refused.")
+			assert.Contains(t, m.Body, "From: 127.0.0.1")
+			assert.Contains(t, m.Body, "/account/security")
+			assert.NotContains(t, m.Body, code)
+
+			// A password changed on the account page (S20).
+			bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
+			bb := providertest.NewBrowser(t)
+			page := accountPage(t, e.mfaEnv, bb, bo.Email)
+			require.Equal(t, http.StatusOK, page.StatusCode, page.Body)
+			const newPassword = "a new and longer passphrase"
+			p = bb.Post(e.URL+"/account/security", url.Values{"csrf": {page.Hidden().Get("csrf")}, "action": {"change-password"},
+				"current": {password}, "password": {newPassword}, "repeat": {newPassword}})
+			require.Less(t, p.StatusCode, 400, p.Body)
+			m = notices(2)[1]
+			assert.Equal(t, []string{bo.Email}, m.To)
+			assert.Contains(t, m.Body, "Your password was changed.")
+			assert.NotContains(t, m.Body, newPassword)
+
+			// An admin removes ada's methods (a lost phone): she is told,
+			// and by whom.
+			ab, admin := e.console(t)
+			p = e.post(ab, admin, "/admin/users/"+e.user.ID, url.Values{"action": {"reset-mfa"}, "confirm": {"yes"}})
+			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
+			m = notices(3)[2]
+			assert.Equal(t, []string{e.user.Email}, m.To)
+			assert.Contains(t, m.Body, "An administrator removed your two-step verification methods.")
+			assert.Contains(t, m.Body, "If you did not ask your administrator for this, tell them.")
+
+			// Nothing else: the sign-ins, the admin's included, told nobody.
+			time.Sleep(100 * time.Millisecond) // a stray notice would have arrived by now
+			all := slices.DeleteFunc(ee.smtp.Messages(), func(m mailtest.Message) bool { return m.Subject != "Twofold security notice" })
+			assert.Len(t, all, 3)
+		})
+	}
+}
