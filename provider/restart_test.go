@@ -23,8 +23,8 @@ import (
 
 // dbLink stands between the provider and PostgreSQL and can cut them
 // apart the way a database restart does (pg_ctl restart -m fast): every
-// open connection is closed, and new ones are turned away until the
-// database is back. The database itself is the real one, shared with
+// open connection gets PostgreSQL's FATAL 57P01 and is closed, and new
+// ones are turned away until the database is back. The database itself is the real one, shared with
 // the other tests, which a real restart would disturb.
 type dbLink struct {
 	ln     net.Listener
@@ -62,7 +62,7 @@ func (l *dbLink) serve() {
 			continue
 		}
 		l.mu.Lock()
-		l.conns[c], l.conns[up] = true, true
+		l.conns[c], l.conns[up] = true, false // true: the provider's side
 		l.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
 			_, _ = io.Copy(dst, src)
@@ -74,11 +74,23 @@ func (l *dbLink) serve() {
 	}
 }
 
-// cut closes every open connection.
+// adminShutdown is the message PostgreSQL sends each client as a fast
+// shutdown ends its connection: an ErrorResponse, FATAL, 57P01.
+var adminShutdown = func() []byte {
+	fields := "SFATAL\x00VFATAL\x00C57P01\x00Mterminating connection due to administrator command\x00\x00"
+	n := 4 + len(fields)
+	return append([]byte{'E', byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, fields...)
+}()
+
+// cut ends every open connection as a fast shutdown does: the provider's
+// side reads 57P01, then the connection closes.
 func (l *dbLink) cut() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for c := range l.conns {
+	for c, provider := range l.conns {
+		if provider {
+			_, _ = c.Write(adminShutdown)
+		}
 		c.Close()
 		delete(l.conns, c)
 	}
@@ -198,5 +210,41 @@ func TestDatabaseRestartMidLogin(t *testing.T) {
 		_, err = e.rp.conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 		require.True(t, errors.As(err, &re), "%v", err)
 		assert.Equal(t, "invalid_grant", re.ErrorCode, "a code is exchanged once")
+	})
+
+	t.Run("the pool after a restart", func(t *testing.T) {
+		// Many sign-ins at once leave many idle connections, all dead
+		// after the restart. None of them fails a sign-in afterwards:
+		// lib/pq reports a FATAL or a closed connection as
+		// driver.ErrBadConn, and database/sql then takes another, and at
+		// the third try a new one.
+		authURL, _ := e.authURL()
+		starts := func() (ok int) {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			for range 24 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					p := providertest.NewBrowser(t).Get(authURL)
+					mu.Lock()
+					defer mu.Unlock()
+					if p.StatusCode == http.StatusSeeOther && strings.Contains(p.Location(), "/login?flow=") {
+						ok++
+					}
+				}()
+			}
+			wg.Wait()
+			return ok
+		}
+		require.Equal(t, 24, starts())
+		link.stop()
+		p := providertest.NewBrowser(t).Get(authURL)
+		assert.Equal(t, "server_error", mustQuery(t, p.Location()).Get("error"), "down: the client is told")
+		link.start()
+		for i := range 24 {
+			p := providertest.NewBrowser(t).Get(authURL)
+			require.Contains(t, p.Location(), "/login?flow=", "sign-in %d after the restart met a dead connection", i)
+		}
 	})
 }
