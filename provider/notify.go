@@ -29,7 +29,14 @@ var securityNotices = map[string]string{
 	"recovery_codes.generated":  "New recovery codes were made for your account. The old ones no longer work.",
 	"factor.replay":             "An authenticator code that had already been used was entered after your password, and refused.",
 	"factor.counter_regression": "A security key answered with a signature counter that did not move forward, and was refused. The key may have been copied.",
+	"phone.attached":            "An administrator set the phone number for your codes by text message.",
+	"phone.confirmed":           "An administrator confirmed the phone number for your codes by text message.",
+	"phone.detached":            "An administrator removed the phone number for your codes by text message.",
 }
+
+// noticeRule caps the notices of one kind to one user: a thief replaying
+// codes cannot bomb the owner's mailbox (one mail says enough).
+var noticeRule = store.Limit{Max: 3, Window: time.Hour, Lock: time.Hour}
 
 // methodNames name a method in a notice, from an event's detail.
 var methodNames = map[string]string{
@@ -103,6 +110,9 @@ func (n *Notifier) Notify(e store.AuditEvent) {
 	n.later(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if th, err := n.store.Attempt(ctx, "notice:"+e.Type+":"+e.UserID, noticeRule, time.Now()); err == nil && !th.Allowed {
+			return
+		}
 		user, err := n.store.GetUser(ctx, e.UserID)
 		if err != nil || user.Email == "" {
 			n.logger.WarnContext(ctx, "security notice not sent", "event", e.Type, "user", e.UserID, "err", err)
@@ -117,11 +127,10 @@ func (n *Notifier) Notify(e store.AuditEvent) {
 func (n *Notifier) body(text string, user store.User, e store.AuditEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n\nAccount: %s\nWhen: %s UTC\n", text, user.Email, e.Time.UTC().Format("2006-01-02 15:04"))
-	if e.IP != "" {
+	// The address, not the browser's own words (a thief writes those),
+	// and never an admin's: the change was theirs, not the user's.
+	if e.IP != "" && (e.ActorID == "" || e.ActorID == e.UserID) {
 		fmt.Fprintf(&b, "From: %s\n", e.IP)
-	}
-	if e.UserAgent != "" {
-		fmt.Fprintf(&b, "Browser: %s\n", e.UserAgent)
 	}
 	if strings.HasPrefix(text, "An administrator") {
 		b.WriteString("\nIf you did not ask your administrator for this, tell them.\n")

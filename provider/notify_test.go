@@ -19,8 +19,8 @@ import (
 // TestSecurityNotices: with a mail server, an account's owner is told by
 // email of a reused authenticator code (security.md S9), of a password
 // changed on the account page (S20), and of an admin's reset of their
-// methods (§3.8); a sign-in tells them nothing, and no notice carries a
-// code.
+// methods (§3.8); a sign-in tells them nothing, no notice carries a code
+// or a browser's words, and a thief's replays mail at most three an hour.
 func TestSecurityNotices(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
@@ -46,8 +46,15 @@ func TestSecurityNotices(t *testing.T) {
 			assert.Equal(t, []string{e.user.Email}, m.To)
 			assert.Contains(t, m.Body, "An authenticator code that had already been used was entered after your password, and refused.")
 			assert.Contains(t, m.Body, "From: 127.0.0.1")
+			assert.NotContains(t, m.Body, "Go-http-client", "the browser's words are the thief's")
 			assert.Contains(t, m.Body, "/account/security")
 			assert.NotContains(t, m.Body, code)
+			// A thief replaying on and on: three notices of it an hour.
+			for range 4 {
+				p = e.submitCode(thief, e.toSecondStep(t, thief, authURL, e.user.Email), "totp", code)
+				require.Equal(t, http.StatusUnauthorized, p.StatusCode, p.Body)
+			}
+			assert.Len(t, notices(3), 3)
 
 			// A password changed on the account page (S20).
 			bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
@@ -58,7 +65,7 @@ func TestSecurityNotices(t *testing.T) {
 			p = bb.Post(e.URL+"/account/security", url.Values{"csrf": {page.Hidden().Get("csrf")}, "action": {"change-password"},
 				"current": {password}, "password": {newPassword}, "repeat": {newPassword}})
 			require.Less(t, p.StatusCode, 400, p.Body)
-			m = notices(2)[1]
+			m = notices(4)[3]
 			assert.Equal(t, []string{bo.Email}, m.To)
 			assert.Contains(t, m.Body, "Your password was changed.")
 			assert.NotContains(t, m.Body, newPassword)
@@ -68,15 +75,16 @@ func TestSecurityNotices(t *testing.T) {
 			ab, admin := e.console(t)
 			p = e.post(ab, admin, "/admin/users/"+e.user.ID, url.Values{"action": {"reset-mfa"}, "confirm": {"yes"}})
 			require.Equal(t, http.StatusSeeOther, p.StatusCode, p.Body)
-			m = notices(3)[2]
+			m = notices(5)[4]
 			assert.Equal(t, []string{e.user.Email}, m.To)
 			assert.Contains(t, m.Body, "An administrator removed your two-step verification methods.")
 			assert.Contains(t, m.Body, "If you did not ask your administrator for this, tell them.")
+			assert.NotContains(t, m.Body, "From:", "not the admin's address")
 
 			// Nothing else: the sign-ins, the admin's included, told nobody.
 			time.Sleep(100 * time.Millisecond) // a stray notice would have arrived by now
 			all := slices.DeleteFunc(ee.smtp.Messages(), func(m mailtest.Message) bool { return m.Subject != "Twofold security notice" })
-			assert.Len(t, all, 3)
+			assert.Len(t, all, 5)
 		})
 	}
 }

@@ -18,7 +18,9 @@ import (
 // redirects nobody.
 func (p *Provider) newAuthorizeRequest(ctx context.Context, r *http.Request) (fosite.AuthorizeRequester, error) {
 	ar, err := p.oauth.NewAuthorizeRequest(ctx, r)
-	if ar == nil || !ar.IsRedirectURIValid() || ar.GetClient() == nil {
+	// Checked whenever a redirect may follow: on success, and on an error
+	// fosite would send to the redirect URI.
+	if ar == nil || ar.GetClient() == nil || (err != nil && !ar.IsRedirectURIValid()) {
 		return ar, err
 	}
 	// Empty: fosite used the client's only registered URI.

@@ -279,7 +279,11 @@ func (p *Provider) flowFailed(w http.ResponseWriter, r *http.Request, err error)
 		p.expired(w, r)
 		return
 	}
-	p.logger.ErrorContext(r.Context(), "login flow", "err", err)
+	if errors.Is(err, context.Canceled) {
+		p.logger.InfoContext(r.Context(), "login flow: the client went away", "err", err)
+	} else {
+		p.logger.ErrorContext(r.Context(), "login flow", "err", err)
+	}
 	p.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in failed", "Something went wrong on our side. Wait a moment, then try again.", "temporarily_unavailable")
 }
 
@@ -313,6 +317,10 @@ func (p *Provider) handleSecondFactorSubmit(w http.ResponseWriter, r *http.Reque
 		return
 	}
 	amr, err := p.verifySecondFactor(ctx, r, f, user, chosen)
+	if errors.Is(err, errUnavailable) {
+		p.flowFailed(w, r, err)
+		return
+	}
 	if err != nil {
 		msg := "That code didn't work. Check it and try again."
 		switch chosen {
@@ -422,7 +430,12 @@ func (p *Provider) factorSucceeded(ctx context.Context, r *http.Request, user st
 	_ = p.store.Success(ctx, p.refundKey(r), factorKey(user.ID))
 }
 
-var errWrongCode = errors.New("wrong code")
+var (
+	errWrongCode = errors.New("wrong code")
+	// errUnavailable: the database failed while a right code was being
+	// used; the same code may work in a moment.
+	errUnavailable = errors.New("store unavailable")
+)
 
 // verifySecondFactor checks code by method and returns the amr value of
 // what was presented. Every outcome is audited.
@@ -501,9 +514,12 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			}
 			// The database decides: a step already used, here or on
 			// another replica, is a replay.
-			if err := p.store.UseTOTPStep(ctx, fa.ID, step, p.now()); err != nil {
+			if err := p.store.UseTOTPStep(ctx, fa.ID, step, p.now()); errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 				p.audit(ctx, r, store.AuditEvent{Type: "factor.replay", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
 				return nil, errWrongCode
+			} else if err != nil {
+				// The database failed, not the code: try again later.
+				return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 			}
 			p.audit(ctx, r, store.AuditEvent{Type: "factor.success", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
 			return []string{mfa.AMROTP}, nil

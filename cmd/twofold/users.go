@@ -113,26 +113,34 @@ func (a *app) withStore(ctx context.Context, fn func(cfg Config, s store.Store) 
 // adminOf is the admin actions on s, shared with the admin console.
 func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
 
-// notifying is adminOf(s) that mails users the security notices of its
-// changes (a reset of their factors or password), as the console does,
-// when a mail server is configured; done waits for those mails.
-func (a *app) notifying(s store.Store) (svc *admin.Service, done func(), err error) {
+// notifying is adminOf(s) that tells users of its changes by email (a
+// reset of their factors or password, an admin's phone change) as the
+// console does, when a mail server is configured. Its events wait in a
+// queue: send mails them once the caller's transaction has committed,
+// and returns when they are sent.
+func (a *app) notifying(s store.Store) (svc *admin.Service, send func()) {
 	svc = adminOf(s)
 	cfg, err := a.config()
 	if err != nil || cfg.Email.SMTPAddr == "" {
-		return svc, func() {}, err
+		return svc, func() {}
 	}
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sender, err := mail.New(cfg.Email.mail())
 	if err != nil {
-		return nil, nil, usageError{err}
+		logger.Warn("no security notice will be mailed", "err", err)
+		return svc, func() {}
 	}
-	n := provider.NewNotifier(s, sender, cfg.Issuer, nil)
-	svc.Notify = n.Notify
+	n := provider.NewNotifier(s, sender, cfg.Issuer, logger)
+	var queued []store.AuditEvent
+	svc.Notify = func(e store.AuditEvent) { queued = append(queued, e) }
 	return svc, func() {
+		for _, e := range queued {
+			n.Notify(e)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		n.Drain(ctx)
-	}, nil
+	}
 }
 
 func (a *app) usersCmd() *cobra.Command {
@@ -302,7 +310,7 @@ func (a *app) usersShowCmd() *cobra.Command {
 // userChangeCmd builds a verb that finds one user by id or email and
 // changes it in one transaction with its audit event; change returns the
 // line to print.
-func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, s store.Store, u store.User) (string, error)) *cobra.Command {
+func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error)) *cobra.Command {
 	var population string
 	cmd := &cobra.Command{Use: use, Short: short, Args: exactArgs(1)}
 	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
@@ -314,15 +322,17 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 				return err
 			}
 			// One transaction: the admin package's changes join it, and
-			// the phone command's steps need it.
+			// the phone command's steps need it. Notices go once it commits.
+			svc, send := a.notifying(s)
 			var msg string
 			err = s.InTx(ctx, func(ctx context.Context) error {
-				msg, err = change(ctx, s, u)
+				msg, err = change(ctx, s, svc, u)
 				return err
 			})
 			if err != nil {
 				return err
 			}
+			send()
 			fmt.Fprintln(a.stdout, msg)
 			return nil
 		})
@@ -332,9 +342,9 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 
 func (a *app) usersDisableCmd() *cobra.Command {
 	var enable bool
-	cmd := a.userChangeCmd("disable ID|EMAIL", "Disable an account (it can no longer sign in)", func(ctx context.Context, s store.Store, u store.User) (string, error) {
+	cmd := a.userChangeCmd("disable ID|EMAIL", "Disable an account (it can no longer sign in)", func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error) {
 		// Disabled means signed out everywhere, tokens included.
-		err := adminOf(s).SetDisabled(ctx, admin.CLI, u, !enable)
+		err := svc.SetDisabled(ctx, admin.CLI, u, !enable)
 		if enable {
 			return "enabled " + u.Email, err
 		}
@@ -348,10 +358,10 @@ func (a *app) usersDisableCmd() *cobra.Command {
 // must present, or at the next sign-in set up, a second factor.
 func (a *app) usersRequireMFACmd() *cobra.Command {
 	var off bool
-	cmd := a.userChangeCmd("require-mfa ID|EMAIL [--off]", "Require two-step verification for one user", func(ctx context.Context, s store.Store, u store.User) (string, error) {
+	cmd := a.userChangeCmd("require-mfa ID|EMAIL [--off]", "Require two-step verification for one user", func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error) {
 		// R16: switched on for a user without a second factor, it signs
 		// them out; they set one up at their next sign-in.
-		signedOut, err := adminOf(s).RequireUserMFA(ctx, admin.CLI, u, !off)
+		signedOut, err := svc.RequireUserMFA(ctx, admin.CLI, u, !off)
 		state := "now required"
 		if off {
 			state = "no longer required"
@@ -369,8 +379,8 @@ func (a *app) usersRequireMFACmd() *cobra.Command {
 // usersUnlockCmd clears a user's sign-in locks: the password lock, the
 // second-factor lock and the hard cap past which only an admin unlocks.
 func (a *app) usersUnlockCmd() *cobra.Command {
-	return a.userChangeCmd("unlock ID|EMAIL", "Clear a user's password and second-factor locks", func(ctx context.Context, s store.Store, u store.User) (string, error) {
-		return "unlocked " + u.Email, adminOf(s).Unlock(ctx, admin.CLI, u)
+	return a.userChangeCmd("unlock ID|EMAIL", "Clear a user's password and second-factor locks", func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error) {
+		return "unlocked " + u.Email, svc.Unlock(ctx, admin.CLI, u)
 	})
 }
 
@@ -383,12 +393,7 @@ func (a *app) usersUnlockCmd() *cobra.Command {
 // sign-in when one is required of them (R22).
 func (a *app) usersResetMFACmd() *cobra.Command {
 	cmd := a.userChangeCmd("reset-mfa ID|EMAIL", "Remove a user's two-step verification methods (a lost phone or key) and sign them out",
-		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			svc, done, err := a.notifying(s)
-			if err != nil {
-				return "", err
-			}
-			defer done()
+		func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error) {
 			n, err := svc.ResetMFA(ctx, admin.CLI, u)
 			if errors.Is(err, admin.ErrContactsEnforced) {
 				return "", fmt.Errorf("two-step verification is required of every contact, so it cannot be removed for %s (R20): "+
@@ -428,15 +433,12 @@ progress and tokens end, and their password lock is cleared.`,
 			if err != nil {
 				return err
 			}
-			svc, done, err := a.notifying(s)
-			if err != nil {
-				return err
-			}
-			defer done()
+			svc, send := a.notifying(s)
 			password, err := svc.ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
 			if err != nil {
 				return err
 			}
+			send()
 			fmt.Fprintf(a.stdout, "one-time password for %s (shown once; they choose their own at their next sign-in):\n%s\n", u.Email, password)
 			return nil
 		})
@@ -455,8 +457,7 @@ func (a *app) usersPhoneCmd() *cobra.Command {
 	var confirmed, confirm, detach bool
 	cmd := a.userChangeCmd("phone ID|EMAIL (--set NUMBER [--confirmed] | --confirm | --detach)",
 		"Attach, confirm or detach a user's phone for codes by SMS",
-		func(ctx context.Context, s store.Store, u store.User) (string, error) {
-			svc := adminOf(s)
+		func(ctx context.Context, s store.Store, svc *admin.Service, u store.User) (string, error) {
 			switch {
 			case confirm:
 				number, err := svc.ConfirmPhone(ctx, admin.CLI, u)
