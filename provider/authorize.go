@@ -39,6 +39,9 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	sess, user, hasSession := p.currentSession(r)
 
 	aged, err := maxAgePassed(form, sess.AuthTime, p.now())
+	if err == nil {
+		err = checkClaimsParam(form.Get("claims"))
+	}
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
@@ -416,6 +419,42 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 // the names asked for in the ID token and at userinfo. Values and
 // essential flags do not change what Twofold returns: each claim is
 // released only when the user has it.
+// checkClaimsParam refuses a claims parameter that is not what OIDC Core
+// §5.5 describes: a JSON object whose id_token and userinfo members are
+// objects of claims, each null or an object. Read as absent instead, a
+// malformed request for an essential acr would drop its demand for two
+// factors.
+func checkClaimsParam(param string) error {
+	if param == "" {
+		return nil
+	}
+	bad := fosite.ErrInvalidRequest.WithHint("The claims parameter must be a JSON object of id_token and userinfo requests (OIDC Core 5.5).")
+	var top map[string]json.RawMessage
+	if json.Unmarshal([]byte(param), &top) != nil || top == nil {
+		return bad
+	}
+	for _, member := range []string{"id_token", "userinfo"} {
+		raw, ok := top[member]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var claims map[string]json.RawMessage
+		if json.Unmarshal(raw, &claims) != nil {
+			return bad
+		}
+		for _, c := range claims {
+			var req map[string]json.RawMessage
+			if string(c) != "null" && json.Unmarshal(c, &req) != nil {
+				return bad
+			}
+			if e, ok := req["essential"]; ok && string(e) != "true" && string(e) != "false" {
+				return bad
+			}
+		}
+	}
+	return nil
+}
+
 func requestedClaims(param string) (idToken, userinfo []string) {
 	if param == "" {
 		return nil, nil

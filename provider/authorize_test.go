@@ -100,3 +100,28 @@ func FuzzEssentialACR(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckClaimsParam: a claims parameter is a JSON object of requests,
+// each null or an object with a boolean essential.
+func TestCheckClaimsParam(t *testing.T) {
+	for _, tt := range []struct {
+		claims string
+		ok     bool
+	}{
+		{``, true},
+		{`{}`, true},
+		{`{"id_token":{"acr":{"essential":true,"values":["urn:twofold:acr:mfa"]},"email":null}}`, true},
+		{`{"userinfo":{"email":{"essential":false}},"id_token":null}`, true},
+		{`{"id_token":{"acr":{"essential":"true","value":"x"}}}`, false},
+		{`{"id_token":{"acr":{"essential":1}}}`, false},
+		{`{"id_token":[]}`, false},
+		{`{"id_token":{"acr":"mfa"}}`, false},
+		{`[]`, false},
+		{`null`, false},
+		{`{"id_token":`, false},
+	} {
+		if err := checkClaimsParam(tt.claims); (err == nil) != tt.ok {
+			t.Errorf("checkClaimsParam(%q) = %v, want ok %v", tt.claims, err, tt.ok)
+		}
+	}
+}

@@ -72,6 +72,13 @@ func TestPromptAndMaxAge(t *testing.T) {
 				assert.Equal(t, "invalid_request", q.Get("error"), "max_age=%s", bad)
 				assert.Empty(t, q.Get("code"))
 			}
+			// So is a claims parameter whose essential acr cannot be read.
+			for _, bad := range []string{`{"id_token":{"acr":{"essential":"yes","value":"urn:twofold:acr:mfa"}}}`, `{"id_token":`} {
+				p := b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("claims", bad), oauth2.S256ChallengeOption(oauth2.GenerateVerifier())))
+				q := mustQuery(t, p.Location())
+				assert.Equal(t, "invalid_request", q.Get("error"), "claims=%s", bad)
+				assert.Empty(t, q.Get("code"))
+			}
 
 			// prompt=login and an elapsed max_age ask for the password again
 			// inside the session and give a later auth_time.
