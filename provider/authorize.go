@@ -154,7 +154,9 @@ func (p *Provider) writeAuthorizeError(w http.ResponseWriter, ar fosite.Authoriz
 // redirect URI, or the user sees a page when the client or redirect URI
 // cannot be trusted.
 func (p *Provider) refuseRequestObject(r *http.Request) (fosite.AuthorizeRequester, error, bool) {
-	if err := r.ParseForm(); err != nil {
+	// As fosite reads the request: a multipart body too, else a request
+	// object sent in one would reach fosite's own handling of it.
+	if err := r.ParseMultipartForm(1 << 20); err != nil && !errors.Is(err, http.ErrNotMultipart) {
 		return nil, nil, false // fosite reports it
 	}
 	object, uri := r.Form.Get("request"), r.Form.Get("request_uri")

@@ -1,7 +1,9 @@
 package provider_test
 
 import (
+	"bytes"
 	"context"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -100,6 +102,26 @@ func TestBadInput(t *testing.T) {
 					assert.Contains(t, p.Body, tc.err)
 				})
 			}
+
+			t.Run("authorize request object in a multipart POST", func(t *testing.T) {
+				var body bytes.Buffer
+				mw := multipart.NewWriter(&body)
+				for k, v := range map[string]string{"client_id": r.conf.ClientID, "redirect_uri": redirectURI, "response_type": "code",
+					"scope": "openid", "state": "st-12345678", "request": "eyJhbGciOiJub25lIn0.e30."} {
+					require.NoError(t, mw.WriteField(k, v))
+				}
+				require.NoError(t, mw.Close())
+				req, err := http.NewRequest("POST", env.URL+"/authorize", &body)
+				require.NoError(t, err)
+				req.Header.Set("Content-Type", mw.FormDataContentType())
+				resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+				q := mustQuery(t, resp.Header.Get("Location"))
+				assert.Equal(t, "request_not_supported", q.Get("error"))
+				assert.Empty(t, q.Get("code"))
+			})
 
 			t.Run("code used twice", func(t *testing.T) {
 				code, verifier := r.code(t, b)
