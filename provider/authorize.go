@@ -417,10 +417,6 @@ func (p *Provider) finish(w http.ResponseWriter, r *http.Request, ar fosite.Auth
 	p.oauth.WriteAuthorizeResponse(ctx, w, ar, resp)
 }
 
-// requestedClaims reads the claims request parameter (OIDC Core §5.5):
-// the names asked for in the ID token and at userinfo. Values and
-// essential flags do not change what Twofold returns: each claim is
-// released only when the user has it.
 // checkClaimsParam refuses a claims parameter that is not what OIDC Core
 // §5.5 describes: a JSON object whose id_token and userinfo members are
 // objects of claims, each null or an object. Read as absent instead, a
@@ -457,6 +453,10 @@ func checkClaimsParam(param string) error {
 	return nil
 }
 
+// requestedClaims reads the claims request parameter (OIDC Core §5.5):
+// the names asked for in the ID token and at userinfo. Values and
+// essential flags do not change what Twofold returns: each claim is
+// released only when the user has it.
 func requestedClaims(param string) (idToken, userinfo []string) {
 	if param == "" {
 		return nil, nil
