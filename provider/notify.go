@@ -98,9 +98,15 @@ func (n *Notifier) Notify(e store.AuditEvent) {
 	if !ok || n.mailer == nil || e.UserID == "" {
 		return
 	}
+	var d struct {
+		Method  string
+		Removed *int64
+	}
+	_ = json.Unmarshal([]byte(e.Detail), &d)
+	if d.Removed != nil && *d.Removed == 0 {
+		return // an admin's reset of a user who had no method: nothing to tell
+	}
 	if strings.Contains(text, "%s") {
-		var d struct{ Method string }
-		_ = json.Unmarshal([]byte(e.Detail), &d)
 		name := methodNames[d.Method]
 		if name == "" {
 			name = "a second factor"

@@ -110,6 +110,10 @@ func TestResetsNotifyTheUser(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	msgs := smtp.Messages() // sent before the command returned
 	require.Len(t, msgs, 1)
+	// Again, with nothing left to remove: nothing to tell.
+	r = twofold(t, env, "", "users", "reset-mfa", "ada@example.com")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Len(t, smtp.Messages(), 1)
 	assert.Equal(t, []string{"ada@example.com"}, msgs[0].To)
 	assert.Equal(t, "Twofold security notice", msgs[0].Subject)
 	assert.Contains(t, msgs[0].Body, "An administrator removed your two-step verification methods.")
