@@ -73,7 +73,7 @@ var notices = map[string]string{
 func (p *Provider) handleAccountPage(w http.ResponseWriter, r *http.Request) {
 	sess, user, ok := p.currentSession(r)
 	if !ok {
-		p.startSignIn(w, r, "", "")
+		p.startSignIn(w, r, "", "", false)
 		return
 	}
 	p.renderAccount(w, r, http.StatusOK, sess, user, notices[r.URL.Query().Get("notice")], "")
@@ -117,21 +117,53 @@ func (p *Provider) renderAccount(w http.ResponseWriter, r *http.Request, status 
 // startSignIn begins a sign-in without a client, for the account page
 // or the admin console (returnTo, consolePath or ""). With userID set it
 // is a re-authentication: only that user may complete it.
-func (p *Provider) startSignIn(w http.ResponseWriter, r *http.Request, userID, returnTo string) {
+func (p *Provider) startSignIn(w http.ResponseWriter, r *http.Request, userID, returnTo string, twoFactors bool) {
 	now := p.now().UTC()
 	f := store.LoginFlow{ID: randomToken(), State: store.FlowPassword, UserID: userID,
 		CreatedAt: now, ExpiresAt: now.Add(p.cfg.LoginFlowLifespan)}
+	// A flow without a client keeps no authorize request: its form holds
+	// where the sign-in returns to, and whether it must end with two
+	// factors (mfaAsked).
+	form := url.Values{}
 	if returnTo != "" {
-		// A flow without a client keeps no authorize request: its
-		// form holds where the sign-in returns to.
-		f.AuthorizeForm = url.Values{"return_to": {returnTo}}.Encode()
+		form.Set("return_to", returnTo)
 	}
+	if twoFactors {
+		form.Set("acr_values", mfa.ACRMFA)
+	}
+	f.AuthorizeForm = form.Encode()
 	if err := p.store.CreateLoginFlow(r.Context(), f); err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
 	p.setCookie(w, flowCookie, f.ID, p.cfg.LoginFlowLifespan)
 	http.Redirect(w, r, "/login?flow="+url.QueryEscape(f.ID), http.StatusSeeOther)
+}
+
+// twoFactorsNeeded says whether a change on the account page needs a
+// new sign-in with two factors first: the user has a true second factor
+// (not codes by email) from before this session's sign-in, and this
+// session did not present it (S20; security.md §3.3, §3.5). A sign-in
+// with the password and an email code, or through an upstream that
+// skipped the local factor, must not add the factor that would then
+// pass for a second one, nor remove one.
+// Where an admin mailed the user's recovery codes (R20), the mailbox is
+// the way back in by the admin's choice, and such a session may set a
+// method up again.
+func (p *Provider) twoFactorsNeeded(ctx context.Context, sess store.Session, user store.User) (bool, error) {
+	if mfa.IsMFA(sess.AMR) {
+		return false, nil
+	}
+	// A factor this session set up itself is its own: asking the session
+	// to present it again would protect nothing.
+	fs, err := p.confirmedFactors(ctx, user.ID)
+	if err != nil || !slices.ContainsFunc(fs, func(f store.Factor) bool {
+		return f.Kind != store.FactorEmail && !f.CreatedAt.After(sess.AuthTime)
+	}) {
+		return false, err
+	}
+	mailed, err := p.store.RecoveryCodesMailed(ctx, user.ID)
+	return !mailed, err
 }
 
 // consoleFlow tells a sign-in for the admin console, which must end
@@ -151,7 +183,7 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sess, user, ok := p.currentSession(r)
 	if !ok {
-		p.startSignIn(w, r, "", "")
+		p.startSignIn(w, r, "", "", false)
 		return
 	}
 	if err := r.ParseForm(); err != nil || !p.checkCSRF("account", sess.ID, r.PostForm.Get("csrf")) {
@@ -159,12 +191,18 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PostForm.Get("action")
-	if action == "reauth" {
-		p.startSignIn(w, r, user.ID, "")
+	twoFactors, err := p.twoFactorsNeeded(ctx, sess, user)
+	if err != nil {
+		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
-	if action != "saved-codes" && p.now().Sub(sess.AuthTime) > RecentAuth {
-		p.render(w, r, http.StatusOK, "reauth.html", map[string]string{"CSRF": p.csrfToken("account", sess.ID)})
+	if action == "reauth" {
+		p.startSignIn(w, r, user.ID, "", twoFactors)
+		return
+	}
+	if action != "saved-codes" && (p.now().Sub(sess.AuthTime) > RecentAuth || twoFactors) {
+		page := map[string]any{"CSRF": p.csrfToken("account", sess.ID), "TwoFactors": twoFactors}
+		p.render(w, r, http.StatusOK, "reauth.html", page)
 		return
 	}
 	if msg := p.refusal(ctx, user, action); msg != "" {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -88,6 +89,103 @@ func TestR25_AccountPasswordChange(t *testing.T) {
 			p = post(b, newPassword, "another long passphrase", "another long passphrase")
 			assert.Equal(t, http.StatusTooManyRequests, p.StatusCode, p.Body)
 			assert.True(t, works(newPassword))
+		})
+	}
+}
+
+// TestMethodChangesNeedTwoFactors (security.md S20, §3.3, §3.5): a user
+// with an authenticator app who signed in with the password and a code
+// by email cannot add, remove or turn off methods, nor change the
+// password, until they sign in again with a true second factor: the
+// mailbox alone must not become the factor that passes for a second one.
+// Where an admin mailed their recovery codes (R20), a mailed code's
+// session may set a method up again.
+func TestMethodChangesNeedTwoFactors(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "ada-email", UserID: e.user.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: e.clock.Now()}))
+			e.clock.Advance(time.Second)
+			factors := func() int {
+				fs, err := e.confirmed(t)
+				require.NoError(t, err)
+				return len(fs)
+			}
+
+			// The account page's sign-in, with an email code.
+			b := providertest.NewBrowser(t)
+			p, _ := b.Follow(b.Get(e.URL+"/account/security"), "")
+			form := p.Hidden()
+			form.Set("email", e.user.Email)
+			form.Set("password", password)
+			p = b.Post(e.URL+"/login", form)
+			require.True(t, isSecondFactor(p), p.Body)
+			sent := sendEmail(b, e, p)
+			require.Equal(t, http.StatusOK, sent.StatusCode, sent.Body)
+			p, _ = b.Follow(e.submitCode(b, sent, "email", e.mailed(t, 1)), "")
+			require.Equal(t, "/account/security", p.Request.URL.Path, p.Body)
+			csrf := accountCSRF(t, p)
+
+			fs, err := e.confirmed(t)
+			require.NoError(t, err)
+			var appID string
+			for _, f := range fs {
+				if f.Kind == store.FactorTOTP {
+					appID = f.ID
+				}
+			}
+			const newPassword = "a new and longer passphrase"
+			for _, change := range []url.Values{
+				{"action": {"start-totp"}},
+				{"action": {"start-email"}},
+				{"action": {"remove-factor"}, "factor": {appID}},
+				{"action": {"disable"}},
+				{"action": {"regenerate-codes"}},
+				{"action": {"change-password"}, "current": {password}, "password": {newPassword}, "repeat": {newPassword}},
+			} {
+				change.Set("csrf", csrf)
+				res := b.Post(e.URL+"/account/security", change)
+				assert.Equal(t, http.StatusOK, res.StatusCode, change.Get("action"))
+				assert.Contains(t, res.Body, "a code by email, or your company", change.Get("action"))
+				assert.NotContains(t, res.Body, "otpauth://", change.Get("action"))
+			}
+			assert.Equal(t, 2, factors(), "nothing changed")
+			_, err = e.Accounts.Authenticate(ctx, store.PopulationAgent, e.user.Email, password)
+			assert.NoError(t, err, "the password is unchanged")
+
+			// Signing in again asks for the app, and offers no email code.
+			p, _ = b.Follow(b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"reauth"}}), "")
+			form = p.Hidden()
+			form.Set("email", e.user.Email)
+			form.Set("password", password)
+			p = b.Post(e.URL+"/login", form)
+			require.True(t, isSecondFactor(p), p.Body)
+			assert.NotContains(t, p.Body, "Email me a code")
+			p, _ = b.Follow(e.submitCode(b, p, "totp", e.code(t, secret)), "")
+			require.Equal(t, "/account/security", p.Request.URL.Path, p.Body)
+			res := b.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"start-totp"}})
+			assert.Contains(t, res.Body, "otpauth://", "with two factors the setup goes on")
+
+			// A contact whose codes an admin mailed (R20) signs in with one
+			// and sets a new method up.
+			cy := e.User(t, "cy@example.com", password, store.PopulationContact)
+			e.addTOTP(t, cy.ID)
+			codes := e.AddMailedRecoveryCodes(t, cy.ID)
+			e.clock.Advance(time.Second)
+			c := providertest.NewBrowser(t)
+			p, _ = c.Follow(c.Get(e.URL+"/account/security"), "")
+			form = p.Hidden()
+			form.Set("email", cy.Email)
+			form.Set("password", password)
+			p = c.Post(e.URL+"/login", form)
+			require.True(t, isSecondFactor(p), p.Body)
+			p, _ = c.Follow(e.submitCode(c, p, "recovery", codes[0]), "")
+			require.Equal(t, "/account/security", p.Request.URL.Path, p.Body)
+			res = c.Post(e.URL+"/account/security", url.Values{"csrf": {accountCSRF(t, p)}, "action": {"start-totp"}})
+			assert.Contains(t, res.Body, "otpauth://", "R20: the mailed code's session sets a method up again")
 		})
 	}
 }

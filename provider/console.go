@@ -119,7 +119,7 @@ func (p *Provider) consoleAdmin(w http.ResponseWriter, r *http.Request) (store.S
 		return sess, user, false
 	}
 	if !ok {
-		p.startSignIn(w, r, "", consolePath)
+		p.startSignIn(w, r, "", consolePath, false)
 		return sess, user, false
 	}
 	if user.Role != store.RoleAdmin {
@@ -146,7 +146,7 @@ func (p *Provider) consoleAdmin(w http.ResponseWriter, r *http.Request) (store.S
 		p.errorPage(w, r, http.StatusForbidden, "Sign in again", "Your sign-in is too old for admin changes. Open /admin, sign in again, and repeat the change.", "")
 		return sess, user, false
 	}
-	p.startSignIn(w, r, user.ID, consolePath)
+	p.startSignIn(w, r, user.ID, consolePath, false)
 	return sess, user, false
 }
 

@@ -643,7 +643,8 @@ func (p *Provider) mfaNeeded(ctx context.Context, f store.LoginFlow, user store.
 // will do, not a code by email.
 func (p *Provider) mfaAsked(ctx context.Context, f store.LoginFlow) bool {
 	if f.ClientID == "" {
-		return consoleFlow(f)
+		form, _ := url.ParseQuery(f.AuthorizeForm)
+		return consoleFlow(f) || wantsMFA(form) // the account page's two-factor sign-in
 	}
 	if c, err := p.client(ctx, f.ClientID); err == nil && c.RequireMFA {
 		return true

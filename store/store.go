@@ -261,6 +261,9 @@ type Store interface {
 	UseRecoveryCode(ctx context.Context, userID string, hash []byte, at time.Time) (mailed bool, err error)
 	// CountRecoveryCodes returns how many unused codes remain.
 	CountRecoveryCodes(ctx context.Context, userID string) (int, error)
+	// RecoveryCodesMailed tells whether the user's current set of codes
+	// is one an admin mailed (R20).
+	RecoveryCodesMailed(ctx context.Context, userID string) (bool, error)
 	DeleteRecoveryCodes(ctx context.Context, userID string) error
 
 	// GetOneTimeCode returns the code stored for a user and purpose,

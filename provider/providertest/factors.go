@@ -25,7 +25,7 @@ func (e *Env) AddTOTP(t testing.TB, userID string) string {
 	}
 	id := accounts.NewID()
 	err = e.Store.CreateFactor(context.Background(), store.Factor{ID: id, UserID: userID, Kind: store.FactorTOTP,
-		Name: "Authenticator app", SecretEnc: box.Seal([]byte(en.Secret), "totp:"+id), Confirmed: true, CreatedAt: time.Now()})
+		Name: "Authenticator app", SecretEnc: box.Seal([]byte(en.Secret), "totp:"+id), Confirmed: true, CreatedAt: e.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}

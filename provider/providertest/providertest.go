@@ -48,6 +48,8 @@ type Env struct {
 	// CACertPEM is the test CA's certificate in PEM, for clients outside
 	// Go; nil without TLS.
 	CACertPEM []byte
+	// Now is the provider's clock (Options.Now), for seeded rows.
+	Now func() time.Time
 }
 
 // Options tune Start.
@@ -128,7 +130,10 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	ts.Listener.Close()
 	ts.Listener = ln
 	env := &Env{URL: issuer, Store: s, Provider: p, Accounts: acc, Key: o.Key, DBURL: o.DatabaseURL, Server: ts,
-		Clients: &clients.Registry{Store: s, Hasher: hasher}}
+		Clients: &clients.Registry{Store: s, Hasher: hasher}, Now: o.Now}
+	if env.Now == nil {
+		env.Now = time.Now
+	}
 	if o.TLS {
 		// A CA generated for this test signs the server's certificate.
 		ca := newTestCA(t)

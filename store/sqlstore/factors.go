@@ -178,6 +178,14 @@ func (s *Store) CountRecoveryCodes(ctx context.Context, userID string) (int, err
 	return n, wrap(err, "count recovery codes")
 }
 
+// RecoveryCodesMailed tells whether the user's set was mailed: every code
+// of a set carries the mark, used or not.
+func (s *Store) RecoveryCodesMailed(ctx context.Context, userID string) (bool, error) {
+	var n int
+	err := s.get(ctx, &n, `SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND mailed`, userID)
+	return n > 0, wrap(err, "recovery codes mailed")
+}
+
 // DeleteRecoveryCodes removes every code of a user.
 func (s *Store) DeleteRecoveryCodes(ctx context.Context, userID string) error {
 	_, err := s.exec(ctx, `DELETE FROM recovery_codes WHERE user_id = ?`, userID)

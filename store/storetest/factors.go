@@ -31,6 +31,11 @@ func testFactorsAndCodes(t *testing.T, s store.Store) {
 	mailed, err = s.UseRecoveryCode(ctx, "u2", []byte("y"), base)
 	require.NoError(t, err)
 	assert.True(t, mailed, "a set an admin mailed (R20)")
+	for id, want := range map[string]bool{"u1": false, "u2": true, "nobody": false} {
+		got, err := s.RecoveryCodesMailed(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "%s: mailed set", id)
+	}
 	fs, n, err = s.ListFactorsAndCodes(ctx, "u1")
 	require.NoError(t, err)
 	assert.Empty(t, fs, "codes without factors")
