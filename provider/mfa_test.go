@@ -258,9 +258,16 @@ func TestR02_AMRAndACRForEachMethod(t *testing.T) {
 				authURL, verifier := e.authURL()
 				page := e.toSecondStep(t, b, authURL, "ada@example.com")
 				cb := b.Finish(e.submitCode(b, page, tc.method, tc.code), redirectURI)
-				c := e.tokensFrom(t, cb, verifier)
+				tok, idt := e.rp.exchange(t, mustQuery(t, cb).Get("code"), verifier)
+				c := claimsOf(t, idt)
 				assert.Equal(t, tc.amr, c.Amr, tc.method)
 				assert.Equal(t, provider.ACRMFA, c.Acr, tc.method)
+				// Introspection says the same to a resource server.
+				intro := introspect(t, e.Env, e.rp.conf.ClientID, e.rp.conf.ClientSecret, tok.AccessToken)
+				assert.Equal(t, true, intro["active"], tc.method)
+				assert.ElementsMatch(t, tc.amr, intro["amr"], tc.method)
+				assert.Equal(t, provider.ACRMFA, intro["acr"], tc.method)
+				assert.Equal(t, float64(c.AuthTime), intro["auth_time"], tc.method)
 			}
 			// Discovery advertises exactly these acr values.
 			assert.Contains(t, providertest.NewBrowser(t).Get(e.URL+"/.well-known/openid-configuration").Body,

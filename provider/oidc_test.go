@@ -238,6 +238,9 @@ func TestR01_CodeFlowWithGoOIDC(t *testing.T) {
 			intro := introspect(t, env, r.conf.ClientID, r.conf.ClientSecret, ctok.AccessToken)
 			assert.Equal(t, true, intro["active"])
 			assert.Equal(t, svcID, intro["client_id"])
+			for _, k := range []string{"amr", "acr", "auth_time"} {
+				assert.NotContains(t, intro, k, "no user signed in for a client's own token")
+			}
 			resp, _ = do(t, newReq(t, "GET", env.URL+"/userinfo", nil, "Bearer "+ctok.AccessToken))
 			assert.Equal(t, 403, resp.StatusCode, "a client token is not a user's")
 

@@ -27,6 +27,28 @@ type Session struct {
 	Upstream string `json:"upstream,omitempty"`
 }
 
+// GetExtraClaims is what introspection adds for a user's token (R02,
+// fosite.ExtraClaimsSession): amr, acr and auth_time as the ID token
+// states them, so a resource server can see how the user signed in. A
+// client's own token (client_credentials) has none.
+func (s *Session) GetExtraClaims() map[string]any {
+	out := map[string]any{}
+	if s == nil || s.DefaultSession == nil || s.Claims == nil || s.Claims.Subject == "" {
+		return out
+	}
+	c := s.Claims
+	if len(c.AuthenticationMethodsReferences) > 0 {
+		out["amr"] = c.AuthenticationMethodsReferences
+	}
+	if c.AuthenticationContextClassReference != "" {
+		out["acr"] = c.AuthenticationContextClassReference
+	}
+	if !c.AuthTime.IsZero() {
+		out["auth_time"] = c.AuthTime.Unix()
+	}
+	return out
+}
+
 func newSession() *Session {
 	return &Session{DefaultSession: &openid.DefaultSession{Claims: &jwt.IDTokenClaims{}, Headers: &jwt.Headers{}}}
 }
