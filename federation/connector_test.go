@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -27,6 +30,8 @@ type fakeUpstream struct {
 	key      *ecdsa.PrivateKey
 	claims   map[string]any // the next ID token's claims
 	userinfo map[string]any
+	// sign, when set, makes the ID token instead of the upstream's key.
+	sign func(payload []byte) string
 }
 
 func newFakeUpstream(t *testing.T) *fakeUpstream {
@@ -46,6 +51,12 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
 	})
 	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		if f.sign != nil {
+			payload, _ := json.Marshal(f.claims)
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "at", "token_type": "Bearer", "expires_in": 60, "id_token": f.sign(payload)})
+			return
+		}
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 		if err != nil {
 			http.Error(w, err.Error(), 500)
@@ -99,6 +110,44 @@ func TestR03_ExchangeVerifies(t *testing.T) {
 		_, err := c.Exchange(context.Background(), "code", "verifier", "n-1")
 		assert.True(t, errors.Is(err, ErrRefused), "%s: %v", name, err)
 	}
+
+	// S23: the signature is always checked, with the upstream's own keys
+	// and algorithm.
+	b64 := base64.RawURLEncoding.EncodeToString
+	jws := func(key any, alg jose.SignatureAlgorithm, kid string) func([]byte) string {
+		return func(payload []byte) string {
+			signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+			require.NoError(t, err)
+			sig, err := signer.Sign(payload)
+			require.NoError(t, err)
+			raw, err := sig.CompactSerialize()
+			require.NoError(t, err)
+			return raw
+		}
+	}
+	other, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	for name, sign := range map[string]func([]byte) string{
+		"another key":       jws(other, jose.ES256, "k1"),
+		"another key's kid": jws(other, jose.ES256, "k2"),
+		"an unknown kid":    jws(f.key, jose.ES256, "k2"),
+		"alg none":          func(p []byte) string { return b64([]byte(`{"alg":"none","kid":"k1"}`)) + "." + b64(p) + "." },
+		"a cut signature": func(p []byte) string {
+			s := jws(f.key, jose.ES256, "k1")(p)
+			return s[:len(s)-10]
+		},
+		"HS256, client secret": func(p []byte) string {
+			in := b64([]byte(`{"alg":"HS256","kid":"k1"}`)) + "." + b64(p)
+			m := hmac.New(sha256.New, []byte("s"))
+			m.Write([]byte(in))
+			return in + "." + b64(m.Sum(nil))
+		},
+	} {
+		f.claims, f.sign = good(), sign
+		_, err := c.Exchange(context.Background(), "code", "verifier", "n-1")
+		assert.True(t, errors.Is(err, ErrRefused), "%s: %v", name, err)
+	}
+	f.sign = nil
 
 	// The address from userinfo, which must be about the same user.
 	f.claims = good()
