@@ -1227,3 +1227,50 @@ func TestSessionIdleTimeout(t *testing.T) {
 	e.clock.Advance(31 * time.Minute)
 	assert.Equal(t, "login_required", silent(), "idle for more than 30 minutes: signed out")
 }
+
+// TestR01_SecondStepCannotBeSkipped (security.md §3.3, ZITADEL
+// CVE-2025-64103): the second step's form is refused, with no code and
+// no session, for a flow still before the password, for a flow past its
+// lifespan, for a flow already finished, and for a method that is not
+// the user's or no method at all.
+func TestR01_SecondStepCannotBeSkipped(t *testing.T) {
+	e := newMFAEnv(t, "sqlite")
+	secret := e.addTOTP(t, e.user.ID)
+	refused := func(t *testing.T, b *providertest.Browser, res providertest.Page, status int, what string) {
+		t.Helper()
+		assert.Equal(t, status, res.StatusCode, "%s: %s", what, res.Body)
+		assert.NotContains(t, res.Header.Get("Location"), "code=", what)
+		assert.Zero(t, sessionCount(t, e, b), "%s: no session", what)
+	}
+
+	// Before the password: the login page's form cannot post a code.
+	b := providertest.NewBrowser(t)
+	authURL, _ := e.authURL()
+	login, _ := b.Follow(b.Get(authURL), redirectURI)
+	form := login.Hidden()
+	form.Set("method", "totp")
+	form.Set("code", e.code(t, secret))
+	refused(t, b, b.Post(e.URL+"/login/2fa", form), http.StatusForbidden, "before the password")
+
+	// Methods that are not the user's, or none.
+	b = providertest.NewBrowser(t)
+	page := e.toSecondStep(t, b, authURL, e.user.Email)
+	for _, method := range []string{"bogus", "TOTP", "webauthn", "email", "sms"} {
+		refused(t, b, e.submitCode(b, page, method, e.code(t, secret)), http.StatusUnauthorized, "method "+method)
+	}
+
+	// Past the flow's lifespan (15 minutes), even with the right code.
+	b = providertest.NewBrowser(t)
+	page = e.toSecondStep(t, b, authURL, e.user.Email)
+	e.clock.Advance(16 * time.Minute)
+	refused(t, b, e.submitCode(b, page, "totp", e.code(t, secret)), http.StatusBadRequest, "an expired flow")
+
+	// Finished: the same form once more gives nothing more.
+	b = providertest.NewBrowser(t)
+	page = e.toSecondStep(t, b, authURL, e.user.Email)
+	res := e.submitCode(b, page, "totp", e.code(t, secret))
+	require.Contains(t, res.Location(), "code=", res.Body)
+	again := e.submitCode(b, page, "totp", e.code(t, secret))
+	assert.Equal(t, http.StatusBadRequest, again.StatusCode, again.Body)
+	assert.NotContains(t, again.Header.Get("Location"), "code=")
+}

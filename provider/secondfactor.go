@@ -488,7 +488,7 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 		}
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"recovery"}`})
 		return nil, errWrongCode
-	default:
+	case "totp", "": // "": a form from before methods were named
 		factors, err := p.confirmedFactors(ctx, user.ID)
 		if err != nil {
 			return nil, err
@@ -525,6 +525,10 @@ func (p *Provider) verifySecondFactor(ctx context.Context, r *http.Request, f st
 			return []string{mfa.AMROTP}, nil
 		}
 		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: `{"method":"totp"}`})
+		return nil, errWrongCode
+	default:
+		// No such method: never read as another (security.md §3.3).
+		p.audit(ctx, r, store.AuditEvent{Type: "factor.failure", UserID: user.ID, ClientID: f.ClientID, Detail: jsonObject("method", "unknown")})
 		return nil, errWrongCode
 	}
 }
