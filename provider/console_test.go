@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -973,4 +975,85 @@ func TestR04_ConsoleResetsPassword(t *testing.T) {
 			assert.Len(t, e.events(t, "password.reset"), 1)
 		})
 	}
+}
+
+// recordRoutes lists the patterns a Mount registers.
+type recordRoutes []string
+
+func (r *recordRoutes) Handle(pattern string, _ http.Handler)         { *r = append(*r, pattern) }
+func (r *recordRoutes) HandleFunc(pattern string, _ http.HandlerFunc) { *r = append(*r, pattern) }
+
+// TestR04_ConsoleRoutesRefuseOthers is security.md §3.8's route × role
+// matrix for the admin console: every console route, as mounted (a new
+// one fails this test until it is listed here), refuses a visitor with
+// no session, an agent who signed in with two factors, and an admin
+// whose sign-in is older than ConsoleAuthAge; a GET starts a sign-in
+// or shows a refusal, a POST changes nothing.
+func TestR04_ConsoleRoutesRefuseOthers(t *testing.T) {
+	e := newConsoleEnv(t, newMFAEnv(t, "sqlite"))
+	target := e.User(t, "bo@example.com", password, store.PopulationAgent)
+	routes := map[string]url.Values{
+		"GET /admin":               nil,
+		"POST /admin":              {"action": {"deauthorize"}, "confirm": {"yes"}},
+		"GET /admin/audit":         nil,
+		"GET /admin/users/{id}":    nil,
+		"POST /admin/users/{id}":   {"action": {"disable"}},
+		"GET /admin/clients/{id}":  nil,
+		"POST /admin/clients/{id}": {"action": {"delete"}, "confirm": {"yes"}},
+	}
+	var mounted recordRoutes
+	e.Provider.Mount(&mounted)
+	var console []string
+	for _, r := range mounted {
+		if _, path, _ := strings.Cut(r, " "); strings.HasPrefix(path, "/admin") {
+			console = append(console, r)
+		}
+	}
+	assert.ElementsMatch(t, slices.Collect(maps.Keys(routes)), console, "every console route is in this table")
+	clientID, _ := e.Client(t, clients.Spec{Name: "Kept", RedirectURIs: []string{redirectURI}})
+
+	agentSecret := e.addTOTP(t, e.user.ID)
+	agent := providertest.NewBrowser(t)
+	e.signInAccount(t, agent, agentSecret)
+	stale, _ := e.console(t)
+
+	for _, caller := range []struct {
+		name string
+		b    *providertest.Browser
+		// get is the status of a GET: a redirect to a sign-in, or 403.
+		get int
+		// before runs first.
+		before func()
+	}{
+		{"no session", providertest.NewBrowser(t), http.StatusSeeOther, func() {}},
+		{"an agent with two factors", agent, http.StatusForbidden, func() {}},
+		{"an admin signed in too long ago", stale, http.StatusSeeOther, func() {
+			assert.True(t, signedIn(t, e.mfaEnv, agent), "nobody was deauthorized")
+			e.clock.Advance(provider.ConsoleAuthAge + time.Minute)
+		}},
+	} {
+		caller.before()
+		for route, form := range routes {
+			method, path, _ := strings.Cut(route, " ")
+			path = strings.NewReplacer("/users/{id}", "/users/"+target.ID, "/clients/{id}", "/clients/"+clientID).Replace(path)
+			var p providertest.Page
+			if method == http.MethodGet {
+				p = caller.b.Get(e.URL + path)
+				assert.Equal(t, caller.get, p.StatusCode, "%s: %s", caller.name, route)
+				if p.StatusCode == http.StatusSeeOther {
+					assert.Contains(t, p.Location(), "/login?flow=", "%s: %s", caller.name, route)
+				}
+			} else {
+				p = caller.b.Post(e.URL+path, form)
+				assert.Equal(t, http.StatusForbidden, p.StatusCode, "%s: %s", caller.name, route)
+			}
+			assert.NotContains(t, p.Body, "bo@example.com", "%s: %s shows no user", caller.name, route)
+		}
+	}
+	// Nothing changed.
+	bo, err := e.Store.GetUser(context.Background(), target.ID)
+	require.NoError(t, err)
+	assert.False(t, bo.Disabled)
+	_, err = e.Store.GetClient(context.Background(), clientID)
+	assert.NoError(t, err, "the client is still registered")
 }
