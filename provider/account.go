@@ -191,10 +191,13 @@ func (p *Provider) handleAccountSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	action := r.PostForm.Get("action")
-	twoFactors, err := p.twoFactorsNeeded(ctx, sess, user)
-	if err != nil {
-		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
-		return
+	twoFactors := false
+	if action != "saved-codes" { // only saved-codes changes nothing
+		var err error
+		if twoFactors, err = p.twoFactorsNeeded(ctx, sess, user); err != nil {
+			p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
+			return
+		}
 	}
 	if action == "reauth" {
 		p.startSignIn(w, r, user.ID, "", twoFactors)

@@ -49,10 +49,15 @@ func mailsAbout(t *testing.T, srv *mailtest.Server, subject string, n int) []mai
 	t.Helper()
 	var got []mailtest.Message
 	require.Eventually(t, func() bool {
-		got = slices.DeleteFunc(srv.Messages(), func(m mailtest.Message) bool { return m.Subject != subject })
+		got = mailsWithSubject(srv.Messages(), subject)
 		return len(got) >= n
 	}, 10*time.Second, 10*time.Millisecond, "%d mails %q", n, subject)
 	return got
+}
+
+// mailsWithSubject keeps the messages with subject.
+func mailsWithSubject(msgs []mailtest.Message, subject string) []mailtest.Message {
+	return slices.DeleteFunc(msgs, func(m mailtest.Message) bool { return m.Subject != subject })
 }
 
 // mailed waits for the n-th code mail and returns the code in it.

@@ -118,10 +118,9 @@ func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
 // console does, when a mail server is configured. Its events wait in a
 // queue: send mails them once the caller's transaction has committed,
 // and returns when they are sent.
-func (a *app) notifying(s store.Store) (svc *admin.Service, send func()) {
+func (a *app) notifying(cfg Config, s store.Store) (svc *admin.Service, send func()) {
 	svc = adminOf(s)
-	cfg, err := a.config()
-	if err != nil || cfg.Email.SMTPAddr == "" {
+	if cfg.Email.SMTPAddr == "" {
 		return svc, func() {}
 	}
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -315,7 +314,7 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 	cmd := &cobra.Command{Use: use, Short: short, Args: exactArgs(1)}
 	cmd.Flags().StringVar(&population, "population", "", "agent or contact, when the email is in both")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return a.withStore(cmd.Context(), func(_ Config, s store.Store) error {
+		return a.withStore(cmd.Context(), func(cfg Config, s store.Store) error {
 			ctx := cmd.Context()
 			u, err := findUser(ctx, s, args[0], population)
 			if err != nil {
@@ -323,7 +322,7 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 			}
 			// One transaction: the admin package's changes join it, and
 			// the phone command's steps need it. Notices go once it commits.
-			svc, send := a.notifying(s)
+			svc, send := a.notifying(cfg, s)
 			var msg string
 			err = s.InTx(ctx, func(ctx context.Context) error {
 				msg, err = change(ctx, s, svc, u)
@@ -433,7 +432,7 @@ progress and tokens end, and their password lock is cleared.`,
 			if err != nil {
 				return err
 			}
-			svc, send := a.notifying(s)
+			svc, send := a.notifying(cfg, s)
 			password, err := svc.ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
 			if err != nil {
 				return err
