@@ -93,14 +93,14 @@ func TestR25_AccountPasswordChange(t *testing.T) {
 	}
 }
 
-// TestMethodChangesNeedTwoFactors (security.md S20, §3.3, §3.5): a user
+// TestR20_MethodChangesNeedTwoFactors (security.md S20, §3.3, §3.5): a user
 // with an authenticator app who signed in with the password and a code
 // by email cannot add, remove or turn off methods, nor change the
 // password, until they sign in again with a true second factor: the
 // mailbox alone must not become the factor that passes for a second one.
 // Where an admin mailed their recovery codes (R20), a mailed code's
 // session may set a method up again.
-func TestMethodChangesNeedTwoFactors(t *testing.T) {
+func TestR20_MethodChangesNeedTwoFactors(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
 			ctx := context.Background()
