@@ -78,6 +78,9 @@ type Options struct {
 	Upstreams []federation.Upstream
 	// Texter sends codes by SMS; nil leaves them out.
 	Texter provider.Texter
+	// Log receives the provider's and the server's log at debug level,
+	// as `serve --log-level debug` writes it; nil logs only under -v.
+	Log io.Writer
 }
 
 // Start runs a provider on a fresh database of dialect.
@@ -117,7 +120,12 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 	}
 	hasher := clients.NewSecretHasher(o.Key)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	switch {
+	case o.Log != nil:
+		if logger, err = server.NewLogger(o.Log, "debug", "text"); err != nil {
+			t.Fatal(err)
+		}
+	case testing.Verbose():
 		logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	p, err := provider.New(ctx, provider.Options{Config: cfg, Store: s, Accounts: acc, SecretsKey: o.Key, ClientSecrets: hasher, Logger: logger, Now: o.Now, Mailer: o.Mailer, Texter: o.Texter, Upstreams: o.Upstreams})
