@@ -70,7 +70,7 @@ func TestR07_RecoveryCodes(t *testing.T) {
 	seen := map[string]bool{}
 	h := NewRecoveryHasher([]byte("0123456789abcdef0123456789abcdef"))
 	for _, c := range codes {
-		assert.Regexp(t, `^[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}-[0-9a-hjkmnp-tv-z]{4}$`, c, "60 bits, readable")
+		assert.Regexp(t, `^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){5}$`, c, "120 bits (S13), readable")
 		assert.False(t, seen[c])
 		seen[c] = true
 		hash, ok := h.Hash(c)
@@ -81,11 +81,14 @@ func TestR07_RecoveryCodes(t *testing.T) {
 			assert.Equal(t, hash, again, "typing variations give the same hash")
 		}
 	}
-	// Confusable letters are read as the digits they look like.
-	a, _ := h.Hash("0000-1111-0000")
+	// Confusable letters are read as the digits they look like; a code
+	// of twelve symbols, from a set made before codes had 24, still hashes.
+	a, ok := h.Hash("0000-1111-0000")
+	require.True(t, ok, "a legacy code")
 	b, _ := h.Hash("oooo-iIlL-OOOO")
 	assert.Equal(t, a, b)
-	for _, bad := range []string{"", "short", "0000-1111-000u", "0000-1111-0000-0", "０000-1111-0000"} {
+	for _, bad := range []string{"", "short", "0000-1111-000u", "0000-1111-0000-0", "０000-1111-0000",
+		"0000-1111-0000-1111-0000-111", "0000-1111-0000-1111-0000-1111-0"} {
 		_, ok := h.Hash(bad)
 		assert.False(t, ok, bad)
 	}

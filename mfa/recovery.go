@@ -14,8 +14,17 @@ const RecoveryCodeCount = 15
 // 5 bits each, none easily misread.
 const recoveryAlphabet = "0123456789abcdefghjkmnpqrstvwxyz"
 
-// A code is 12 symbols (60 bits), shown as xxxx-xxxx-xxxx.
-const recoverySymbols = 12
+// A code is 24 symbols (120 bits), shown as six groups of four. NIST
+// SP 800-63B §5.1.2.2 lets a look-up secret of at least 112 bits be
+// stored under a plain approved hash (security.md S13); a shorter one
+// would need a salted KDF per code, tried against each unused code at
+// every guess. Auth0's recovery code is as long.
+const recoverySymbols = 24
+
+// legacySymbols is the length of the codes earlier builds of Twofold made
+// (60 bits, under the same keyed hash). A set made then still works
+// until the user makes a new one; no new code has this length.
+const legacySymbols = 12
 
 // NewRecoveryCodes returns a fresh set of codes, formatted for people.
 func NewRecoveryCodes() []string {
@@ -59,7 +68,7 @@ func normalizeRecovery(s string) (string, bool) {
 		}
 		sb.WriteByte(c)
 	}
-	if sb.Len() != recoverySymbols {
+	if n := sb.Len(); n != recoverySymbols && n != legacySymbols {
 		return "", false
 	}
 	return sb.String(), true
