@@ -324,6 +324,41 @@ func TestR25_EmailCodesThrottled(t *testing.T) {
 	}
 }
 
+// TestR25_EmailSendsPerDay (security.md §3.1.4): past the 15-minute
+// cap, an account gets at most 10 codes by email a day, whatever the
+// sign-in; the 11th send is refused and delivers nothing, and a day
+// later codes are sent again.
+func TestR25_EmailSendsPerDay(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEmailEnv(t, dialect)
+			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
+				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			authURL, _ := e.authURL()
+			send := func() providertest.Page {
+				b := providertest.NewBrowser(t)
+				return sendEmail(b, e, e.toSecondStep(t, b, authURL, "ada@example.com"))
+			}
+			for i := 1; i <= 10; i++ {
+				e.clock.Advance(16 * time.Minute) // past the 15-minute cap each time
+				require.Equal(t, http.StatusOK, send().StatusCode, "send %d", i)
+				e.mailed(t, i)
+			}
+			e.clock.Advance(16 * time.Minute)
+			res := send()
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the 11th send in a day")
+			assert.Contains(t, res.Body, "You can ask for a new one in")
+			time.Sleep(100 * time.Millisecond) // a stray mail would have arrived by now
+			assert.Len(t, mailsWithSubject(e.smtp.Messages(), "Your Twofold code"), 10, "nothing delivered")
+
+			e.clock.Advance(24 * time.Hour)
+			require.Equal(t, http.StatusOK, send().StatusCode, "a day later")
+			e.mailed(t, 11)
+		})
+	}
+}
+
 // TestR08_R10_EmailNeedsMailServerAndPolicy: without a mail server email
 // codes are not offered nor accepted; a policy that leaves email out
 // refuses its set-up, yet a factor set up before still signs in.
