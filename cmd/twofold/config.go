@@ -168,6 +168,18 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// owaspArgon2 tells whether m KiB and t passes reach one of the
+// equivalent minimums of OWASP's Password Storage Cheat Sheet
+// (security.md S15): less memory needs more passes.
+func owaspArgon2(m, t uint32) bool {
+	for _, min := range []struct{ m, t uint32 }{{47104, 1}, {19456, 2}, {12288, 3}, {9216, 4}, {7168, 5}} {
+		if m >= min.m && t >= min.t {
+			return true
+		}
+	}
+	return false
+}
+
 // PasswordConfig sets the argon2id cost and the length rule.
 type PasswordConfig struct {
 	Argon2MemoryKiB   uint32 `yaml:"argon2_memory_kib"`
@@ -456,11 +468,13 @@ func (c Config) Validate() []string {
 		add("log.format", "%q must be text or json", c.Log.Format)
 	}
 	pw := c.Password
-	if pw.Argon2MemoryKiB < 8*1024 || pw.Argon2MemoryKiB > 4*1024*1024 {
-		add("password.argon2_memory_kib", "%d must be from 8192 (8 MiB) to 4194304 (4 GiB)", pw.Argon2MemoryKiB)
+	if pw.Argon2MemoryKiB < 7168 || pw.Argon2MemoryKiB > 4*1024*1024 {
+		add("password.argon2_memory_kib", "%d must be from 7168 (7 MiB) to 4194304 (4 GiB)", pw.Argon2MemoryKiB)
 	}
 	if pw.Argon2Iterations < 1 || pw.Argon2Iterations > 100 {
 		add("password.argon2_iterations", "%d must be from 1 to 100", pw.Argon2Iterations)
+	} else if pw.Argon2MemoryKiB >= 7168 && !owaspArgon2(pw.Argon2MemoryKiB, pw.Argon2Iterations) {
+		add("password.argon2_iterations", "%d passes over %d KiB are below OWASP's minimum for argon2id: 1 over 47104, 2 over 19456, 3 over 12288, 4 over 9216 or 5 over 7168", pw.Argon2Iterations, pw.Argon2MemoryKiB)
 	}
 	if pw.Argon2Parallelism < 1 || pw.Argon2Parallelism > 64 {
 		add("password.argon2_parallelism", "%d must be from 1 to 64", pw.Argon2Parallelism)

@@ -31,9 +31,10 @@ type result struct {
 	stdout, stderr string
 }
 
-// cheapArgon keeps password hashing fast in tests; production defaults
-// are tested in the accounts package.
-var cheapArgon = []string{"TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=8192", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=1"}
+// cheapArgon is OWASP's cheapest argon2id minimum (7 MiB, the least
+// memory per hash in tests); the defaults are tested in the accounts
+// package.
+var cheapArgon = []string{"TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=7168", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=5"}
 
 // twofold runs the CLI with args, the given environment and stdin.
 func twofold(t *testing.T, env []string, stdin string, args ...string) result {
@@ -123,6 +124,12 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"TWOFOLD_FEDERATION: unknown configuration variable"}},
 		{name: "issuer with query", env: []string{good, "TWOFOLD_ISSUER=https://idp.example.com?x=1"},
 			want: []string{"issuer: \"https://idp.example.com?x=1\" must have no query"}},
+		{name: "argon2 below OWASP", env: []string{good, "TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=19455", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=2"},
+			want: []string{"password.argon2_iterations: 2 passes over 19455 KiB are below OWASP's minimum"}},
+		{name: "argon2 cheap on both counts", env: []string{good, "TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=12288", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=2"},
+			want: []string{"password.argon2_iterations: 2 passes over 12288 KiB are below OWASP's minimum"}},
+		{name: "argon2 memory under any minimum", env: []string{good, "TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=4096", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=10"},
+			want: []string{"password.argon2_memory_kib: 4096 must be from 7168"}},
 		{name: "yaml of the wrong type", config: "password:\n  min_length: many\n", env: []string{good},
 			want: []string{"config file: line 2: cannot unmarshal"}},
 	}
@@ -144,6 +151,19 @@ func TestConfigErrors(t *testing.T) {
 			_, err := os.Stat(dbPath)
 			assert.ErrorIs(t, err, os.ErrNotExist, "an invalid configuration writes nothing")
 		})
+	}
+}
+
+// TestOWASPArgon2 (security.md S15): each of OWASP's equivalent
+// minimums passes, and a KiB or a pass less fails.
+func TestOWASPArgon2(t *testing.T) {
+	for _, min := range []struct{ m, t uint32 }{{47104, 1}, {19456, 2}, {12288, 3}, {9216, 4}, {7168, 5}} {
+		assert.True(t, owaspArgon2(min.m, min.t), "m=%d t=%d", min.m, min.t)
+		assert.True(t, owaspArgon2(min.m+1, min.t+1), "m=%d t=%d", min.m+1, min.t+1)
+		assert.False(t, owaspArgon2(min.m-1, min.t), "m=%d t=%d", min.m-1, min.t)
+		if min.t > 1 {
+			assert.False(t, owaspArgon2(min.m, min.t-1), "m=%d t=%d", min.m, min.t-1)
+		}
 	}
 }
 
