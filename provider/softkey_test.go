@@ -30,6 +30,17 @@ type softKey struct {
 	rpID       string
 	uv         bool // user verification (PIN or biometric)
 	be         bool // backup eligible (a synced passkey)
+
+	// Faults for the negative tests (security.md S32–S34); the zero
+	// values make a well-behaved key.
+	typ       string // the clientData type instead of the ceremony's
+	challenge string // a challenge instead of the page's
+	topOrigin string // a cross-origin call from this top-level origin
+	noUP      bool   // the user-present flag unset
+	bs        bool   // backed up (the backup-state flag)
+	alg       int    // the COSE algorithm the public key claims, if not ES256
+	badSig    bool   // a signature over other data
+	handle    []byte // the user handle instead of the registered one
 }
 
 func newSoftKey(t *testing.T, origin, rpID string) *softKey {
@@ -43,12 +54,18 @@ func newSoftKey(t *testing.T, origin, rpID string) *softKey {
 var b64 = base64.RawURLEncoding
 
 func (k *softKey) flags(attested bool) byte {
-	f := byte(0x01) // user present
+	var f byte
+	if !k.noUP {
+		f |= 0x01
+	}
 	if k.uv {
 		f |= 0x04
 	}
 	if k.be {
 		f |= 0x08
+	}
+	if k.bs {
+		f |= 0x10
 	}
 	if attested {
 		f |= 0x40
@@ -65,14 +82,28 @@ func (k *softKey) authData(attested bool) []byte {
 		out = binary.BigEndian.AppendUint16(out, uint16(len(k.id)))
 		out = append(out, k.id...)
 		point, _ := k.priv.PublicKey.Bytes() // 0x04 || X || Y
-		cose, _ := cbor.Marshal(map[int]any{1: 2, 3: -7, -1: 1, -2: point[1:33], -3: point[33:65]})
+		alg := -7
+		if k.alg != 0 {
+			alg = k.alg
+		}
+		cose, _ := cbor.Marshal(map[int]any{1: 2, 3: alg, -1: 1, -2: point[1:33], -3: point[33:65]})
 		out = append(out, cose...)
 	}
 	return out
 }
 
 func (k *softKey) clientData(typ, challenge string) []byte {
-	b, _ := json.Marshal(map[string]any{"type": typ, "challenge": challenge, "origin": k.origin, "crossOrigin": false})
+	if k.typ != "" {
+		typ = k.typ
+	}
+	if k.challenge != "" {
+		challenge = k.challenge
+	}
+	cd := map[string]any{"type": typ, "challenge": challenge, "origin": k.origin, "crossOrigin": false}
+	if k.topOrigin != "" {
+		cd["crossOrigin"], cd["topOrigin"] = true, k.topOrigin
+	}
+	b, _ := json.Marshal(cd)
 	return b
 }
 
@@ -130,6 +161,9 @@ func (k *softKey) get(t *testing.T, p keyPage) string {
 	cd := k.clientData("webauthn.get", p.Challenge)
 	sum := sha256.Sum256(cd)
 	digest := sha256.Sum256(append(append([]byte{}, auth...), sum[:]...))
+	if k.badSig {
+		digest = sha256.Sum256(append(digest[:], 0))
+	}
 	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, digest[:])
 	require.NoError(t, err)
 	resp := map[string]any{
@@ -137,7 +171,9 @@ func (k *softKey) get(t *testing.T, p keyPage) string {
 		"authenticatorData": b64.EncodeToString(auth),
 		"signature":         b64.EncodeToString(sig),
 	}
-	if k.userHandle != nil {
+	if k.handle != nil {
+		resp["userHandle"] = b64.EncodeToString(k.handle)
+	} else if k.userHandle != nil {
 		resp["userHandle"] = b64.EncodeToString(k.userHandle)
 	}
 	out, _ := json.Marshal(map[string]any{"id": b64.EncodeToString(k.id), "rawId": b64.EncodeToString(k.id),

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/url"
@@ -339,4 +340,95 @@ func TestR04_PasskeyAtConsoleNeedsAdmin(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, events, 1)
 	assert.Equal(t, e.user.ID, events[0].UserID)
+}
+
+// TestR06_KeyCeremonyVectors (security.md S32–S34): each answer a
+// browser would not send, to a registration or to a sign-in, is
+// refused and changes nothing; the same key, answering properly, then
+// works, so each refusal is the fault's and not the set-up's.
+func TestR06_KeyCeremonyVectors(t *testing.T) {
+	ctx := context.Background()
+	e := newKeyEnv(t, "sqlite", nil)
+	b := providertest.NewBrowser(t)
+	account := e.signInAccount(t, b, "")
+	key := e.softKey(t)
+	require.Equal(t, http.StatusOK, e.registerKey(t, b, account, key, "Ada's key").StatusCode)
+	account = b.Get(e.URL + "/account/security")
+
+	bo := e.User(t, "bo@example.com", password, store.PopulationAgent)
+	boKey := e.softKey(t)
+	bb := providertest.NewBrowser(t)
+	require.Equal(t, http.StatusOK, e.registerKey(t, bb, signInAs(t, e, bb, "bo@example.com"), boKey, "Bo's key").StatusCode)
+
+	factors := func(userID string) []store.Factor {
+		fs, err := e.Store.ListFactors(ctx, userID)
+		require.NoError(t, err)
+		return fs
+	}
+	adaBefore, boBefore := factors(e.user.ID), factors(bo.ID)
+	other := b64.EncodeToString(bytes.Repeat([]byte{7}, 32))
+
+	t.Run("registration", func(t *testing.T) {
+		for _, tc := range []struct {
+			name  string
+			fault func(k *softKey)
+		}{
+			{"type of a sign-in", func(k *softKey) { k.typ = "webauthn.get" }},
+			{"another challenge", func(k *softKey) { k.challenge = other }},
+			{"another origin", func(k *softKey) { k.origin = "http://evil.example" }},
+			{"another RP id", func(k *softKey) { k.rpID = "evil.example" }},
+			{"cross-origin from an unknown top origin", func(k *softKey) { k.topOrigin = "https://evil.example" }},
+			{"user not present", func(k *softKey) { k.noUP = true }},
+			{"backed up but not backup eligible", func(k *softKey) { k.bs = true }},
+			{"an algorithm not offered", func(k *softKey) { k.alg = -65535 }},
+			{"credential id over 1023 bytes", func(k *softKey) { k.id = bytes.Repeat([]byte{1}, 1024) }},
+			{"another user's credential id", func(k *softKey) { k.id = boKey.id }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				k := e.softKey(t)
+				tc.fault(k)
+				res := e.registerKey(t, b, account, k, "Forged")
+				assert.Equal(t, http.StatusBadRequest, res.StatusCode, res.Body)
+				assert.Contains(t, res.Body, "The security key could not be registered.")
+				assert.Equal(t, adaBefore, factors(e.user.ID), "no key added")
+				assert.Equal(t, boBefore, factors(bo.ID), "the other user's key untouched")
+			})
+		}
+		require.Equal(t, http.StatusSeeOther, e.registerKey(t, b, account, e.softKey(t), "Backup key").StatusCode, "a proper key registers")
+		adaBefore = factors(e.user.ID)
+	})
+
+	t.Run("sign-in", func(t *testing.T) {
+		authURL, _ := e.authURL()
+		for _, tc := range []struct {
+			name  string
+			fault func(k *softKey)
+		}{
+			{"type of a registration", func(k *softKey) { k.typ = "webauthn.create" }},
+			{"another challenge", func(k *softKey) { k.challenge = other }},
+			{"cross-origin from an unknown top origin", func(k *softKey) { k.topOrigin = "https://evil.example" }},
+			{"user not present", func(k *softKey) { k.noUP = true }},
+			{"backed up but not backup eligible", func(k *softKey) { k.bs = true }},
+			{"backup eligibility changed since registration", func(k *softKey) { k.be = true }},
+			{"signature over other data", func(k *softKey) { k.badSig = true }},
+			{"another user's handle", func(k *softKey) { k.handle = []byte(bo.ID) }},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				// A lock from the earlier refusals is not what this one tests.
+				require.NoError(t, e.Store.ResetThrottle(ctx, provider.FactorLockKey(e.user)))
+				k := *key
+				tc.fault(&k)
+				br := providertest.NewBrowser(t)
+				res := e.keyStep(t, br, e.toSecondStep(t, br, authURL, "ada@example.com"), &k)
+				assert.Equal(t, http.StatusUnauthorized, res.StatusCode, res.Body)
+				assert.Empty(t, res.Header.Get("Location"))
+				assert.Zero(t, sessionCount(t, e, br))
+				assert.Equal(t, adaBefore, factors(e.user.ID), "the stored counter and flags unchanged")
+			})
+		}
+		require.NoError(t, e.Store.ResetThrottle(ctx, provider.FactorLockKey(e.user)))
+		br := providertest.NewBrowser(t)
+		res := e.keyStep(t, br, e.toSecondStep(t, br, authURL, "ada@example.com"), key)
+		assert.Equal(t, http.StatusSeeOther, res.StatusCode, "the key itself signs in: %s", res.Body)
+	})
 }
