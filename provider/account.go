@@ -465,6 +465,10 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 		p.errorPage(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again.", "server_error")
 		return
 	}
+	if th.Capped {
+		refuse(http.StatusTooManyRequests, p.passwordCappedMessage())
+		return
+	}
 	if !th.Allowed {
 		refuse(http.StatusTooManyRequests, fmt.Sprintf("Too many wrong passwords. Try again after %s UTC.", th.RetryAt.UTC().Format("15:04")))
 		return

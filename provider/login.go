@@ -68,6 +68,15 @@ func (p *Provider) renderLogin(w http.ResponseWriter, r *http.Request, status in
 // unknown email, a wrong password and a disabled account look alike.
 const badCredentials = "Wrong email or password."
 
+// passwordCappedMessage answers a password sign-in past PasswordCap. It
+// is the same for any address typed, an account's or not.
+func (p *Provider) passwordCappedMessage() string {
+	if p.mailer != nil {
+		return "Too many failed sign-ins: signing in with a password is locked for this address. Choose a new password with \"Forgot your password?\", or ask your administrator to unlock it."
+	}
+	return "Too many failed sign-ins: signing in with a password is locked for this address. Ask your administrator to unlock it."
+}
+
 // handleLoginSubmit checks the password and moves the flow forward.
 func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -106,6 +115,12 @@ func (p *Provider) handleLoginSubmit(w http.ResponseWriter, r *http.Request) {
 	th, _, err := p.attempt(ctx, r, throttleKey, passwordRule)
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")
+		return
+	}
+	if th.Capped {
+		p.audit(ctx, r, store.AuditEvent{Type: "login.throttled", ClientID: f.ClientID, Detail: `{"scope":"cap"}`})
+		page.Error = p.passwordCappedMessage()
+		p.renderLogin(w, r, http.StatusTooManyRequests, f, page)
 		return
 	}
 	if !th.Allowed {

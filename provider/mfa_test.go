@@ -457,7 +457,7 @@ func TestR05_EnrolFromAccountPage(t *testing.T) {
 
 			p = b.Post(e.URL+"/account/security", url.Values{"csrf": {csrf}, "action": {"confirm-totp"}, "code": {e.code(t, secret[1])}})
 			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
-			codes := regexp.MustCompile(`<li><code>([0-9a-z-]{14})</code></li>`).FindAllStringSubmatch(p.Body, -1)
+			codes := regexp.MustCompile(`<li><code>([0-9a-z-]{29})</code></li>`).FindAllStringSubmatch(p.Body, -1)
 			assert.Len(t, codes, 15, "recovery codes after the first method")
 			assert.Contains(t, p.Body, `download="twofold-recovery-codes.txt"`)
 			assert.Contains(t, p.Body, "I have saved these codes")
@@ -661,7 +661,7 @@ func TestR22_EnrolmentDuringLogin(t *testing.T) {
 			p = b.Post(e.URL+"/login/enrol", confirm)
 			require.Equal(t, http.StatusOK, p.StatusCode, p.Body)
 			assert.Contains(t, p.Body, "I have saved these codes")
-			firstSet := regexp.MustCompile(`<li><code>([0-9a-z-]{14})</code></li>`).FindAllStringSubmatch(p.Body, -1)
+			firstSet := regexp.MustCompile(`<li><code>([0-9a-z-]{29})</code></li>`).FindAllStringSubmatch(p.Body, -1)
 			require.Len(t, firstSet, 15)
 			assert.Zero(t, sessionCount(t, e, b), "no session until the codes are confirmed")
 
@@ -1097,6 +1097,74 @@ func TestR25_HardCap(t *testing.T) {
 	b = providertest.NewBrowser(t)
 	page = e.toSecondStep(t, b, authURL, "ada@example.com")
 	e.tokensFrom(t, b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI), verifier)
+}
+
+// TestR25_PasswordHardCap (security.md S1, §3.1.1): 100 wrong passwords
+// in a row for one account, from 50 client addresses and across lock
+// periods, lock password sign-in for its address until an admin unlocks
+// it or the password is reset: the 101st attempt fails even with the
+// right password, a day later too. The same holds for an address no
+// account uses.
+func TestR25_PasswordHardCap(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			ctx := context.Background()
+			e := newMFAEnv(t, dialect)
+			authURL, _ := e.authURL()
+			from := func(i int) *providertest.Browser {
+				b := providertest.NewBrowser(t)
+				dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(10+i%50))}}
+				b.Transport = &http.Transport{DialContext: dialer.DialContext}
+				return b
+			}
+			try := func(i int, email, pw string) providertest.Page {
+				b := from(i)
+				page, _ := b.Follow(b.Get(authURL), redirectURI)
+				form := page.Hidden()
+				form.Set("email", email)
+				form.Set("password", pw)
+				return b.Post(e.URL+"/login", form)
+			}
+			capOut := func(email string) {
+				t.Helper()
+				for wrong, i := 0, 0; wrong < provider.PasswordCap; i++ {
+					switch res := try(i, email, fmt.Sprintf("wrong password %d", i)); res.StatusCode {
+					case http.StatusUnauthorized:
+						wrong++
+					case http.StatusTooManyRequests:
+						require.Contains(t, res.Body, "Try again after", "locked, not capped, after %d", wrong)
+						e.clock.Advance(provider.PasswordLock) // wait the lock out
+					default:
+						t.Fatalf("wrong password %d: %d %s", wrong, res.StatusCode, res.Body)
+					}
+				}
+			}
+			capOut("ada@example.com")
+			res := try(0, "ada@example.com", password)
+			assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the 101st attempt, with the right password")
+			assert.Contains(t, res.Body, "signing in with a password is locked for this address")
+			e.clock.Advance(24 * time.Hour)
+			assert.Equal(t, http.StatusTooManyRequests, try(1, "ada@example.com", password).StatusCode, "a day later")
+
+			// An address no account uses gets the same answer.
+			capOut("nobody@example.com")
+			unknown := try(2, "nobody@example.com", password)
+			assert.Equal(t, http.StatusTooManyRequests, unknown.StatusCode)
+			assert.Contains(t, unknown.Body, "signing in with a password is locked for this address")
+
+			// An admin's unlock opens it again.
+			require.NoError(t, e.Store.ResetThrottle(ctx, provider.LockKeys(e.user)...))
+			assert.Equal(t, http.StatusSeeOther, try(3, "ada@example.com", password).StatusCode, "unlocked")
+
+			// So does a new password (a reset by email code or by an admin).
+			capOut("ada@example.com")
+			require.Equal(t, http.StatusTooManyRequests, try(4, "ada@example.com", password).StatusCode)
+			hash, err := e.Accounts.Hasher.Hash("a brand new passphrase")
+			require.NoError(t, err)
+			require.NoError(t, e.Accounts.ReplacePassword(ctx, e.user, hash, false))
+			assert.Equal(t, http.StatusSeeOther, try(5, "ada@example.com", "a brand new passphrase").StatusCode, "reset")
+		})
+	}
 }
 
 // TestR25_PerAddress: wrong passwords sprayed over many accounts from one

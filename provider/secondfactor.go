@@ -26,6 +26,13 @@ const (
 	// emails alike) lock password sign-in for PasswordLock.
 	PasswordLimit = 10
 	PasswordLock  = 15 * time.Minute
+	// PasswordCap wrong passwords in a row, across lock periods, lock
+	// password sign-in for the address typed until the password is
+	// reset (by email code or by an admin) or an admin unlocks it:
+	// NIST SP 800-63B §5.2.2 allows at most 100 (security.md S1).
+	// Without it the lock periods let a guesser try 960 passwords a day
+	// for ever.
+	PasswordCap = 100
 	// FlowFactorLimit tries at a second factor (or at confirming a new
 	// one) are all a sign-in gets, whatever refused them; the next ends
 	// it, and the password must be entered again.
@@ -46,7 +53,7 @@ const (
 )
 
 var (
-	passwordRule = store.Limit{Max: PasswordLimit, Lock: PasswordLock}
+	passwordRule = store.Limit{Max: PasswordLimit, Lock: PasswordLock, Cap: PasswordCap}
 	// The hard cap (security.md §3.1) counts wrong codes in a row across
 	// every lock period; past it only an admin unlocks
 	// (`twofold users unlock`).
