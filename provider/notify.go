@@ -51,7 +51,10 @@ type Notifier struct {
 	mailer Mailer // nil: no notices
 	issuer string
 	logger *slog.Logger
-	wg     sync.WaitGroup // mail still being sent (Drain)
+
+	mu       sync.Mutex
+	draining bool           // Drain has begun: mail is sent at once
+	wg       sync.WaitGroup // mail still being sent (Drain)
 }
 
 // NewNotifier mails through m (nil sends nothing); issuer is the
@@ -65,8 +68,19 @@ func NewNotifier(s store.Store, m Mailer, issuer string, logger *slog.Logger) *N
 
 // later runs f after the request that asked for it was answered, so
 // that a slow mail server holds no answer up and Drain can wait for it.
+//
+// Once Drain has begun, f runs at once instead: a request still being
+// answered at shutdown sends its mail itself, and no WaitGroup.Add
+// races Drain's Wait.
 func (n *Notifier) later(f func()) {
+	n.mu.Lock()
+	if n.draining {
+		n.mu.Unlock()
+		f()
+		return
+	}
 	n.wg.Add(1)
+	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
 		f()
@@ -76,6 +90,9 @@ func (n *Notifier) later(f func()) {
 // Drain waits, at most until ctx ends, for mail still being sent after
 // its request was answered.
 func (n *Notifier) Drain(ctx context.Context) {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		n.wg.Wait()

@@ -1,6 +1,7 @@
 package provider_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/twofold-idp/twofold/mail/mailtest"
+	"github.com/twofold-idp/twofold/provider"
 	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/store"
 	"github.com/twofold-idp/twofold/store/sqlstore/sqltest"
@@ -85,4 +87,38 @@ func TestSecurityNotices(t *testing.T) {
 			assert.Len(t, mailsWithSubject(ee.smtp.Messages(), "Twofold security notice"), 5)
 		})
 	}
+}
+
+// heldMailer holds each mail until the test lets it go.
+type heldMailer struct {
+	release chan struct{}
+	sent    chan string
+}
+
+func (m *heldMailer) Send(ctx context.Context, to, subject, body string) error {
+	<-m.release
+	m.sent <- to
+	return nil
+}
+
+// TestNotifierDrain: at shutdown Drain waits for mail still being sent,
+// at most until its context ends; a notice asked for after Drain began
+// is sent before Notify returns, not left behind.
+func TestNotifierDrain(t *testing.T) {
+	env := providertest.Start(t, "sqlite", providertest.Options{})
+	u := env.User(t, "ada@example.com", password, store.PopulationAgent)
+	m := &heldMailer{release: make(chan struct{}), sent: make(chan string, 2)}
+	n := provider.NewNotifier(env.Store, m, env.URL, nil)
+	n.Notify(store.AuditEvent{Type: "password.changed", UserID: u.ID, Time: time.Now()})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	n.Drain(ctx) // the mail is held: Drain gives up when ctx ends
+	assert.Empty(t, m.sent, "held, not sent")
+
+	close(m.release)
+	n.Drain(context.Background()) // waits for the held mail
+	require.Len(t, m.sent, 1, "Drain returned once the held mail was sent")
+	n.Notify(store.AuditEvent{Type: "factor.removed", UserID: u.ID, Time: time.Now()})
+	assert.Len(t, m.sent, 2, "a notice after Drain began went out before Notify returned")
 }
