@@ -15,7 +15,8 @@ import (
 // securityNotices are the audit events an account's owner is told of by email,
 // when a mail server is configured: a change to how they sign in (S20:
 // "factor change needs an existing factor plus notification"), a reused
-// authenticator code (S9), and an admin's reset of their factors or
+// authenticator code (S9), too many wrong codes after the password
+// (§3.1.3), and an admin's reset of their factors or
 // password (security.md §3.8). Someone who took over a session or a
 // password learns nothing from the notice that they did not know.
 var securityNotices = map[string]string{
@@ -29,6 +30,9 @@ var securityNotices = map[string]string{
 	"recovery_codes.generated":  "New recovery codes were made for your account. The old ones no longer work.",
 	"factor.replay":             "An authenticator code that had already been used was entered after your password, and refused.",
 	"factor.counter_regression": "A security key answered with a signature counter that did not move forward, and was refused. The key may have been copied.",
+	// security.md §3.1.3: a lock on the second step "plus notification".
+	// Only someone who got past the password reaches it.
+	"factor.throttled": "Too many wrong codes were entered after your password, so signing in was stopped for a while. Whoever entered them knew your password: if it was not you, change it now.",
 	"phone.attached":            "An administrator set the phone number for your codes by text message.",
 	"phone.confirmed":           "An administrator confirmed the phone number for your codes by text message.",
 	"phone.detached":            "An administrator removed the phone number for your codes by text message.",

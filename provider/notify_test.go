@@ -20,7 +20,8 @@ import (
 // TestSecurityNotices: with a mail server, an account's owner is told by
 // email of a reused authenticator code (security.md S9), of a password
 // changed on the account page (S20), and of an admin's reset of their
-// methods (§3.8); a sign-in tells them nothing, no notice carries a code
+// methods (§3.8), and of too many wrong codes after their password
+// (§3.1.3); a sign-in tells them nothing, no notice carries a code
 // or a browser's words, and a thief's replays mail at most three an hour.
 func TestSecurityNotices(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
@@ -82,9 +83,24 @@ func TestSecurityNotices(t *testing.T) {
 			assert.Contains(t, m.Body, "If you did not ask your administrator for this, tell them.")
 			assert.NotContains(t, m.Body, "From:", "not the admin's address")
 
+			// Wrong codes after the password, past a sign-in's tries: the
+			// guesser knew the password, and its owner is told (§3.1.3).
+			cy := e.User(t, "cy@example.com", password, store.PopulationAgent)
+			e.addTOTP(t, cy.ID)
+			cb := providertest.NewBrowser(t)
+			step := e.toSecondStep(t, cb, authURL, cy.Email)
+			for range provider.FlowFactorLimit {
+				require.Equal(t, http.StatusUnauthorized, e.submitCode(cb, step, "totp", "000000").StatusCode)
+			}
+			require.Equal(t, http.StatusTooManyRequests, e.submitCode(cb, step, "totp", "000000").StatusCode)
+			m = notices(6)[5]
+			assert.Equal(t, []string{cy.Email}, m.To)
+			assert.Contains(t, m.Body, "Whoever entered them knew your password")
+			assert.NotContains(t, m.Body, "000000")
+
 			// Nothing else: the sign-ins, the admin's included, told nobody.
 			time.Sleep(100 * time.Millisecond) // a stray notice would have arrived by now
-			assert.Len(t, mailsWithSubject(ee.smtp.Messages(), "Twofold security notice"), 5)
+			assert.Len(t, mailsWithSubject(ee.smtp.Messages(), "Twofold security notice"), 6)
 		})
 	}
 }
