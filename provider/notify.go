@@ -33,9 +33,9 @@ var securityNotices = map[string]string{
 	// security.md §3.1.3: a lock on the second step "plus notification".
 	// Only someone who got past the password reaches it.
 	"factor.throttled": "Too many wrong codes were entered after your password, so signing in was stopped for a while. Whoever entered them knew your password: if it was not you, change it now.",
-	"phone.attached":            "An administrator set the phone number for your codes by text message.",
-	"phone.confirmed":           "An administrator confirmed the phone number for your codes by text message.",
-	"phone.detached":            "An administrator removed the phone number for your codes by text message.",
+	"phone.attached":   "An administrator set the phone number for your codes by text message.",
+	"phone.confirmed":  "An administrator confirmed the phone number for your codes by text message.",
+	"phone.detached":   "An administrator removed the phone number for your codes by text message.",
 }
 
 // noticeRule caps the notices of one kind to one user: a thief replaying
