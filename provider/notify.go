@@ -30,12 +30,12 @@ var securityNotices = map[string]string{
 	"recovery_codes.generated":  "New recovery codes were made for your account. The old ones no longer work.",
 	"factor.replay":             "An authenticator code that had already been used was entered after your password, and refused.",
 	"factor.counter_regression": "A security key answered with a signature counter that did not move forward, and was refused. The key may have been copied.",
+	"phone.attached":            "An administrator set the phone number for your codes by text message.",
+	"phone.confirmed":           "An administrator confirmed the phone number for your codes by text message.",
+	"phone.detached":            "An administrator removed the phone number for your codes by text message.",
 	// security.md §3.1.3: a lock on the second step "plus notification".
 	// Only someone who got past the password reaches it.
 	"factor.throttled": "Too many wrong codes were entered after your password, so signing in was stopped for a while. Whoever entered them knew your password: if it was not you, change it now.",
-	"phone.attached":   "An administrator set the phone number for your codes by text message.",
-	"phone.confirmed":  "An administrator confirmed the phone number for your codes by text message.",
-	"phone.detached":   "An administrator removed the phone number for your codes by text message.",
 }
 
 // noticeRule caps the notices of one kind to one user: a thief replaying
