@@ -492,10 +492,12 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 			if _, err := p.store.GetSession(ctx, sess.ID); err != nil {
 				return errChanged
 			}
-			if now, err := p.store.GetUser(ctx, user.ID); err != nil || now.PasswordHash != user.PasswordHash {
-				return errChanged
-			}
-			if err := p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now()); err != nil {
+			// Only from the hash just checked, in one statement: a reset
+			// that commits meanwhile wins (ChangeUserPassword).
+			if err := p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, p.now()); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					return errChanged
+				}
 				return err
 			}
 			// Every other session, sign-in in progress and token ends;

@@ -278,7 +278,14 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 	}
 	hash, err := p.accounts.Hasher.Hash(pw)
 	if err == nil {
-		err = p.store.UpdateUserPassword(ctx, user.ID, hash, false, p.now())
+		// Only from the one-time password this sign-in proved: an
+		// admin's reset that commits meanwhile wins.
+		err = p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, p.now())
+	}
+	if errors.Is(err, store.ErrConflict) {
+		_ = p.store.DeleteLoginFlow(ctx, f.ID)
+		p.errorPage(w, r, http.StatusConflict, "Your account changed meanwhile", "Your password was not changed. Start again from the application.", "")
+		return
 	}
 	if err != nil {
 		p.errorPage(w, r, http.StatusInternalServerError, "Sign-in failed", "Please try again.", "server_error")

@@ -111,6 +111,11 @@ type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
+	// ChangeUserPassword replaces the hash only while it is still from,
+	// in one statement: ErrConflict if it changed meanwhile (a reset) or
+	// the user is gone. A user's own change cannot undo an admin's
+	// concurrent reset.
+	ChangeUserPassword(ctx context.Context, id, from, hash string, at time.Time) error
 	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
 	SetUserMFARequired(ctx context.Context, id string, required bool, at time.Time) error
 	// ListMFAPolicies returns the populations' policies (R15, R17); a

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -82,6 +83,19 @@ func (s *Store) UpdateUserPassword(ctx context.Context, id, hash string, mustCha
 		err = one(res)
 	}
 	return wrap(err, "update password")
+}
+
+// ChangeUserPassword replaces the hash only while it is still from.
+func (s *Store) ChangeUserPassword(ctx context.Context, id, from, hash string, at time.Time) error {
+	res, err := s.exec(ctx, `UPDATE users SET password_hash = ?, password_must_change = ?, updated_at = ? WHERE id = ? AND password_hash = ?`,
+		hash, false, at.UTC(), id, from)
+	if err == nil {
+		err = one(res)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		err = store.ErrConflict
+	}
+	return wrap(err, "change password")
 }
 
 // SetUserDisabled disables or re-enables an account.

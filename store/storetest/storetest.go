@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ThrottleParallel", testThrottleParallel},
 		{"ThrottleCap", testThrottleCap},
 		{"ThrottleAttempts", testThrottleAttempts},
+		{"UserChangePassword", testUserChangePassword},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},
@@ -184,6 +185,53 @@ func testUserList(t *testing.T, s store.Store) {
 	users, err = s.ListUsers(ctx, store.UserFilter{Population: store.PopulationAgent, Limit: 5, Offset: 2})
 	require.NoError(t, err)
 	assert.Empty(t, users)
+}
+
+// testUserChangePassword: a change goes through only from the hash it
+// read; of racing changes from one hash exactly one does, and the
+// others change nothing.
+func testUserChangePassword(t *testing.T, s store.Store) {
+	u := newUser("u1", "cy@example.com", store.PopulationAgent)
+	require.NoError(t, s.CreateUser(ctx, u))
+	later := base.Add(time.Hour)
+	require.ErrorIs(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$stale", "$argon2id$mine", later), store.ErrConflict)
+	require.ErrorIs(t, s.ChangeUserPassword(ctx, "missing", u.PasswordHash, "$argon2id$mine", later), store.ErrConflict)
+	got, err := s.GetUser(ctx, "u1")
+	require.NoError(t, err)
+	assert.Equal(t, u.PasswordHash, got.PasswordHash, "a refused change changes nothing")
+
+	// A one-time password (an admin's reset) is replaced by the user's
+	// own choice, which is not one-time.
+	require.NoError(t, s.UpdateUserPassword(ctx, "u1", "$argon2id$reset", true, later))
+	require.NoError(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$reset", "$argon2id$mine", later))
+	got, err = s.GetUser(ctx, "u1")
+	require.NoError(t, err)
+	assert.Equal(t, "$argon2id$mine", got.PasswordHash)
+	assert.False(t, got.PasswordMustChange)
+
+	const n = 20
+	var wins, conflicts atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch err := s.ChangeUserPassword(ctx, "u1", "$argon2id$mine", fmt.Sprintf("$argon2id$racer%d", i), later); {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, store.ErrConflict):
+				conflicts.Add(1)
+			default:
+				t.Errorf("racer %d: %v", i, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, int32(1), wins.Load(), "exactly one change from the same hash")
+	assert.Equal(t, int32(n-1), conflicts.Load())
 }
 
 func ids(users []store.User) []string {
