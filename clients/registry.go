@@ -37,6 +37,10 @@ type Spec struct {
 	FirstParty bool
 	// RequireMFA makes every sign-in to this client use a second factor.
 	RequireMFA bool
+	// PKCEOptional lets a confidential client's code flow go without
+	// PKCE, for an old app that cannot send code_challenge; every other
+	// client must use PKCE S256 (RFC 9700 §2.1.1).
+	PKCEOptional bool
 	// JWKS (a JSON Web Key Set) or JWKSURI holds the keys that verify a
 	// private_key_jwt client's assertions; exactly one of them is set.
 	JWKS       string
@@ -83,6 +87,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (store.Client, string,
 		Public:                  spec.Public,
 		FirstParty:              spec.FirstParty,
 		RequireMFA:              spec.RequireMFA,
+		PKCEOptional:            spec.PKCEOptional,
 		RedirectURIs:            store.Strings(spec.RedirectURIs),
 		PostLogoutRedirectURIs:  store.Strings(spec.PostLogoutRedirectURIs),
 		GrantTypes:              store.Strings(spec.GrantTypes),
@@ -146,7 +151,7 @@ func SpecOf(c store.Client) Spec {
 	return Spec{
 		Name: c.Name, RedirectURIs: slices.Clone(c.RedirectURIs), PostLogoutRedirectURIs: slices.Clone(c.PostLogoutRedirectURIs),
 		GrantTypes: slices.Clone(c.GrantTypes), Scopes: slices.Clone(c.Scopes), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
-		Public: c.Public, FirstParty: c.FirstParty, RequireMFA: c.RequireMFA, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
+		Public: c.Public, FirstParty: c.FirstParty, RequireMFA: c.RequireMFA, PKCEOptional: c.PKCEOptional, JWKS: c.JWKS, JWKSURI: c.JWKSURI,
 		IDTokenAlg: c.IDTokenAlg, AccessTokenFormat: c.AccessTokenFormat,
 	}
 }
@@ -194,7 +199,7 @@ func (r *Registry) UpdateSeen(ctx context.Context, id string, seen time.Time, ed
 		return c, nil, nil
 	}
 	since := c.UpdatedAt
-	c.Name, c.FirstParty, c.RequireMFA = spec.Name, spec.FirstParty, spec.RequireMFA
+	c.Name, c.FirstParty, c.RequireMFA, c.PKCEOptional = spec.Name, spec.FirstParty, spec.RequireMFA, spec.PKCEOptional
 	c.RedirectURIs, c.PostLogoutRedirectURIs = store.Strings(spec.RedirectURIs), store.Strings(spec.PostLogoutRedirectURIs)
 	c.GrantTypes, c.Scopes = store.Strings(spec.GrantTypes), store.Strings(spec.Scopes)
 	c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI = spec.TokenEndpointAuthMethod, spec.JWKS, spec.JWKSURI
@@ -227,6 +232,7 @@ func Changes(old, new Spec) map[string]any {
 	diff("token_endpoint_auth_method", old.TokenEndpointAuthMethod, new.TokenEndpointAuthMethod, old.TokenEndpointAuthMethod == new.TokenEndpointAuthMethod)
 	diff("first_party", old.FirstParty, new.FirstParty, old.FirstParty == new.FirstParty)
 	diff("require_mfa", old.RequireMFA, new.RequireMFA, old.RequireMFA == new.RequireMFA)
+	diff("pkce_optional", old.PKCEOptional, new.PKCEOptional, old.PKCEOptional == new.PKCEOptional)
 	diff("jwks_uri", old.JWKSURI, new.JWKSURI, old.JWKSURI == new.JWKSURI)
 	diff("id_token_signed_response_alg", old.IDTokenAlg, new.IDTokenAlg, old.IDTokenAlg == new.IDTokenAlg)
 	diff("access_token_format", old.AccessTokenFormat, new.AccessTokenFormat, old.AccessTokenFormat == new.AccessTokenFormat)

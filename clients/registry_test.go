@@ -133,6 +133,7 @@ func TestRegistryUpdate(t *testing.T) {
 				s.RedirectURIs = []string{"https://app.example.com/cb", "https://app.example.com/cb2"}
 				s.TokenEndpointAuthMethod = AuthClientSecretPost // shares the secret: allowed
 				s.RequireMFA, s.AccessTokenFormat = true, store.AccessTokenJWT
+				s.PKCEOptional = true
 			})
 			require.NoError(t, err)
 			assert.Equal(t, map[string]any{
@@ -140,6 +141,7 @@ func TestRegistryUpdate(t *testing.T) {
 				"redirect_uris":              map[string]any{"from": []string{"https://app.example.com/cb"}, "to": []string{"https://app.example.com/cb", "https://app.example.com/cb2"}},
 				"token_endpoint_auth_method": map[string]any{"from": AuthClientSecretBasic, "to": AuthClientSecretPost},
 				"require_mfa":                map[string]any{"from": false, "to": true},
+				"pkce_optional":              map[string]any{"from": false, "to": true},
 				"access_token_format":        map[string]any{"from": store.AccessTokenOpaque, "to": store.AccessTokenJWT},
 			}, changes, "exactly what changed, old and new")
 			stored, err := r.Get(ctx, c.ID)
@@ -151,6 +153,7 @@ func TestRegistryUpdate(t *testing.T) {
 			assert.Equal(t, store.Strings{"https://app.example.com/cb", "https://app.example.com/cb2"}, stored.RedirectURIs)
 			assert.Equal(t, AuthClientSecretPost, stored.TokenEndpointAuthMethod)
 			assert.True(t, stored.RequireMFA)
+			assert.True(t, stored.PKCEOptional)
 			assert.Equal(t, store.AccessTokenJWT, stored.AccessTokenFormat)
 			assert.Equal(t, store.Strings{"authorization_code", "refresh_token"}, stored.GrantTypes, "what was not edited stays")
 			assert.True(t, later.Equal(stored.UpdatedAt))

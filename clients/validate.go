@@ -252,6 +252,10 @@ func validateAuth(s *Spec) error {
 		return invalid("token_endpoint_auth_method", "none is only for public clients: set public")
 	case s.Public && slices.Contains(s.GrantTypes, GrantClientCredentials):
 		return invalid("grant_types", "a public client cannot use client_credentials")
+	case s.Public && s.PKCEOptional:
+		return invalid("pkce_optional", "a public client must use PKCE")
+	case s.PKCEOptional && !slices.Contains(s.GrantTypes, GrantAuthorizationCode):
+		return invalid("pkce_optional", "only the authorization_code grant uses PKCE")
 	}
 	if m != AuthPrivateKeyJWT {
 		// Keys are only used to verify private_key_jwt assertions;

@@ -112,6 +112,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"public with secret", Spec{Name: "x", RedirectURIs: cb, Public: true, TokenEndpointAuthMethod: AuthClientSecretBasic}, "token_endpoint_auth_method", "public client"},
 		{"none but confidential", Spec{Name: "x", RedirectURIs: cb, TokenEndpointAuthMethod: AuthNone}, "token_endpoint_auth_method", "only for public clients"},
 		{"public client credentials", Spec{Name: "x", Public: true, GrantTypes: []string{"client_credentials"}}, "grant_types", "cannot use client_credentials"},
+		{"public without PKCE", Spec{Name: "x", RedirectURIs: cb, Public: true, PKCEOptional: true}, "pkce_optional", "public client must use PKCE"},
+		{"PKCE optional without a code flow", Spec{Name: "x", GrantTypes: []string{"client_credentials"}, PKCEOptional: true}, "pkce_optional", "only the authorization_code grant"},
 		{"jwks without private_key_jwt", Spec{Name: "x", RedirectURIs: cb, JWKS: publicJWKS}, "jwks", "only used with private_key_jwt"},
 		{"private_key_jwt without keys", Spec{Name: "x", RedirectURIs: cb, TokenEndpointAuthMethod: AuthPrivateKeyJWT}, "jwks", "needs jwks or jwks_uri"},
 		{"private_key_jwt with both", Spec{Name: "x", RedirectURIs: cb, TokenEndpointAuthMethod: AuthPrivateKeyJWT, JWKS: publicJWKS, JWKSURI: "https://app.example.com/jwks"}, "jwks", "not both"},

@@ -116,11 +116,13 @@ func startSite(t *testing.T, dialect string) *site {
 func (s *site) cleanup(f func()) { s.t.Cleanup(f) }
 
 // newClient registers a third-party client (the consent page shows once
-// per user and scope set), with Twofold's defaults otherwise.
+// per user and scope set), with Twofold's defaults otherwise, but for
+// PKCE: the OpenID Foundation's Basic OP plan sends none, so its clients
+// are registered as confidential apps that cannot (PKCEOptional).
 func (s *site) newClient(t *testing.T, name, method string) *rpClient {
 	id, secret := s.env.Client(t, clients.Spec{
 		Name: name, RedirectURIs: []string{rpCallback}, PostLogoutRedirectURIs: []string{rpLoggedOut},
-		TokenEndpointAuthMethod: method,
+		TokenEndpointAuthMethod: method, PKCEOptional: true,
 	})
 	c := &rpClient{id: id, secret: secret, style: oauth2.AuthStyleInHeader}
 	if method == clients.AuthClientSecretPost {

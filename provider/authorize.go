@@ -189,7 +189,9 @@ func (p *Provider) refuseRequestObject(r *http.Request) (fosite.AuthorizeRequest
 
 // checkPKCE refuses a bad PKCE request before anyone signs in (fosite
 // would refuse it only when issuing the code): S256 only, and mandatory
-// for public clients (RFC 9700 §2.1.1).
+// for every client but a confidential one registered with PKCE optional
+// (RFC 9700 §2.1.1: it keeps a stolen or injected code from being
+// redeemed; security.md §3.6).
 func checkPKCE(ar fosite.AuthorizeRequester) error {
 	form := ar.GetRequestForm()
 	challenge, method := form.Get("code_challenge"), form.Get("code_challenge_method")
@@ -198,6 +200,8 @@ func checkPKCE(ar fosite.AuthorizeRequester) error {
 		return fosite.ErrInvalidRequest.WithHint("code_challenge_method was sent without a code_challenge.")
 	case challenge == "" && ar.GetClient().IsPublic():
 		return fosite.ErrInvalidRequest.WithHint("PKCE is required for public clients: send code_challenge with code_challenge_method=S256.")
+	case challenge == "" && !pkceOptional(ar.GetClient()):
+		return fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge with code_challenge_method=S256.")
 	case challenge == "":
 		return nil
 	case method != "S256":
@@ -206,6 +210,13 @@ func checkPKCE(ar fosite.AuthorizeRequester) error {
 		return fosite.ErrInvalidRequest.WithHint("code_challenge must be a base64url SHA-256 (43 characters).")
 	}
 	return nil
+}
+
+// pkceOptional says whether c is a confidential client registered to go
+// without PKCE.
+func pkceOptional(c fosite.Client) bool {
+	cl, ok := c.(*client)
+	return ok && !cl.Public && cl.PKCEOptional
 }
 
 func describe(e *fosite.RFC6749Error) string {

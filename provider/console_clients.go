@@ -109,6 +109,7 @@ func (p *Provider) handleConsoleClientSubmit(w http.ResponseWriter, r *http.Requ
 		s.GrantTypes = ticked(s.GrantTypes, consoleGrants, form["grant_type"])
 		s.Scopes = ticked(s.Scopes, clients.SupportedScopes(), form["scope"])
 		s.FirstParty, s.RequireMFA = form.Get("first_party") == "yes", form.Get("require_mfa") == "yes"
+		s.PKCEOptional = form.Get("pkce_optional") == "yes"
 		s.IDTokenAlg, s.AccessTokenFormat = form.Get("id_token_alg"), form.Get("access_token_format")
 		if secretAuth(s.TokenEndpointAuthMethod) {
 			s.TokenEndpointAuthMethod = form.Get("token_endpoint_auth_method")

@@ -227,6 +227,31 @@ func TestBadInput(t *testing.T) {
 				assert.Equal(t, "invalid_request", q.Get("error"))
 				assert.Contains(t, q.Get("error_description"), "PKCE")
 			})
+			// security.md §3.6, RFC 9700 §2.1.1: a confidential client
+			// must use PKCE too, unless registered as an old app that
+			// cannot; that one signs in and exchanges its code without.
+			t.Run("confidential client without PKCE", func(t *testing.T) {
+				p := providertest.NewBrowser(t).Get(r.conf.AuthCodeURL("st-12345678"))
+				q := mustQuery(t, p.Location())
+				assert.Equal(t, "invalid_request", q.Get("error"))
+				assert.Contains(t, q.Get("error_description"), "PKCE is required")
+				assert.Equal(t, "st-12345678", q.Get("state"))
+			})
+			t.Run("confidential client registered with PKCE optional", func(t *testing.T) {
+				old := newRP(t, env, clients.Spec{Name: "Old app", FirstParty: true, PKCEOptional: true})
+				cb := providertest.NewBrowser(t).SignIn(old.conf.AuthCodeURL("st-12345678", oidcNonce("n-old-12345")), "ada@example.com", password, redirectURI)
+				code := mustQuery(t, cb).Get("code")
+				require.NotEmpty(t, code, cb)
+				tok, err := old.conf.Exchange(context.Background(), code)
+				require.NoError(t, err)
+				assert.NotEmpty(t, tok.AccessToken)
+				// It may still use PKCE, and then the verifier is checked.
+				b := providertest.NewBrowser(t)
+				verifier := oauth2.GenerateVerifier()
+				cb = b.SignIn(old.conf.AuthCodeURL("st-12345678", oauth2.S256ChallengeOption(verifier)), "ada@example.com", password, redirectURI)
+				_, err = old.conf.Exchange(context.Background(), mustQuery(t, cb).Get("code"))
+				requireOAuthError(t, err, "invalid_grant")
+			})
 		})
 	}
 }

@@ -37,7 +37,7 @@ func TestPromptAndMaxAge(t *testing.T) {
 
 			// Not signed in: prompt=none answers login_required with state.
 			longState := strings.Repeat("s", 128)
-			p := b.Get(r.conf.AuthCodeURL(longState, oauth2.SetAuthURLParam("prompt", "none")))
+			p := b.Get(r.conf.AuthCodeURL(longState, oauth2.SetAuthURLParam("prompt", "none"), noPKCE()))
 			q := mustQuery(t, p.Location())
 			assert.Equal(t, "login_required", q.Get("error"))
 			assert.Equal(t, longState, q.Get("state"))
@@ -92,7 +92,7 @@ func TestPromptAndMaxAge(t *testing.T) {
 
 			// max_age=1 with prompt=none after the wait cannot be met silently.
 			time.Sleep(1100 * time.Millisecond)
-			p = b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("max_age", "1")))
+			p = b.Get(r.conf.AuthCodeURL("st-12345678", oauth2.SetAuthURLParam("prompt", "none"), oauth2.SetAuthURLParam("max_age", "1"), noPKCE()))
 			assert.Equal(t, "login_required", mustQuery(t, p.Location()).Get("error"))
 
 			// An id_token_hint for another user with prompt=none is refused.
@@ -180,9 +180,9 @@ func TestSessionsAndCSRF(t *testing.T) {
 	t.Run("https cookies are __Host- and Secure", func(t *testing.T) {
 		secure := providertest.Start(t, "sqlite", providertest.Options{Issuer: "https://idp.example.com"})
 		id, _ := secure.Client(t, clients.Spec{Name: "x", RedirectURIs: []string{"https://app.example.com/cb"}, FirstParty: true})
-		resp := providertest.NewBrowser(t).Get(secure.ServerURL() + "/authorize?" + url.Values{
+		resp := providertest.NewBrowser(t).Get(secure.ServerURL() + "/authorize?" + withChallenge(url.Values{
 			"client_id": {id}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"},
-			"redirect_uri": {"https://app.example.com/cb"}}.Encode())
+			"redirect_uri": {"https://app.example.com/cb"}}).Encode())
 		c := resp.Header.Get("Set-Cookie")
 		assert.True(t, strings.HasPrefix(c, "__Host-twofold_flow="), c)
 		assert.Contains(t, c, "Secure")
@@ -323,9 +323,9 @@ func TestRedirectURIVectors(t *testing.T) {
 		})
 	}
 	// The loopback exception of RFC 8252 §7.3: any port, exact path.
-	p := providertest.NewBrowser(t).Get(env.URL + "/authorize?" + url.Values{
+	p := providertest.NewBrowser(t).Get(env.URL + "/authorize?" + withChallenge(url.Values{
 		"client_id": {id}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"},
-		"redirect_uri": {"http://127.0.0.1:53117/loop"}}.Encode())
+		"redirect_uri": {"http://127.0.0.1:53117/loop"}}).Encode())
 	assert.Equal(t, http.StatusSeeOther, p.StatusCode)
 	assert.Contains(t, p.Location(), "/login?flow=")
 }

@@ -261,12 +261,23 @@ func TestR01_CodeFlowWithGoOIDC(t *testing.T) {
 			}.Encode())
 			require.Equal(t, http.StatusSeeOther, lo.StatusCode, lo.Body)
 			assert.Equal(t, logoutURI+"?state=bye-state", lo.Location())
-			page := b.Get(r.conf.AuthCodeURL("s1234567890", oauth2.SetAuthURLParam("prompt", "none")))
+			page := b.Get(r.conf.AuthCodeURL("s1234567890", oauth2.SetAuthURLParam("prompt", "none"), noPKCE()))
 			q := mustQuery(t, page.Location())
 			assert.Equal(t, "login_required", q.Get("error"), "the SSO session is over")
 			assert.Equal(t, "s1234567890", q.Get("state"))
 		})
 	}
+}
+
+// noPKCE is a PKCE challenge whose verifier the test throws away: for
+// authorization requests that end before a code is exchanged.
+func noPKCE() oauth2.AuthCodeOption { return oauth2.S256ChallengeOption(oauth2.GenerateVerifier()) }
+
+// withChallenge adds such a challenge to hand-built query parameters.
+func withChallenge(v url.Values) url.Values {
+	v.Set("code_challenge", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()))
+	v.Set("code_challenge_method", "S256")
+	return v
 }
 
 func newReq(t *testing.T, method, u string, form url.Values, auth string) *http.Request {

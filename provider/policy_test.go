@@ -102,7 +102,7 @@ func TestR15_R17_R18_PopulationPolicy(t *testing.T) {
 				policy(e, &grace)
 				strict := newRP(t, e.Env, clients.Spec{FirstParty: true, RequireMFA: true})
 				b := providertest.NewBrowser(t)
-				page := e.toSecondStep(t, b, strict.conf.AuthCodeURL("st-strict-1234"), "ada@example.com")
+				page := e.toSecondStep(t, b, strict.conf.AuthCodeURL("st-strict-1234", noPKCE()), "ada@example.com")
 				require.Contains(t, page.Request.URL.Path, "/login/enrol")
 				assert.NotContains(t, page.Body, "Skip for now", "the client's requirement is not deferred")
 				assert.Equal(t, http.StatusForbidden, skip(e, b, page).StatusCode)

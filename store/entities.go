@@ -51,10 +51,13 @@ type Client struct {
 	ID   string `db:"id"`
 	Name string `db:"name"`
 	// SecretHash is HMAC-SHA-256 of the secret; empty when the client has no secret.
-	SecretHash             []byte  `db:"secret_hash"`
-	Public                 bool    `db:"public"`
-	FirstParty             bool    `db:"first_party"`
-	RequireMFA             bool    `db:"require_mfa"`
+	SecretHash []byte `db:"secret_hash"`
+	Public     bool   `db:"public"`
+	FirstParty bool   `db:"first_party"`
+	RequireMFA bool   `db:"require_mfa"`
+	// PKCEOptional lets a confidential client use the code flow without
+	// PKCE; every other client must send a code_challenge.
+	PKCEOptional           bool    `db:"pkce_optional"`
 	RedirectURIs           Strings `db:"redirect_uris"`
 	PostLogoutRedirectURIs Strings `db:"post_logout_redirect_uris"`
 	GrantTypes             Strings `db:"grant_types"`

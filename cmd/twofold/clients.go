@@ -28,6 +28,7 @@ type clientJSON struct {
 	Public                  bool      `json:"public"`
 	FirstParty              bool      `json:"first_party"`
 	RequireMFA              bool      `json:"require_mfa"`
+	PKCEOptional            bool      `json:"pkce_optional"`
 	HasSecret               bool      `json:"has_secret"`
 	RedirectURIs            []string  `json:"redirect_uris"`
 	PostLogoutRedirectURIs  []string  `json:"post_logout_redirect_uris"`
@@ -51,7 +52,7 @@ func clientToJSON(c store.Client) clientJSON {
 	}
 	return clientJSON{
 		ID: c.ID, Name: c.Name, Public: c.Public, FirstParty: c.FirstParty, RequireMFA: c.RequireMFA,
-		HasSecret: len(c.SecretHash) > 0, RedirectURIs: nonNil(c.RedirectURIs),
+		PKCEOptional: c.PKCEOptional, HasSecret: len(c.SecretHash) > 0, RedirectURIs: nonNil(c.RedirectURIs),
 		PostLogoutRedirectURIs: nonNil(c.PostLogoutRedirectURIs), GrantTypes: nonNil(c.GrantTypes),
 		Scopes: nonNil(c.Scopes), TokenEndpointAuthMethod: c.TokenEndpointAuthMethod, JWKS: c.JWKS,
 		JWKSURI: c.JWKSURI, IDTokenAlg: c.IDTokenAlg, AccessTokenFormat: c.AccessTokenFormat,
@@ -150,7 +151,7 @@ func (a *app) clientsCreateCmd() *cobra.Command {
 
 // registrationFlagNames are the flags registrationFlags defines.
 var registrationFlagNames = []string{"name", "redirect-uri", "post-logout-redirect-uri", "grant-type", "scope",
-	"token-endpoint-auth-method", "first-party", "require-mfa", "jwks", "jwks-uri", "id-token-alg", "access-token-format"}
+	"token-endpoint-auth-method", "first-party", "require-mfa", "pkce-optional", "jwks", "jwks-uri", "id-token-alg", "access-token-format"}
 
 // registrationFlags are the flags of a registration that create and
 // update share (public is create's alone: it cannot change).
@@ -163,6 +164,7 @@ func registrationFlags(f *pflag.FlagSet, spec *clients.Spec, jwks *string) {
 	f.StringVar(&spec.TokenEndpointAuthMethod, "token-endpoint-auth-method", "", "client_secret_basic, client_secret_post, private_key_jwt or none (default client_secret_basic, none with --public)")
 	f.BoolVar(&spec.FirstParty, "first-party", false, "skip the consent screen")
 	f.BoolVar(&spec.RequireMFA, "require-mfa", false, "require a second factor for every sign-in to this client")
+	f.BoolVar(&spec.PKCEOptional, "pkce-optional", false, "let this confidential client's code flow go without PKCE (an old app that cannot send code_challenge); every other client must use PKCE S256")
 	f.StringVar(jwks, "jwks", "", "public JSON Web Key Set for private_key_jwt, as JSON or @file")
 	f.StringVar(&spec.JWKSURI, "jwks-uri", "", "https URL of the JSON Web Key Set for private_key_jwt")
 	f.StringVar(&spec.IDTokenAlg, "id-token-alg", "", "RS256 or ES256 (default RS256)")
@@ -249,6 +251,8 @@ client cache).`,
 					s.FirstParty = set.FirstParty
 				case "require-mfa":
 					s.RequireMFA = set.RequireMFA
+				case "pkce-optional":
+					s.PKCEOptional = set.PKCEOptional
 				case "id-token-alg":
 					s.IDTokenAlg = set.IDTokenAlg
 				case "access-token-format":
@@ -364,6 +368,7 @@ func (a *app) clientsShowCmd() *cobra.Command {
 			row("public", j.Public)
 			row("first party", j.FirstParty)
 			row("require mfa", j.RequireMFA)
+			row("pkce optional", j.PKCEOptional)
 			row("has secret", j.HasSecret)
 			row("token endpoint auth", j.TokenEndpointAuthMethod)
 			row("grant types", strings.Join(j.GrantTypes, " "))

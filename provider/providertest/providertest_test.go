@@ -12,6 +12,7 @@ import (
 	"github.com/twofold-idp/twofold/clients"
 	"github.com/twofold-idp/twofold/provider/providertest"
 	"github.com/twofold-idp/twofold/store"
+	"golang.org/x/oauth2"
 )
 
 // TestTLS: with Options.TLS the issuer is https on loopback, only clients
@@ -57,7 +58,8 @@ func TestTLS(t *testing.T) {
 	b := providertest.NewBrowserFor(t, env)
 	cb := b.SignIn(env.URL+"/authorize?"+url.Values{
 		"client_id": {id}, "response_type": {"code"}, "scope": {"openid"}, "state": {"st-12345678"},
-		"redirect_uri": {redirect}}.Encode(), "ada@example.com", "correct horse battery", redirect)
+		"redirect_uri": {redirect}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())},
+		"code_challenge_method": {"S256"}}.Encode(), "ada@example.com", "correct horse battery", redirect)
 	if u, _ := url.Parse(cb); u == nil || u.Query().Get("code") == "" {
 		t.Fatalf("no code in %q", cb)
 	}

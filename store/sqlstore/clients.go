@@ -8,14 +8,14 @@ import (
 	"github.com/twofold-idp/twofold/store"
 )
 
-const clientColumns = `id, name, secret_hash, public, first_party, require_mfa, redirect_uris,
+const clientColumns = `id, name, secret_hash, public, first_party, require_mfa, pkce_optional, redirect_uris,
 	post_logout_redirect_uris, grant_types, scopes, token_endpoint_auth_method, jwks, jwks_uri,
 	id_token_alg, access_token_format, created_at, updated_at`
 
 // CreateClient inserts c; a taken id is ErrAlreadyExists.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, c.RequireMFA, c.RedirectURIs,
+	_, err := s.exec(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.Name, c.SecretHash, c.Public, c.FirstParty, c.RequireMFA, c.PKCEOptional, c.RedirectURIs,
 		c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes, c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI,
 		c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.CreatedAt.UTC(), c.UpdatedAt.UTC())
 	return wrap(err, "create client")
@@ -69,10 +69,10 @@ func (s *Store) DeleteClientTokens(ctx context.Context, id string) (int64, error
 // secret, whether it is public and when it was created; only while its
 // updated_at is still since, else ErrConflict (another update came first).
 func (s *Store) UpdateClient(ctx context.Context, c store.Client, since time.Time) error {
-	res, err := s.exec(ctx, `UPDATE clients SET name = ?, first_party = ?, require_mfa = ?, redirect_uris = ?,
+	res, err := s.exec(ctx, `UPDATE clients SET name = ?, first_party = ?, require_mfa = ?, pkce_optional = ?, redirect_uris = ?,
 		post_logout_redirect_uris = ?, grant_types = ?, scopes = ?, token_endpoint_auth_method = ?, jwks = ?,
 		jwks_uri = ?, id_token_alg = ?, access_token_format = ?, updated_at = ? WHERE id = ? AND updated_at = ?`,
-		c.Name, c.FirstParty, c.RequireMFA, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes,
+		c.Name, c.FirstParty, c.RequireMFA, c.PKCEOptional, c.RedirectURIs, c.PostLogoutRedirectURIs, c.GrantTypes, c.Scopes,
 		c.TokenEndpointAuthMethod, c.JWKS, c.JWKSURI, c.IDTokenAlg, accessTokenFormat(c.AccessTokenFormat), c.UpdatedAt.UTC(), c.ID, since.UTC())
 	if err == nil {
 		err = one(res)

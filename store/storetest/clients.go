@@ -38,6 +38,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 		Public:                  false,
 		FirstParty:              true,
 		RequireMFA:              true,
+		PKCEOptional:            true,
 		RedirectURIs:            store.Strings{"https://app.example.com/cb", "http://127.0.0.1:8080/cb?x=1&y=\"2\""},
 		PostLogoutRedirectURIs:  store.Strings{"https://app.example.com/bye"},
 		GrantTypes:              store.Strings{"authorization_code", "refresh_token", "client_credentials"},
@@ -60,6 +61,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 	assert.False(t, got.Public)
 	assert.True(t, got.FirstParty)
 	assert.True(t, got.RequireMFA)
+	assert.True(t, got.PKCEOptional)
 	assert.Equal(t, c.RedirectURIs, got.RedirectURIs)
 	assert.Equal(t, c.PostLogoutRedirectURIs, got.PostLogoutRedirectURIs)
 	assert.Equal(t, c.GrantTypes, got.GrantTypes)
@@ -85,6 +87,7 @@ func testClientCreateGet(t *testing.T, s store.Store) {
 	assert.True(t, got.Public)
 	assert.False(t, got.FirstParty)
 	assert.False(t, got.RequireMFA)
+	assert.False(t, got.PKCEOptional)
 	assert.NotNil(t, got.RedirectURIs)
 	assert.Empty(t, got.RedirectURIs)
 	assert.Empty(t, got.PostLogoutRedirectURIs)
@@ -186,7 +189,7 @@ func testClientUpdate(t *testing.T, s store.Store) {
 	later := base.Add(time.Hour)
 	c := newClient("app", "App, renamed")
 	c.SecretHash, c.Public, c.CreatedAt = nil, true, later // never written by UpdateClient
-	c.FirstParty, c.RequireMFA = true, true
+	c.FirstParty, c.RequireMFA, c.PKCEOptional = true, true, true
 	c.RedirectURIs = store.Strings{"https://app.example.com/a", "https://app.example.com/b?x=1"}
 	c.PostLogoutRedirectURIs = store.Strings{"https://app.example.com/bye"}
 	c.GrantTypes = store.Strings{"authorization_code", "refresh_token"}
@@ -201,6 +204,7 @@ func testClientUpdate(t *testing.T, s store.Store) {
 	assert.Equal(t, "App, renamed", got.Name)
 	assert.True(t, got.FirstParty)
 	assert.True(t, got.RequireMFA)
+	assert.True(t, got.PKCEOptional)
 	assert.Equal(t, c.RedirectURIs, got.RedirectURIs)
 	assert.Equal(t, c.PostLogoutRedirectURIs, got.PostLogoutRedirectURIs)
 	assert.Equal(t, c.GrantTypes, got.GrantTypes)
