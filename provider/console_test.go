@@ -748,7 +748,7 @@ func TestR04_ConsoleEditsClients(t *testing.T) {
 					"redirect_uris":             {"https://desk.example.com/cb\nhttps://desk.example.com/cb2"},
 					"post_logout_redirect_uris": {"https://desk.example.com/"},
 					"grant_type":                {"authorization_code", "refresh_token", "client_credentials"},
-					"scope":                     {"openid", "email"}, "require_mfa": {"yes"},
+					"scope":                     {"openid", "email"}, "require_mfa": {"yes"}, "pkce_optional": {"yes"},
 					"id_token_alg": {"ES256"}, "access_token_format": {"jwt"}, "token_endpoint_auth_method": {"client_secret_post"}}
 				if change != nil {
 					change(f)
@@ -804,6 +804,7 @@ func TestR04_ConsoleEditsClients(t *testing.T) {
 			assert.Equal(t, store.Strings{"authorization_code", "refresh_token", "client_credentials"}, got.GrantTypes)
 			assert.Equal(t, store.Strings{"openid", "email"}, got.Scopes)
 			assert.True(t, got.RequireMFA)
+			assert.True(t, got.PKCEOptional)
 			assert.False(t, got.FirstParty)
 			assert.Equal(t, "ES256", got.IDTokenAlg)
 			assert.Equal(t, store.AccessTokenJWT, got.AccessTokenFormat)
