@@ -867,6 +867,48 @@ func TestTOTPReplayAcrossReplicas(t *testing.T) {
 	assert.Equal(t, 1, got[http.StatusSeeOther], "a TOTP code is accepted once across replicas: %v", got)
 }
 
+// TestTOTPClockSkewAcrossReplicas (security.md §3.11): replica B's clock
+// runs 45 s ahead of A's. Each still accepts a code of its own step ±1
+// and no other, and the step one replica accepted is spent on the other:
+// neither it nor an older step works again.
+func TestTOTPClockSkewAcrossReplicas(t *testing.T) {
+	c := &clock{off: -3 * time.Hour}
+	ahead := func() time.Time { return c.Now().Add(45 * time.Second) }
+	a := providertest.Start(t, "postgres", providertest.Options{Now: c.Now})
+	bEnv := providertest.Start(t, "postgres", providertest.Options{DatabaseURL: a.DBURL, Key: a.Key, Issuer: a.URL, Now: ahead})
+	e := &mfaEnv{Env: a, clock: c, user: a.User(t, "ada@example.com", password, store.PopulationAgent)}
+	e.rp = newRP(t, a, clients.Spec{FirstParty: true})
+	secret := e.addTOTP(t, e.user.ID)
+	authURL, _ := e.authURL()
+	codeAt := func(at time.Time) string {
+		code, err := mfa.TOTPCode(secret, at)
+		require.NoError(t, err)
+		return code
+	}
+	// submit signs in afresh and posts code to the second step of base.
+	submit := func(base, code string) int {
+		t.Helper()
+		b := providertest.NewBrowser(t)
+		page := e.toSecondStep(t, b, authURL, "ada@example.com")
+		form := page.Hidden()
+		form.Set("method", "totp")
+		form.Set("code", code)
+		return b.Post(base+"/login/2fa", form).StatusCode
+	}
+	// Start a second into a step, so that no step ends during the test:
+	// A is then at step s and B at s+1, 16 s into it.
+	t0 := c.Now()
+	c.Advance(30*time.Second - t0.Sub(t0.Truncate(30*time.Second)) + time.Second)
+	now := c.Now()
+	require.Equal(t, http.StatusSeeOther, submit(a.ServerURL(), codeAt(now)), "A accepts its own step")
+	assert.Equal(t, http.StatusUnauthorized, submit(bEnv.ServerURL(), codeAt(now)), "the step A accepted is spent on B")
+	assert.Equal(t, http.StatusUnauthorized, submit(bEnv.ServerURL(), codeAt(now.Add(-30*time.Second))), "an older step too")
+	assert.Equal(t, http.StatusUnauthorized, submit(bEnv.ServerURL(), codeAt(ahead().Add(60*time.Second))), "B takes no step past its own +1")
+	next := codeAt(now.Add(30 * time.Second))
+	require.Equal(t, http.StatusSeeOther, submit(bEnv.ServerURL(), next), "B accepts A's next step, within its own ±1")
+	assert.Equal(t, http.StatusUnauthorized, submit(a.ServerURL(), next), "which is then spent on A")
+}
+
 // TestR25_ParallelGuessesAreBounded: 30 wrong codes sent at once, one per
 // sign-in, are not all evaluated: the account counter is reserved before
 // the check, so at most AccountFactorLimit of them are (security.md §3.1
