@@ -138,6 +138,8 @@ type Provider struct {
 	policyCache policyCache
 
 	discovery []byte
+	// crossOrigin guards the hosted pages' forms (ownForm).
+	crossOrigin *http.CrossOriginProtection
 }
 
 // derive makes a purpose-bound key from the secrets key, so one secret
@@ -191,6 +193,11 @@ func New(ctx context.Context, o Options) (*Provider, error) {
 		upstreams: map[string]*federation.Connector{},
 		notifier:  NewNotifier(o.Store, o.Mailer, o.Config.Issuer, o.Logger),
 	}
+	p.crossOrigin = http.NewCrossOriginProtection()
+	p.crossOrigin.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.errorPage(w, r, http.StatusForbidden, "This form came from another site",
+			"Twofold takes forms only from its own pages. Go back to the application and start again.", "")
+	}))
 	upstreamClient := &http.Client{Timeout: 10 * time.Second}
 	for _, up := range o.Upstreams {
 		if _, dup := p.upstreams[up.ID]; dup {
@@ -264,7 +271,10 @@ type Mounter interface {
 	HandleFunc(pattern string, h http.HandlerFunc)
 }
 
-// Mount registers every route.
+// Mount registers every route. The hosted pages' forms go through
+// ownForm; the protocol endpoints that relying parties post to from
+// their own sites (authorize, token, revoke, introspect, userinfo,
+// logout) do not.
 func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("GET /.well-known/openid-configuration", p.handleDiscovery)
 	m.HandleFunc("GET /jwks", p.handleJWKS)
@@ -278,32 +288,41 @@ func (p *Provider) Mount(m Mounter) {
 	m.HandleFunc("GET /logout", p.handleLogout)
 	m.HandleFunc("POST /logout", p.handleLogout)
 	m.HandleFunc("GET /login", p.handleLoginPage)
-	m.HandleFunc("POST /login", p.handleLoginSubmit)
-	m.HandleFunc("POST /login/passkey", p.handlePasskeySubmit)
-	m.HandleFunc("POST /login/federated", p.handleFederatedStart)
+	m.HandleFunc("POST /login", p.ownForm(p.handleLoginSubmit))
+	m.HandleFunc("POST /login/passkey", p.ownForm(p.handlePasskeySubmit))
+	m.HandleFunc("POST /login/federated", p.ownForm(p.handleFederatedStart))
 	m.HandleFunc("GET "+federatedCallback, p.handleFederatedCallback)
 	m.HandleFunc("GET /login/password", p.handleNewPasswordPage)
-	m.HandleFunc("POST /login/password", p.handleNewPasswordSubmit)
+	m.HandleFunc("POST /login/password", p.ownForm(p.handleNewPasswordSubmit))
 	m.HandleFunc("GET /login/2fa", p.handleSecondFactorPage)
-	m.HandleFunc("POST /login/2fa", p.handleSecondFactorSubmit)
+	m.HandleFunc("POST /login/2fa", p.ownForm(p.handleSecondFactorSubmit))
 	m.HandleFunc("GET /login/enrol", p.handleEnrolPage)
-	m.HandleFunc("POST /login/enrol", p.handleEnrolSubmit)
+	m.HandleFunc("POST /login/enrol", p.ownForm(p.handleEnrolSubmit))
 	m.HandleFunc("GET /login/recovery-codes", p.handleFlowCodesPage)
-	m.HandleFunc("POST /login/recovery-codes", p.handleFlowCodesSubmit)
+	m.HandleFunc("POST /login/recovery-codes", p.ownForm(p.handleFlowCodesSubmit))
 	m.HandleFunc("GET /password/forgot", p.handleForgotPage)
-	m.HandleFunc("POST /password/forgot", p.handleForgotSubmit)
+	m.HandleFunc("POST /password/forgot", p.ownForm(p.handleForgotSubmit))
 	m.HandleFunc("GET /account/security", p.handleAccountPage)
-	m.HandleFunc("POST /account/security", p.handleAccountSubmit)
+	m.HandleFunc("POST /account/security", p.ownForm(p.handleAccountSubmit))
 	m.HandleFunc("GET "+consolePath, p.handleConsole)
-	m.HandleFunc("POST "+consolePath, p.handleConsoleSubmit)
+	m.HandleFunc("POST "+consolePath, p.ownForm(p.handleConsoleSubmit))
 	m.HandleFunc("GET "+consolePath+"/audit", p.handleConsoleAudit)
 	m.HandleFunc("GET "+consolePath+"/users/{id}", p.handleConsoleUser)
 	m.HandleFunc("GET "+consolePath+"/clients/{id}", p.handleConsoleClient)
-	m.HandleFunc("POST "+consolePath+"/clients/{id}", p.handleConsoleClientSubmit)
-	m.HandleFunc("POST "+consolePath+"/users/{id}", p.handleConsoleUserSubmit)
+	m.HandleFunc("POST "+consolePath+"/clients/{id}", p.ownForm(p.handleConsoleClientSubmit))
+	m.HandleFunc("POST "+consolePath+"/users/{id}", p.ownForm(p.handleConsoleUserSubmit))
 	m.HandleFunc("GET /consent", p.handleConsentPage)
-	m.HandleFunc("POST /consent", p.handleConsentSubmit)
+	m.HandleFunc("POST /consent", p.ownForm(p.handleConsentSubmit))
 	m.Handle("GET /static/", templates.Static())
+}
+
+// ownForm refuses a form a browser says was sent from another site
+// (Sec-Fetch-Site, else Origin), before h reads it: net/http's
+// CrossOriginProtection, behind the forms' CSRF tokens (security.md
+// §3.5). A request without those headers is not a browser's and passes
+// on to the token check.
+func (p *Provider) ownForm(h http.HandlerFunc) http.HandlerFunc {
+	return p.crossOrigin.Handler(h).ServeHTTP
 }
 
 // CleanExpired deletes expired codes, tokens, flows and sessions every
