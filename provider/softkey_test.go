@@ -43,7 +43,7 @@ type softKey struct {
 	handle    []byte // the user handle instead of the registered one
 }
 
-func newSoftKey(t *testing.T, origin, rpID string) *softKey {
+func newSoftKey(t testing.TB, origin, rpID string) *softKey {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	id := make([]byte, 32)
@@ -137,7 +137,7 @@ func parseKeyPage(t *testing.T, body string) keyPage {
 }
 
 // create answers a registration (attestation format "none").
-func (k *softKey) create(t *testing.T, p keyPage) string {
+func (k *softKey) create(t testing.TB, p keyPage) string {
 	att, err := cbor.Marshal(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": k.authData(true)})
 	require.NoError(t, err)
 	if uh, err := b64.DecodeString(p.UserID); err == nil {
@@ -155,7 +155,7 @@ func (k *softKey) create(t *testing.T, p keyPage) string {
 }
 
 // get answers an assertion, counting up like a real key.
-func (k *softKey) get(t *testing.T, p keyPage) string {
+func (k *softKey) get(t testing.TB, p keyPage) string {
 	k.count++
 	auth := k.authData(false)
 	cd := k.clientData("webauthn.get", p.Challenge)
