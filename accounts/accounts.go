@@ -41,7 +41,10 @@ type Service struct {
 	Store          store.Store
 	Hasher         Hasher
 	MinPasswordLen int
-	Now            func() time.Time
+	// MinStrength is the least zxcvbn score (1–4) a chosen password
+	// needs; 0 checks only the length.
+	MinStrength int
+	Now         func() time.Time
 
 	dummyOnce sync.Once
 	dummy     string
@@ -71,14 +74,20 @@ func NormalizeEmail(email string) (string, error) {
 	return strings.ToLower(email), nil
 }
 
-// CheckPassword enforces the length rules (counted in characters).
-func (s *Service) CheckPassword(password string) error {
-	n := utf8.RuneCountInString(password)
-	if n < s.MinPasswordLen {
-		return fmt.Errorf("%w: use at least %d characters", ErrPasswordTooShort, s.MinPasswordLen)
-	}
+// CheckPassword enforces the length rules (counted in characters, after
+// normalising) and, with MinStrength, refuses a password a guesser would
+// try early: a common one, a pattern, or the account's own address
+// (NIST SP 800-63B §5.1.1.2's blocklist, security.md S14; no rules of
+// composition). email is the account's address, or what was typed.
+func (s *Service) CheckPassword(password, email string) error {
 	if len(password) > MaxPasswordLength {
 		return fmt.Errorf("%w: at most %d bytes", ErrPasswordTooLong, MaxPasswordLength)
+	}
+	if n := utf8.RuneCountInString(normalize(password)); n < s.MinPasswordLen {
+		return fmt.Errorf("%w: use at least %d characters", ErrPasswordTooShort, s.MinPasswordLen)
+	}
+	if s.MinStrength > 0 && strength(password, guessInputs(email)) < s.MinStrength {
+		return fmt.Errorf("%w: it is a common password, a pattern or close to your address; a few unrelated words make a strong one", ErrPasswordGuessable)
 	}
 	return nil
 }
@@ -129,7 +138,7 @@ func (s *Service) NewAccount(n NewUser) (store.User, error) {
 	if (n.Population == store.PopulationContact) != (n.Role == store.RoleContact) {
 		return store.User{}, ErrRoleNotInPopulaton
 	}
-	if err := s.CheckPassword(n.Password); err != nil {
+	if err := s.CheckPassword(n.Password, n.Email); err != nil {
 		return store.User{}, err
 	}
 	hash, err := s.Hasher.Hash(n.Password)

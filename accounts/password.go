@@ -43,7 +43,7 @@ func slot() (release func()) {
 // Hash returns the PHC string of password under the current parameters.
 func (h Hasher) Hash(password string) (string, error) {
 	release := slot()
-	s, err := argon2id.CreateHash(password, h.Params.lib())
+	s, err := argon2id.CreateHash(normalize(password), h.Params.lib())
 	release()
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
@@ -52,11 +52,17 @@ func (h Hasher) Hash(password string) (string, error) {
 }
 
 // Verify checks password against a PHC string in constant time and tells
-// whether the hash was made with other parameters and should be replaced.
+// whether the hash should be replaced (other parameters, or made before
+// normalising).
+//
+// The password is normalised (NFKC) first; a hash made from it as typed,
+// before Twofold normalised, is tried next and then wants replacing.
 func (h Hasher) Verify(password, phc string) (ok, rehash bool, err error) {
-	release := slot()
-	match, params, err := argon2id.CheckHash(password, phc)
-	release()
+	match, params, err := h.check(normalize(password), phc)
+	if err == nil && !match && normalize(password) != password {
+		match, params, err = h.check(password, phc)
+		rehash = match
+	}
 	if err != nil {
 		return false, false, fmt.Errorf("check password hash: %w", err)
 	}
@@ -64,9 +70,16 @@ func (h Hasher) Verify(password, phc string) (ok, rehash bool, err error) {
 		return false, false, nil
 	}
 	want := h.Params.lib()
-	rehash = params.Memory != want.Memory || params.Iterations != want.Iterations ||
+	rehash = rehash || params.Memory != want.Memory || params.Iterations != want.Iterations ||
 		params.Parallelism != want.Parallelism || params.KeyLength != want.KeyLength
 	return true, rehash, nil
+}
+
+// check is one argon2id comparison, in a hashing slot.
+func (h Hasher) check(password, phc string) (bool, *argon2id.Params, error) {
+	release := slot()
+	defer release()
+	return argon2id.CheckHash(password, phc)
 }
 
 // dummyHash is verified against when no account matches, so an unknown

@@ -455,7 +455,7 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 	current, pw := r.PostForm.Get("current"), r.PostForm.Get("password")
 	// The new password's own checks first: they reveal nothing, and a
 	// typing slip in it should not count as a wrong current password.
-	if msg := p.newPasswordProblem(r.PostForm); msg != "" {
+	if msg := p.newPasswordProblem(r.PostForm, user.Email); msg != "" {
 		refuse(http.StatusBadRequest, msg)
 		return
 	}

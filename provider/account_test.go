@@ -50,6 +50,7 @@ func TestR25_AccountPasswordChange(t *testing.T) {
 			}{
 				{"new ones differ", password, newPassword, newPassword + "!", http.StatusBadRequest, "The two new passwords are not the same."},
 				{"too short", password, "short", "short", http.StatusBadRequest, "at least 12 characters"},
+				{"common (S14)", password, "password1234", "password1234", http.StatusBadRequest, "a common password, a pattern or close to your address"},
 				{"wrong current", "not my password", newPassword, newPassword, http.StatusUnauthorized, "Your current password is not right."},
 				{"the same", password, password, password, http.StatusBadRequest, "Choose a new password"},
 			} {

@@ -157,7 +157,9 @@ func (p *Provider) resetPassword(w http.ResponseWriter, r *http.Request, f store
 		p.renderForgot(w, r, status, page)
 	}
 	pw := r.PostForm.Get("password")
-	if msg := p.newPasswordProblem(r.PostForm); msg != "" {
+	// Measured against the address typed, whether or not an account
+	// has it: the answer tells nothing about one (S21).
+	if msg := p.newPasswordProblem(r.PostForm, r.PostForm.Get("email")); msg != "" {
 		refuse(http.StatusBadRequest, msg)
 		return
 	}

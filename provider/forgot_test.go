@@ -104,6 +104,7 @@ func TestR25_ForgottenPassword(t *testing.T) {
 				{"wrong code", wrong, newPassword, newPassword, "Check the latest email, or ask for a new code."},
 				{"new ones differ", code[1], newPassword, newPassword + "!", "The two new passwords are not the same."},
 				{"too short", code[1], "short", "short", "at least 12 characters"},
+				{"common (S14)", code[1], "qwertyuiop12", "qwertyuiop12", "a common password, a pattern or close to your address"},
 			} {
 				p := reset(b, page, tc.code, tc.pw, tc.repeat)
 				assert.Equal(t, http.StatusBadRequest, p.StatusCode, tc.name)

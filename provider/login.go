@@ -267,7 +267,7 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 	}
 	page := passwordPage{Flow: f.ID, CSRF: p.csrfToken("pwchange", f.ID)}
 	pw := r.PostForm.Get("password")
-	if page.Error = p.newPasswordProblem(r.PostForm); page.Error != "" {
+	if page.Error = p.newPasswordProblem(r.PostForm, user.Email); page.Error != "" {
 		p.render(w, r, http.StatusBadRequest, "new_password.html", page)
 		return
 	}
@@ -304,12 +304,12 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 // newPasswordProblem says what is wrong with a form's new password (its
 // "password" and "repeat" fields), or "": the same rules on every page
 // that sets one (ASVS 6.3.3 / S21).
-func (p *Provider) newPasswordProblem(form url.Values) string {
+func (p *Provider) newPasswordProblem(form url.Values, email string) string {
 	pw := form.Get("password")
 	if pw != form.Get("repeat") {
 		return "The two new passwords are not the same."
 	}
-	if err := p.accounts.CheckPassword(pw); err != nil {
+	if err := p.accounts.CheckPassword(pw, email); err != nil {
 		return strings.ToUpper(err.Error()[:1]) + err.Error()[1:] + "."
 	}
 	return ""

@@ -180,12 +180,14 @@ func owaspArgon2(m, t uint32) bool {
 	return false
 }
 
-// PasswordConfig sets the argon2id cost and the length rule.
+// PasswordConfig sets the argon2id cost and the rules for a chosen
+// password: its length and how hard it is to guess.
 type PasswordConfig struct {
 	Argon2MemoryKiB   uint32 `yaml:"argon2_memory_kib"`
 	Argon2Iterations  uint32 `yaml:"argon2_iterations"`
 	Argon2Parallelism uint8  `yaml:"argon2_parallelism"`
 	MinLength         int    `yaml:"min_length"`
+	MinStrength       int    `yaml:"min_strength"`
 }
 
 // DefaultConfig is what runs with no file and no environment: an SQLite
@@ -200,7 +202,7 @@ func DefaultConfig() Config {
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Password: PasswordConfig{
 			Argon2MemoryKiB: 19 * 1024, Argon2Iterations: 2, Argon2Parallelism: 1,
-			MinLength: 12,
+			MinLength: 12, MinStrength: 3,
 		},
 		WebAuthn: WebAuthnConfig{Passwordless: true},
 		Throttle: ThrottleConfig{PerAddress: true},
@@ -481,6 +483,9 @@ func (c Config) Validate() []string {
 	}
 	if pw.MinLength < 8 || pw.MinLength > 128 {
 		add("password.min_length", "%d must be from 8 to 128 (NIST SP 800-63B asks for at least 8)", pw.MinLength)
+	}
+	if pw.MinStrength < 0 || pw.MinStrength > 4 {
+		add("password.min_strength", "%d must be from 0 (length only) to 4", pw.MinStrength)
 	}
 	t := c.Tokens
 	for _, d := range []struct {
