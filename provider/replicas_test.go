@@ -111,6 +111,66 @@ func TestConcurrentCodeExchange(t *testing.T) {
 	}
 }
 
+// TestConcurrentRefresh (security.md §3.2): of many simultaneous
+// refreshes of one refresh token (over two replicas when PostgreSQL is
+// there), at most one gets a new pair and none is a server error. The
+// others present a token already used, which fosite reads as theft: the
+// whole family is revoked, the winner's new pair too, and the client
+// signs the user in again (documented in the README).
+func TestConcurrentRefresh(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			env := providertest.Start(t, dialect, providertest.Options{})
+			urls := []string{env.URL}
+			if dialect == "postgres" {
+				other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
+				urls = append(urls, other.ServerURL())
+			}
+			env.User(t, "ada@example.com", password, store.PopulationAgent)
+			r := newRP(t, env, clients.Spec{FirstParty: true})
+			tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
+			var wins, grants, other atomic.Int32
+			var won atomic.Value
+			var wg sync.WaitGroup
+			for i := range 10 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					status, body := tokenRequest(t, urls[i%len(urls)],
+						url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}},
+						r.conf.ClientID, r.conf.ClientSecret)
+					switch {
+					case status == 200:
+						wins.Add(1)
+						won.Store(body)
+					case status == 400 && json.Valid([]byte(body)) && strings.Contains(body, `"invalid_grant"`):
+						grants.Add(1)
+					default:
+						other.Add(1)
+						t.Logf("unexpected answer %d: %s", status, body)
+					}
+				}()
+			}
+			wg.Wait()
+			assert.LessOrEqual(t, wins.Load(), int32(1), "at most one new pair")
+			assert.Equal(t, int32(10), wins.Load()+grants.Load(), "the others get invalid_grant")
+			assert.Zero(t, other.Load(), "never a server error")
+			if body, ok := won.Load().(string); ok {
+				var pair struct {
+					AccessToken  string `json:"access_token"`
+					RefreshToken string `json:"refresh_token"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(body), &pair))
+				assert.Equal(t, false, introspect(t, env, r.conf.ClientID, r.conf.ClientSecret, pair.AccessToken)["active"],
+					"the reuse revoked the family, the new pair too")
+				status, _ := tokenRequest(t, env.URL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {pair.RefreshToken}},
+					r.conf.ClientID, r.conf.ClientSecret)
+				assert.Equal(t, http.StatusBadRequest, status)
+			}
+		})
+	}
+}
+
 // TestPrivateKeyJWT: a client authenticates with a signed assertion
 // (RFC 7523) against its registered JWKS; a replayed assertion and one
 // signed by another key are refused.

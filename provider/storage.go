@@ -323,10 +323,12 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 
 // RotateRefreshToken retires the presented refresh token and the access
 // tokens of its family. The refresh token is deactivated conditionally,
-// so two concurrent refreshes with one token cannot both succeed.
+// so two concurrent refreshes with one token cannot both succeed; one
+// whose row a concurrent request revoked with its family (fosite's
+// reuse detection) meanwhile lost the race too, not the server.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	if err := s.store.DeactivateOAuth2Request(ctx, store.KindRefreshToken, sig); err != nil {
-		if errors.Is(err, store.ErrConflict) {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
 		}
 		return err
