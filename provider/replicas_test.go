@@ -171,6 +171,62 @@ func TestConcurrentRefresh(t *testing.T) {
 	}
 }
 
+// TestRefreshRacesRevocation (security.md §3.2): a client refreshing a
+// token while (another instance of) it revokes the same token, and an
+// admin signing the user out meanwhile, never gets a server error; after
+// the dust settles no token of the family works.
+func TestRefreshRacesRevocation(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			env := providertest.Start(t, dialect, providertest.Options{})
+			urls := []string{env.URL}
+			if dialect == "postgres" {
+				other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
+				urls = append(urls, other.ServerURL())
+			}
+			u := env.User(t, "ada@example.com", password, store.PopulationAgent)
+			r := newRP(t, env, clients.Spec{FirstParty: true})
+			for round := range 5 {
+				tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
+				var wg sync.WaitGroup
+				var errs atomic.Int32
+				for i := range 9 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						base := urls[i%len(urls)]
+						var status int
+						var body string
+						switch i % 3 {
+						case 0:
+							status, body = tokenRequest(t, base, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}},
+								r.conf.ClientID, r.conf.ClientSecret)
+						case 1:
+							req := newReq(t, "POST", base+"/revoke", url.Values{"token": {tok.RefreshToken}}, "")
+							req.SetBasicAuth(url.QueryEscape(r.conf.ClientID), url.QueryEscape(r.conf.ClientSecret))
+							resp, b := do(t, req)
+							status, body = resp.StatusCode, b
+						default:
+							if err := env.Store.SignOutUser(context.Background(), u.ID); err != nil {
+								status, body = 500, err.Error()
+							}
+						}
+						if status >= 500 {
+							errs.Add(1)
+							t.Logf("round %d, request %d: %d %s", round, i, status, body)
+						}
+					}()
+				}
+				wg.Wait()
+				assert.Zero(t, errs.Load(), "round %d: never a server error", round)
+				status, _ := tokenRequest(t, env.URL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}},
+					r.conf.ClientID, r.conf.ClientSecret)
+				assert.Equal(t, http.StatusBadRequest, status, "round %d: the revoked token is dead", round)
+			}
+		})
+	}
+}
+
 // TestPrivateKeyJWT: a client authenticates with a signed assertion
 // (RFC 7523) against its registered JWKS; a replayed assertion and one
 // signed by another key are refused.

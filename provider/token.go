@@ -24,15 +24,31 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// The code's row is read once per request (held).
-	ctx, _ := holdWrites(r.Context())
-	ar, resp, err := p.exchange(ctx, r)
+	var (
+		ctx  context.Context
+		ar   fosite.AccessRequester
+		resp fosite.AccessResponder
+		err  error
+	)
+	// A request whose transaction the database aborted for racing
+	// another (a refresh against a sign-out or a revocation of the same
+	// tokens) wrote nothing, and is run again: it is no server error.
+	for attempt := 1; ; attempt++ {
+		ctx, _ = holdWrites(r.Context()) // the code's row is read once per request (held)
+		ar, resp, err = p.exchange(ctx, r)
+		if err == nil || attempt == exchangeAttempts || !errors.Is(err, store.ErrRetry) {
+			break
+		}
+	}
 	if err != nil {
 		p.accessError(w, r, ar, err)
 		return
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
 }
+
+// exchangeAttempts bounds handleToken's runs of one request.
+const exchangeAttempts = 3
 
 // exchange runs one token request through fosite.
 func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
@@ -180,8 +196,17 @@ func bearerError(w http.ResponseWriter, status int, code, desc string) {
 }
 
 // handleRevoke is RFC 7009 token revocation.
+//
+// Revoking is idempotent, so a revocation a storage error cut short
+// (fosite's temporarily_unavailable: a statement the database aborted
+// for racing a refresh or a sign-out of the same tokens) is run again.
 func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	err := p.oauth.NewRevocationRequest(r.Context(), r)
+	var err error
+	for attempt := 1; attempt <= exchangeAttempts; attempt++ {
+		if err = p.oauth.NewRevocationRequest(r.Context(), r); !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+			break
+		}
+	}
 	p.oauth.WriteRevocationResponse(r.Context(), w, err)
 }
 

@@ -15,6 +15,10 @@ import (
 var (
 	ErrNotFound      = errors.New("store: not found")
 	ErrAlreadyExists = errors.New("store: already exists")
+	// ErrRetry is a transaction the database aborted for racing another
+	// (a deadlock, a serialization failure): nothing of it was written,
+	// and run again from the start it goes through. InTx does so itself.
+	ErrRetry = errors.New("store: transaction aborted by a concurrent one")
 )
 
 // Population is the group of end users an account belongs to (R04).

@@ -119,21 +119,24 @@ func adminOf(s store.Store) *admin.Service { return &admin.Service{Store: s} }
 // console does, when a mail server is configured. Its events wait in a
 // queue: send mails them once the caller's transaction has committed,
 // and returns when they are sent.
-func (a *app) notifying(cfg Config, s store.Store) (svc *admin.Service, send func()) {
+func (a *app) notifying(cfg Config, s store.Store) (svc *admin.Service, restart, send func()) {
 	svc = adminOf(s)
 	if cfg.Email.SMTPAddr == "" {
-		return svc, func() {}
+		return svc, func() {}, func() {}
 	}
 	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sender, err := mail.New(cfg.Email.mail())
 	if err != nil {
 		logger.Warn("no security notice will be mailed", "err", err)
-		return svc, func() {}
+		return svc, func() {}, func() {}
 	}
 	n := provider.NewNotifier(s, sender, cfg.Issuer, logger)
 	var queued []store.AuditEvent
 	svc.Notify = func(e store.AuditEvent) { queued = append(queued, e) }
-	return svc, func() {
+	// restart empties the queue: a transaction run again (InTx retries
+	// a deadlock) queues its notices again.
+	restart = func() { queued = nil }
+	return svc, restart, func() {
 		for _, e := range queued {
 			n.Notify(e)
 		}
@@ -323,9 +326,10 @@ func (a *app) userChangeCmd(use, short string, change func(ctx context.Context, 
 			}
 			// One transaction: the admin package's changes join it, and
 			// the phone command's steps need it. Notices go once it commits.
-			svc, send := a.notifying(cfg, s)
+			svc, restart, send := a.notifying(cfg, s)
 			var msg string
 			err = s.InTx(ctx, func(ctx context.Context) error {
+				restart()
 				msg, err = change(ctx, s, svc, u)
 				return err
 			})
@@ -433,7 +437,7 @@ progress and tokens end, and their password lock is cleared.`,
 			if err != nil {
 				return err
 			}
-			svc, send := a.notifying(cfg, s)
+			svc, _, send := a.notifying(cfg, s)
 			password, err := svc.ResetPassword(cmd.Context(), admin.CLI, cfg.accounts(s), u)
 			if err != nil {
 				return err

@@ -65,3 +65,11 @@ func isPostgresUnique(err error) bool {
 	var pe *pq.Error
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
+
+// isRetryable is PostgreSQL aborting a transaction that raced another:
+// a deadlock (40P01) or a serialization failure (40001). Run again from
+// the start, it goes through.
+func isRetryable(err error) bool {
+	var pe *pq.Error
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
@@ -131,10 +132,37 @@ func (s *Store) q(ctx context.Context) querier {
 }
 
 // InTx runs fn in one transaction. Nested calls join the outer one.
+//
+// A transaction PostgreSQL aborts for a deadlock or a serialization
+// failure (two sign-outs, refreshes and revocations of one user's tokens
+// taking row locks in different orders) is run again from the start, up
+// to txAttempts times, instead of failing its request (security.md
+// §3.11): fn must only do database work, which the rollback undoes.
+// A transaction joined from an outer one is retried by its owner.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	if _, ok := ctx.Value(txKey{}).(*sqlx.Tx); ok {
 		return fn(ctx)
 	}
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.inTx(ctx, fn)
+		if err == nil || attempt == txAttempts || !errors.Is(err, store.ErrRetry) {
+			return err
+		}
+		// A short random wait, so that the two do not collide again.
+		select {
+		case <-time.After(time.Duration(attempt) * time.Duration(1+mathrand.IntN(10)) * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// txAttempts bounds InTx's runs of one transaction.
+const txAttempts = 3
+
+// inTx is one run of InTx's transaction.
+func (s *Store) inTx(ctx context.Context, fn func(ctx context.Context) error) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -270,6 +298,9 @@ func (s *Store) mapErr(err error) error {
 	}
 	if isUniqueViolation(err) {
 		return fmt.Errorf("%w: %v", store.ErrAlreadyExists, err)
+	}
+	if isRetryable(err) {
+		return fmt.Errorf("%w: %w", store.ErrRetry, err)
 	}
 	return err
 }

@@ -414,3 +414,54 @@ func TestStatementCacheOff(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 }
+
+// TestInTxRetriesDeadlock: two transactions that lock two users in
+// opposite orders deadlock on PostgreSQL, which aborts one; InTx runs
+// that one again, and both go through (security.md §3.11: a
+// serialization failure is retried, never a 500).
+func TestInTxRetriesDeadlock(t *testing.T) {
+	ctx := context.Background()
+	for _, dialect := range sqltest.Dialects() {
+		if dialect == "sqlite" {
+			continue // one writer at a time: no deadlock to make
+		}
+		t.Run(dialect, func(t *testing.T) {
+			s := sqltest.Open(t, dialect)
+			now := time.Now().UTC()
+			for _, id := range []string{"a", "b"} {
+				require.NoError(t, s.CreateUser(ctx, store.User{ID: id, Email: id + "@example.com", EmailKey: id + "@example.com",
+					Population: store.PopulationAgent, Role: store.RoleAgent, PasswordHash: "x", CreatedAt: now, UpdatedAt: now}))
+			}
+			// Each locks its first user, waits until the other has too,
+			// then asks for the other's: a deadlock, on the first run only.
+			var locked sync.WaitGroup
+			locked.Add(2)
+			runs := [2]int{}
+			var mu sync.Mutex
+			cross := func(i int, first, second string) error {
+				return s.InTx(ctx, func(ctx context.Context) error {
+					mu.Lock()
+					runs[i]++
+					run := runs[i]
+					mu.Unlock()
+					if err := s.SetUserDisabled(ctx, first, false, now); err != nil {
+						return err
+					}
+					if run == 1 {
+						locked.Done()
+						locked.Wait()
+					}
+					return s.SetUserDisabled(ctx, second, false, now)
+				})
+			}
+			errs := make(chan error, 2)
+			go func() { errs <- cross(0, "a", "b") }()
+			go func() { errs <- cross(1, "b", "a") }()
+			require.NoError(t, <-errs)
+			require.NoError(t, <-errs)
+			mu.Lock()
+			defer mu.Unlock()
+			assert.Equal(t, 3, runs[0]+runs[1], "one of the two ran again: %v", runs)
+		})
+	}
+}
