@@ -227,6 +227,57 @@ func TestRefreshRacesRevocation(t *testing.T) {
 	}
 }
 
+// TestExchangeRacesSignOut: a code exchanged, or a refresh token
+// refreshed, while an admin signs its user out either fails or gives
+// tokens that the sign-out revoked: no token outlives a sign-out that
+// finished after it was issued. (On PostgreSQL a DELETE begun while the
+// exchange ran would not see its new rows: the two lock the user.)
+func TestExchangeRacesSignOut(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			env := providertest.Start(t, dialect, providertest.Options{})
+			u := env.User(t, "ada@example.com", password, store.PopulationAgent)
+			r := newRP(t, env, clients.Spec{FirstParty: true})
+			survived := 0
+			for round := range 40 {
+				form := url.Values{"grant_type": {"refresh_token"}}
+				if round%2 == 0 {
+					code, verifier := r.code(t, providertest.NewBrowser(t))
+					form = url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}
+				} else {
+					tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
+					form.Set("refresh_token", tok.RefreshToken)
+				}
+				var status int
+				var body string
+				var wg sync.WaitGroup
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					status, body = tokenRequest(t, env.URL, form, r.conf.ClientID, r.conf.ClientSecret)
+				}()
+				go func() {
+					defer wg.Done()
+					assert.NoError(t, env.Store.SignOutUser(context.Background(), u.ID))
+				}()
+				wg.Wait()
+				require.Less(t, status, 500, "round %d: %s", round, body)
+				if status != http.StatusOK {
+					continue
+				}
+				var pair struct {
+					AccessToken string `json:"access_token"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(body), &pair))
+				if introspect(t, env, r.conf.ClientID, r.conf.ClientSecret, pair.AccessToken)["active"] == true {
+					survived++
+				}
+			}
+			assert.Zero(t, survived, "tokens that outlived the sign-out")
+		})
+	}
+}
+
 // TestPrivateKeyJWT: a client authenticates with a signed assertion
 // (RFC 7523) against its registered JWKS; a replayed assertion and one
 // signed by another key are refused.

@@ -292,9 +292,14 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, code string, 
 }
 
 // InvalidateAuthorizeCodeSession marks a code used with a conditional
-// update: of two concurrent exchanges exactly one gets here first.
+// update: of two concurrent exchanges exactly one gets here first. A
+// code whose row a sign-out removed meanwhile is no longer to be had.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
-	return s.store.DeactivateOAuth2Request(ctx, store.KindAuthorizeCode, code)
+	err := s.store.DeactivateOAuth2Request(ctx, store.KindAuthorizeCode, code)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", fosite.ErrSerializationFailure, err)
+	}
+	return err
 }
 
 func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {

@@ -71,8 +71,22 @@ func (s *Store) GetOAuth2Request(ctx context.Context, kind, signature string) (s
 
 // DeactivateOAuth2Request flips active to false in one conditional
 // UPDATE: of two concurrent callers exactly one affects the row.
+//
+// On PostgreSQL the statement first takes a share lock on the row's user
+// (none for a client's own token): a code exchange or refresh issues its
+// tokens in the same transaction, and a sign-out of the user (signOut)
+// waits for it, then removes them.
 func (s *Store) DeactivateOAuth2Request(ctx context.Context, kind, signature string) error {
-	res, err := s.exec(ctx, `UPDATE oauth2_requests SET active = ? WHERE kind = ? AND signature = ? AND active = ?`, false, kind, signature, true)
+	query := `UPDATE oauth2_requests SET active = ? WHERE kind = ? AND signature = ? AND active = ?`
+	args := []any{false, kind, signature, true}
+	if s.dialect == "postgres" {
+		// The count makes the locking subquery run (once, before any
+		// row is updated); it is never negative.
+		query = `WITH u AS (SELECT 1 FROM users WHERE id = (SELECT subject FROM oauth2_requests WHERE kind = ? AND signature = ?) FOR SHARE)
+			` + query + ` AND (SELECT count(*) FROM u) >= 0`
+		args = append([]any{kind, signature}, args...)
+	}
+	res, err := s.exec(ctx, query, args...)
 	if err == nil {
 		err = one(res)
 	}

@@ -79,30 +79,51 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 // SignOutUser ends one user's sessions, sign-ins in progress and
 // ceremonies, and removes their codes and tokens.
 func (s *Store) SignOutUser(ctx context.Context, userID string) error {
-	_, _, err := s.signOut(ctx, `SELECT id FROM users WHERE id = ?`, userID)
+	_, _, err := s.signOut(ctx, `SELECT id FROM users WHERE id = ?`, userID, `SELECT id FROM users WHERE id = ? FOR UPDATE`)
 	return err
 }
 
 // SignOutAll signs out every user but except.
 func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error) {
-	return s.signOut(ctx, `SELECT id FROM users WHERE id <> ?`, except)
+	return s.signOut(ctx, `SELECT id FROM users WHERE id <> ?`, except, lockAllUsers)
 }
 
 // SignOutWithoutFactors signs out a population's users without a
 // confirmed factor.
 func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
 	return s.signOut(ctx, `SELECT id FROM users WHERE population = ? AND NOT EXISTS
-		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`, pop)
+		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`, pop, lockAllUsers)
 }
+
+// lockAllUsers is a bulk sign-out's lock on PostgreSQL: it waits for,
+// and holds off, every code exchange and refresh (their row locks on
+// users, DeactivateOAuth2Request), but not reads.
+const lockAllUsers = `LOCK TABLE users IN EXCLUSIVE MODE`
 
 // signOut ends the sessions, sign-ins in progress and WebAuthn ceremonies,
 // and removes the codes and tokens, of the users that the query users
 // (with arg) selects, in one transaction. A token row's subject is a
 // user's id or, for client_credentials, the client's: only users' rows
 // go. A sign-in still at its password step has no user yet and stays.
-func (s *Store) signOut(ctx context.Context, users string, arg any) (sessions, tokens int64, err error) {
+//
+// On PostgreSQL lock (with arg, unless it is lockAllUsers) first locks
+// the users: a code exchange or refresh that is issuing their tokens
+// holds a share lock on its user, so the sign-out waits for it and then
+// removes its new tokens too, which a DELETE begun while it ran would
+// not see. SQLite runs one writer at a time.
+func (s *Store) signOut(ctx context.Context, users string, arg any, lock string) (sessions, tokens int64, err error) {
 	err = s.InTx(ctx, func(ctx context.Context) error {
 		var err error
+		if s.dialect == "postgres" {
+			if lock == lockAllUsers {
+				_, err = s.exec(ctx, lock)
+			} else {
+				_, err = s.exec(ctx, lock, arg)
+			}
+			if err != nil {
+				return wrap(err, "sign out: lock users")
+			}
+		}
 		if sessions, err = count(s.exec(ctx, `DELETE FROM sso_sessions WHERE user_id IN (`+users+`)`, arg)); err != nil {
 			return wrap(err, "sign out: sessions")
 		}
