@@ -278,6 +278,43 @@ func TestExchangeRacesSignOut(t *testing.T) {
 	}
 }
 
+// TestSignInRacesSignOut: a sign-in finishing its second step while an
+// admin signs the user out either fails or leaves a session the
+// sign-out ended: no session outlives a sign-out that finished after it
+// was made.
+func TestSignInRacesSignOut(t *testing.T) {
+	for _, dialect := range sqltest.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			e := newMFAEnv(t, dialect)
+			secret := e.addTOTP(t, e.user.ID)
+			authURL, _ := e.authURL()
+			survived := 0
+			for round := range 20 {
+				b := providertest.NewBrowser(t)
+				page := e.toSecondStep(t, b, authURL, "ada@example.com")
+				code := e.code(t, secret)
+				var wg sync.WaitGroup
+				wg.Add(2)
+				var status int
+				go func() {
+					defer wg.Done()
+					status = e.submitCode(b, page, "totp", code).StatusCode
+				}()
+				go func() {
+					defer wg.Done()
+					assert.NoError(t, e.Store.SignOutUser(context.Background(), e.user.ID))
+				}()
+				wg.Wait()
+				require.Less(t, status, 500, "round %d", round)
+				if status == http.StatusSeeOther && signedIn(t, e, b) {
+					survived++
+				}
+			}
+			assert.Zero(t, survived, "sessions that outlived the sign-out")
+		})
+	}
+}
+
 // TestPrivateKeyJWT: a client authenticates with a signed assertion
 // (RFC 7523) against its registered JWKS; a replayed assertion and one
 // signed by another key are refused.

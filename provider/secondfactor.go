@@ -577,6 +577,11 @@ func (p *Provider) establish(w http.ResponseWriter, r *http.Request, f store.Log
 	from := f.State
 	f.State, f.UserID, f.SessionID, f.Methods = next, user.ID, sess.ID, store.Strings(methods)
 	err := p.store.InTx(ctx, func(ctx context.Context) error {
+		// An admin's sign-out of the user meanwhile waits, then ends
+		// this session too.
+		if err := p.store.LockUser(ctx, user.ID); err != nil {
+			return err
+		}
 		if old := p.cookie(r, sessionCookie); old != "" {
 			if err := p.store.DeleteSession(ctx, sessionID(old)); err != nil {
 				return err

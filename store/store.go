@@ -115,6 +115,11 @@ type Store interface {
 	CountUsers(ctx context.Context) (int, error)
 	// UpdateUserPassword replaces the hash; mustChange marks it one-time.
 	UpdateUserPassword(ctx context.Context, id, hash string, mustChange bool, at time.Time) error
+	// LockUser holds off, until the caller's transaction ends, a sign-out
+	// of user id (SignOutUser and the bulk ones wait), so that what the
+	// transaction creates for the user (a session) is removed by it.
+	// Outside a transaction it does nothing useful.
+	LockUser(ctx context.Context, id string) error
 	// ChangeUserPassword replaces the hash only while it is still from,
 	// in one statement: ErrConflict if it changed meanwhile (a reset) or
 	// the user is gone. A user's own change cannot undo an admin's

@@ -465,3 +465,40 @@ func TestInTxRetriesDeadlock(t *testing.T) {
 		})
 	}
 }
+
+// TestLockUserHoldsOffSignOut: a sign-out of a user waits for a
+// transaction that locked the user, and then removes the session that
+// transaction made (without the lock, the sign-out's DELETE would not
+// see the new row and the session would outlive it).
+func TestLockUserHoldsOffSignOut(t *testing.T) {
+	ctx := context.Background()
+	for _, dialect := range sqltest.Dialects() {
+		if dialect == "sqlite" {
+			continue // one writer at a time: a sign-out cannot run inside another transaction
+		}
+		t.Run(dialect, func(t *testing.T) {
+			s := sqltest.Open(t, dialect)
+			now := time.Now().UTC()
+			require.NoError(t, s.CreateUser(ctx, store.User{ID: "u1", Email: "u1@example.com", EmailKey: "u1@example.com",
+				Population: store.PopulationAgent, Role: store.RoleAgent, PasswordHash: "x", CreatedAt: now, UpdatedAt: now}))
+			locked := make(chan struct{})
+			signedOut := make(chan error, 1)
+			go func() {
+				<-locked
+				signedOut <- s.SignOutUser(ctx, "u1")
+			}()
+			require.NoError(t, s.InTx(ctx, func(ctx context.Context) error {
+				if err := s.LockUser(ctx, "u1"); err != nil {
+					return err
+				}
+				close(locked)
+				time.Sleep(100 * time.Millisecond) // the sign-out has begun, and waits
+				return s.CreateSession(ctx, store.Session{ID: "s1", UserID: "u1", AMR: store.Strings{"pwd"}, ACR: "urn:twofold:acr:pwd",
+					AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
+			}))
+			require.NoError(t, <-signedOut)
+			_, err := s.GetSession(ctx, "s1")
+			assert.ErrorIs(t, err, store.ErrNotFound, "the sign-out removed the session made under the lock")
+		})
+	}
+}

@@ -85,6 +85,16 @@ func (s *Store) UpdateUserPassword(ctx context.Context, id, hash string, mustCha
 	return wrap(err, "update password")
 }
 
+// LockUser takes a share lock on the user's row on PostgreSQL, which a
+// sign-out's lock waits for (signOut); SQLite runs one writer at a time.
+func (s *Store) LockUser(ctx context.Context, id string) error {
+	if s.dialect != "postgres" {
+		return nil
+	}
+	_, err := s.exec(ctx, `SELECT 1 FROM users WHERE id = ? FOR SHARE`, id)
+	return wrap(err, "lock user")
+}
+
 // ChangeUserPassword replaces the hash only while it is still from.
 func (s *Store) ChangeUserPassword(ctx context.Context, id, from, hash string, at time.Time) error {
 	res, err := s.exec(ctx, `UPDATE users SET password_hash = ?, password_must_change = ?, updated_at = ? WHERE id = ? AND password_hash = ?`,

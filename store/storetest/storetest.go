@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ThrottleCap", testThrottleCap},
 		{"ThrottleAttempts", testThrottleAttempts},
 		{"UserChangePassword", testUserChangePassword},
+		{"LockUser", testLockUser},
 		{"TxRollback", testTxRollback},
 		{"TxCommit", testTxCommit},
 		{"ClientCreateGet", testClientCreateGet},
@@ -185,6 +186,19 @@ func testUserList(t *testing.T, s store.Store) {
 	users, err = s.ListUsers(ctx, store.UserFilter{Population: store.PopulationAgent, Limit: 5, Offset: 2})
 	require.NoError(t, err)
 	assert.Empty(t, users)
+}
+
+// testLockUser: a user's lock is taken in a transaction, for a user
+// there or not; a sign-out of the user after it commits goes through.
+func testLockUser(t *testing.T, s store.Store) {
+	require.NoError(t, s.CreateUser(ctx, newUser("u1", "cy@example.com", store.PopulationAgent)))
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context) error {
+		if err := s.LockUser(ctx, "u1"); err != nil {
+			return err
+		}
+		return s.LockUser(ctx, "missing")
+	}))
+	require.NoError(t, s.SignOutUser(ctx, "u1"))
 }
 
 // testUserChangePassword: a change goes through only from the hash it
