@@ -41,10 +41,10 @@ type Service struct {
 	Store          store.Store
 	Hasher         Hasher
 	MinPasswordLen int
-	// MinStrength is the least zxcvbn score (1–4) a chosen password
-	// needs; 0 checks only the length.
-	MinStrength int
-	Now         func() time.Time
+	// BlockGuessable refuses a chosen password that a guesser tries
+	// early (guessable); false checks only the length.
+	BlockGuessable bool
+	Now            func() time.Time
 
 	dummyOnce sync.Once
 	dummy     string
@@ -75,8 +75,8 @@ func NormalizeEmail(email string) (string, error) {
 }
 
 // CheckPassword enforces the length rules (counted in characters, after
-// normalising) and, with MinStrength, refuses a password a guesser would
-// try early: a common one, a pattern, or the account's own address
+// normalising) and, with BlockGuessable, refuses a password a guesser
+// would try early: a common one, a pattern, or the account's own address
 // (NIST SP 800-63B §5.1.1.2's blocklist, security.md S14; no rules of
 // composition). email is the account's address, or what was typed.
 func (s *Service) CheckPassword(password, email string) error {
@@ -86,7 +86,7 @@ func (s *Service) CheckPassword(password, email string) error {
 	if n := utf8.RuneCountInString(normalize(password)); n < s.MinPasswordLen {
 		return fmt.Errorf("%w: use at least %d characters", ErrPasswordTooShort, s.MinPasswordLen)
 	}
-	if s.MinStrength > 0 && strength(password, guessInputs(email)) < s.MinStrength {
+	if s.BlockGuessable && guessable(password, email) {
 		return fmt.Errorf("%w: it is a common password, a pattern or close to your address; a few unrelated words make a strong one", ErrPasswordGuessable)
 	}
 	return nil

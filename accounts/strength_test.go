@@ -11,10 +11,11 @@ import (
 )
 
 // TestCheckPassword (security.md S14): length in characters after
-// normalising, and with MinStrength a blocklist of common passwords,
-// patterns and the account's own address; no rules of composition.
+// normalising, and with BlockGuessable NIST's blocklist: common
+// passwords and words, repetitive and sequential characters, and the
+// account's own address, also dressed up; no rules of composition.
 func TestCheckPassword(t *testing.T) {
-	s := &Service{MinPasswordLen: 12, MinStrength: 3}
+	s := &Service{MinPasswordLen: 12, BlockGuessable: true}
 	for _, tc := range []struct {
 		name, password, email string
 		want                  error
@@ -34,6 +35,13 @@ func TestCheckPassword(t *testing.T) {
 		{"the product's name", "twofold12345", "ada@example.com", ErrPasswordGuessable},
 		// Twelve characters by NFKC: the ligature "ﬃ" is three.
 		{"counted after normalising", "ﬃ-river-moss", "ada@example.com", nil},
+		{"a phrase of common words", "a remembered passphrase", "ada@example.com", nil},
+		{"l33t", "p@ssw0rd2024", "ada@example.com", ErrPasswordGuessable},
+		{"a common one twice", "passwordpassword", "ada@example.com", ErrPasswordGuessable},
+		{"a dictionary word", "successfully", "ada@example.com", ErrPasswordGuessable},
+		{"a keyboard column", "1qaz2wsx3edc", "ada@example.com", ErrPasswordGuessable},
+		{"digits counting down", "987654321098", "ada@example.com", ErrPasswordGuessable},
+		{"a short part repeated", "abcabcabcabc", "ada@example.com", ErrPasswordGuessable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := s.CheckPassword(tc.password, tc.email)
@@ -49,7 +57,7 @@ func TestCheckPassword(t *testing.T) {
 	assert.ErrorIs(t, s.CheckPassword("zqxv.wrbn2024", "zqxv.wrbn@example.com"), ErrPasswordGuessable)
 	assert.NoError(t, s.CheckPassword("zqxv.wrbn2024", "ada@example.com"))
 	lenient := &Service{MinPasswordLen: 12}
-	assert.NoError(t, lenient.CheckPassword("password1234", "ada@example.com"), "MinStrength 0 checks the length only")
+	assert.NoError(t, lenient.CheckPassword("password1234", "ada@example.com"), "without BlockGuessable only the length counts")
 	err := s.CheckPassword("password1234", "ada@example.com")
 	require.True(t, errors.Is(err, ErrPasswordGuessable))
 	assert.Contains(t, err.Error(), "a few unrelated words", "the message says what to do")

@@ -187,7 +187,7 @@ type PasswordConfig struct {
 	Argon2Iterations  uint32 `yaml:"argon2_iterations"`
 	Argon2Parallelism uint8  `yaml:"argon2_parallelism"`
 	MinLength         int    `yaml:"min_length"`
-	MinStrength       int    `yaml:"min_strength"`
+	BlockGuessable    bool   `yaml:"block_guessable"`
 }
 
 // DefaultConfig is what runs with no file and no environment: an SQLite
@@ -202,7 +202,7 @@ func DefaultConfig() Config {
 		Log:         LogConfig{Level: "info", Format: "text"},
 		Password: PasswordConfig{
 			Argon2MemoryKiB: 19 * 1024, Argon2Iterations: 2, Argon2Parallelism: 1,
-			MinLength: 12, MinStrength: 3,
+			MinLength: 12, BlockGuessable: true,
 		},
 		WebAuthn: WebAuthnConfig{Passwordless: true},
 		Throttle: ThrottleConfig{PerAddress: true},
@@ -483,9 +483,6 @@ func (c Config) Validate() []string {
 	}
 	if pw.MinLength < 8 || pw.MinLength > 128 {
 		add("password.min_length", "%d must be from 8 to 128 (NIST SP 800-63B asks for at least 8)", pw.MinLength)
-	}
-	if pw.MinStrength < 0 || pw.MinStrength > 4 {
-		add("password.min_strength", "%d must be from 0 (length only) to 4", pw.MinStrength)
 	}
 	t := c.Tokens
 	for _, d := range []struct {

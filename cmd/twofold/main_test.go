@@ -130,8 +130,6 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"password.argon2_iterations: 2 passes over 12288 KiB are below OWASP's minimum"}},
 		{name: "argon2 memory under any minimum", env: []string{good, "TWOFOLD_PASSWORD_ARGON2_MEMORY_KIB=4096", "TWOFOLD_PASSWORD_ARGON2_ITERATIONS=10"},
 			want: []string{"password.argon2_memory_kib: 4096 must be from 7168"}},
-		{name: "password strength out of range", env: []string{good, "TWOFOLD_PASSWORD_MIN_STRENGTH=5"},
-			want: []string{"password.min_strength: 5 must be from 0 (length only) to 4"}},
 		{name: "yaml of the wrong type", config: "password:\n  min_length: many\n", env: []string{good},
 			want: []string{"config file: line 2: cannot unmarshal"}},
 	}

@@ -34,7 +34,7 @@ func (cfg Config) accounts(s store.Store) *accounts.Service {
 			Parallelism: cfg.Password.Argon2Parallelism,
 		}},
 		MinPasswordLen: cfg.Password.MinLength,
-		MinStrength:    cfg.Password.MinStrength,
+		BlockGuessable: cfg.Password.BlockGuessable,
 	}
 }
 

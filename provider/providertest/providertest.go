@@ -113,7 +113,7 @@ func Start(t testing.TB, dialect string, o Options) *Env {
 			issuer = scheme + "localhost:" + strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
 		}
 	}
-	acc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}}, MinPasswordLen: 12, MinStrength: 3}
+	acc := &accounts.Service{Store: s, Hasher: accounts.Hasher{Params: accounts.Argon2Params{MemoryKiB: 8 * 1024, Iterations: 1, Parallelism: 1}}, MinPasswordLen: 12, BlockGuessable: true}
 	cfg := provider.Config{Issuer: issuer}
 	if o.Config != nil {
 		o.Config(&cfg)
