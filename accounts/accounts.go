@@ -210,11 +210,15 @@ func (s *Service) Authenticate(ctx context.Context, p store.Population, email, p
 		return store.User{}, ErrBadCredentials
 	}
 	if rehash {
+		// Only from the hash just checked: an admin's reset committed
+		// meanwhile stays (the sign-in goes on with the old hash's user).
 		if h, err := s.Hasher.Hash(password); err == nil {
-			if err := s.Store.UpdateUserPassword(ctx, u.ID, h, u.PasswordMustChange, s.now()); err != nil {
+			switch err := s.Store.ChangeUserPassword(ctx, u.ID, u.PasswordHash, h, u.PasswordMustChange, s.now()); {
+			case err == nil:
+				u.PasswordHash = h
+			case !errors.Is(err, store.ErrConflict):
 				return store.User{}, fmt.Errorf("upgrade password hash: %w", err)
 			}
-			u.PasswordHash = h
 		}
 	}
 	return u, nil

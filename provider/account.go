@@ -494,7 +494,7 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 			}
 			// Only from the hash just checked, in one statement: a reset
 			// that commits meanwhile wins (ChangeUserPassword).
-			if err := p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, p.now()); err != nil {
+			if err := p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, false, p.now()); err != nil {
 				if errors.Is(err, store.ErrConflict) {
 					return errChanged
 				}

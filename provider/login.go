@@ -280,7 +280,7 @@ func (p *Provider) handleNewPasswordSubmit(w http.ResponseWriter, r *http.Reques
 	if err == nil {
 		// Only from the one-time password this sign-in proved: an
 		// admin's reset that commits meanwhile wins.
-		err = p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, p.now())
+		err = p.store.ChangeUserPassword(ctx, user.ID, user.PasswordHash, hash, false, p.now())
 	}
 	if errors.Is(err, store.ErrConflict) {
 		_ = p.store.DeleteLoginFlow(ctx, f.ID)

@@ -113,10 +113,10 @@ func TestConcurrentCodeExchange(t *testing.T) {
 
 // TestConcurrentRefresh (security.md §3.2): of many simultaneous
 // refreshes of one refresh token (over two replicas when PostgreSQL is
-// there), at most one gets a new pair and none is a server error. The
-// others present a token already used, which fosite reads as theft: the
-// whole family is revoked, the winner's new pair too, and the client
-// signs the user in again (documented in the README).
+// there), at most one gets a new pair and none is a server error. One
+// that reads the token after the winner spent it is read as reuse and
+// revokes the whole family, the winner's pair too (the README says so);
+// one that loses the race to spend it is refused alone.
 func TestConcurrentRefresh(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
@@ -130,7 +130,6 @@ func TestConcurrentRefresh(t *testing.T) {
 			r := newRP(t, env, clients.Spec{FirstParty: true})
 			tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
 			var wins, grants, other atomic.Int32
-			var won atomic.Value
 			var wg sync.WaitGroup
 			for i := range 10 {
 				wg.Add(1)
@@ -142,7 +141,6 @@ func TestConcurrentRefresh(t *testing.T) {
 					switch {
 					case status == 200:
 						wins.Add(1)
-						won.Store(body)
 					case status == 400 && json.Valid([]byte(body)) && strings.Contains(body, `"invalid_grant"`):
 						grants.Add(1)
 					default:
@@ -155,18 +153,6 @@ func TestConcurrentRefresh(t *testing.T) {
 			assert.LessOrEqual(t, wins.Load(), int32(1), "at most one new pair")
 			assert.Equal(t, int32(10), wins.Load()+grants.Load(), "the others get invalid_grant")
 			assert.Zero(t, other.Load(), "never a server error")
-			if body, ok := won.Load().(string); ok {
-				var pair struct {
-					AccessToken  string `json:"access_token"`
-					RefreshToken string `json:"refresh_token"`
-				}
-				require.NoError(t, json.Unmarshal([]byte(body), &pair))
-				assert.Equal(t, false, introspect(t, env, r.conf.ClientID, r.conf.ClientSecret, pair.AccessToken)["active"],
-					"the reuse revoked the family, the new pair too")
-				status, _ := tokenRequest(t, env.URL, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {pair.RefreshToken}},
-					r.conf.ClientID, r.conf.ClientSecret)
-				assert.Equal(t, http.StatusBadRequest, status)
-			}
 		})
 	}
 }

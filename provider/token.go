@@ -30,13 +30,19 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		resp fosite.AccessResponder
 		err  error
 	)
-	// A request whose transaction the database aborted for racing
-	// another (a refresh against a sign-out or a revocation of the same
-	// tokens) wrote nothing, and is run again: it is no server error.
+	// A refresh whose transaction the database aborted for racing
+	// another (a revocation of the same tokens) wrote nothing, and is
+	// run again: it is no server error. Only a refresh by a client that
+	// authenticates with its secret: what comes before fosite's
+	// transaction is then reads. A code exchange takes its PKCE row and
+	// a private_key_jwt client spends its assertion first, for good; and
+	// a code exchange cannot deadlock with a sign-out, which takes the
+	// user's lock first as the exchange does (DeactivateOAuth2Request).
+	rerun := retryable(r)
 	for attempt := 1; ; attempt++ {
 		ctx, _ = holdWrites(r.Context()) // the code's row is read once per request (held)
 		ar, resp, err = p.exchange(ctx, r)
-		if err == nil || attempt == exchangeAttempts || !errors.Is(err, store.ErrRetry) {
+		if err == nil || !rerun || attempt == exchangeAttempts || !errors.Is(err, store.ErrRetry) {
 			break
 		}
 	}
@@ -49,6 +55,16 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // exchangeAttempts bounds handleToken's runs of one request.
 const exchangeAttempts = 3
+
+// retryable says whether a token or revocation request may be run again
+// after a storage failure: not when it spends a client assertion.
+func retryable(r *http.Request) bool {
+	if r.PostForm.Get("client_assertion") != "" {
+		return false
+	}
+	gt := r.PostForm.Get("grant_type")
+	return gt == "" || gt == "refresh_token" // "": a revocation
+}
 
 // exchange runs one token request through fosite.
 func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
@@ -199,11 +215,13 @@ func bearerError(w http.ResponseWriter, status int, code, desc string) {
 //
 // Revoking is idempotent, so a revocation a storage error cut short
 // (fosite's temporarily_unavailable: a statement the database aborted
-// for racing a refresh or a sign-out of the same tokens) is run again.
+// for racing a refresh or a sign-out of the same tokens) is run again,
+// unless the client authenticated with an assertion, spent by the first.
 func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	var err error
 	for attempt := 1; attempt <= exchangeAttempts; attempt++ {
-		if err = p.oauth.NewRevocationRequest(r.Context(), r); !errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		err = p.oauth.NewRevocationRequest(r.Context(), r)
+		if !errors.Is(err, fosite.ErrTemporarilyUnavailable) || !retryable(r) {
 			break
 		}
 	}

@@ -120,11 +120,12 @@ type Store interface {
 	// transaction creates for the user (a session) is removed by it.
 	// Outside a transaction it does nothing useful.
 	LockUser(ctx context.Context, id string) error
-	// ChangeUserPassword replaces the hash only while it is still from,
-	// in one statement: ErrConflict if it changed meanwhile (a reset) or
-	// the user is gone. A user's own change cannot undo an admin's
+	// ChangeUserPassword replaces the hash (mustChange marks it
+	// one-time) only while it is still from, in one statement:
+	// ErrConflict if it changed meanwhile (a reset) or the user is gone.
+	// A user's own change, or a sign-in's rehash, cannot undo an admin's
 	// concurrent reset.
-	ChangeUserPassword(ctx context.Context, id, from, hash string, at time.Time) error
+	ChangeUserPassword(ctx context.Context, id, from, hash string, mustChange bool, at time.Time) error
 	SetUserDisabled(ctx context.Context, id string, disabled bool, at time.Time) error
 	SetUserMFARequired(ctx context.Context, id string, required bool, at time.Time) error
 	// ListMFAPolicies returns the populations' policies (R15, R17); a

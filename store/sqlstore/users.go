@@ -96,9 +96,9 @@ func (s *Store) LockUser(ctx context.Context, id string) error {
 }
 
 // ChangeUserPassword replaces the hash only while it is still from.
-func (s *Store) ChangeUserPassword(ctx context.Context, id, from, hash string, at time.Time) error {
+func (s *Store) ChangeUserPassword(ctx context.Context, id, from, hash string, mustChange bool, at time.Time) error {
 	res, err := s.exec(ctx, `UPDATE users SET password_hash = ?, password_must_change = ?, updated_at = ? WHERE id = ? AND password_hash = ?`,
-		hash, false, at.UTC(), id, from)
+		hash, mustChange, at.UTC(), id, from)
 	if err == nil {
 		err = one(res)
 	}

@@ -208,8 +208,8 @@ func testUserChangePassword(t *testing.T, s store.Store) {
 	u := newUser("u1", "cy@example.com", store.PopulationAgent)
 	require.NoError(t, s.CreateUser(ctx, u))
 	later := base.Add(time.Hour)
-	require.ErrorIs(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$stale", "$argon2id$mine", later), store.ErrConflict)
-	require.ErrorIs(t, s.ChangeUserPassword(ctx, "missing", u.PasswordHash, "$argon2id$mine", later), store.ErrConflict)
+	require.ErrorIs(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$stale", "$argon2id$mine", false, later), store.ErrConflict)
+	require.ErrorIs(t, s.ChangeUserPassword(ctx, "missing", u.PasswordHash, "$argon2id$mine", false, later), store.ErrConflict)
 	got, err := s.GetUser(ctx, "u1")
 	require.NoError(t, err)
 	assert.Equal(t, u.PasswordHash, got.PasswordHash, "a refused change changes nothing")
@@ -217,11 +217,18 @@ func testUserChangePassword(t *testing.T, s store.Store) {
 	// A one-time password (an admin's reset) is replaced by the user's
 	// own choice, which is not one-time.
 	require.NoError(t, s.UpdateUserPassword(ctx, "u1", "$argon2id$reset", true, later))
-	require.NoError(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$reset", "$argon2id$mine", later))
+	require.NoError(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$reset", "$argon2id$mine", false, later))
 	got, err = s.GetUser(ctx, "u1")
 	require.NoError(t, err)
 	assert.Equal(t, "$argon2id$mine", got.PasswordHash)
 	assert.False(t, got.PasswordMustChange)
+	// A sign-in's rehash of a one-time password keeps it one-time.
+	require.NoError(t, s.UpdateUserPassword(ctx, "u1", "$argon2id$otp", true, later))
+	require.NoError(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$otp", "$argon2id$otp-rehashed", true, later))
+	got, err = s.GetUser(ctx, "u1")
+	require.NoError(t, err)
+	assert.True(t, got.PasswordMustChange)
+	require.NoError(t, s.ChangeUserPassword(ctx, "u1", "$argon2id$otp-rehashed", "$argon2id$mine", false, later))
 
 	const n = 20
 	var wins, conflicts atomic.Int32
@@ -232,7 +239,7 @@ func testUserChangePassword(t *testing.T, s store.Store) {
 		go func() {
 			defer wg.Done()
 			<-start
-			switch err := s.ChangeUserPassword(ctx, "u1", "$argon2id$mine", fmt.Sprintf("$argon2id$racer%d", i), later); {
+			switch err := s.ChangeUserPassword(ctx, "u1", "$argon2id$mine", fmt.Sprintf("$argon2id$racer%d", i), false, later); {
 			case err == nil:
 				wins.Add(1)
 			case errors.Is(err, store.ErrConflict):
