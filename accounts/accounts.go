@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/twofold-idp/twofold/store"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits on input. 254 is the longest address that fits SMTP's path limit.
@@ -83,7 +84,8 @@ func (s *Service) CheckPassword(password, email string) error {
 	if len(password) > MaxPasswordLength {
 		return fmt.Errorf("%w: at most %d bytes", ErrPasswordTooLong, MaxPasswordLength)
 	}
-	if n := utf8.RuneCountInString(normalize(password)); n < s.MinPasswordLen {
+	// Counted as typed (NFC): NFKC would count "ﷺ" as 18.
+	if n := utf8.RuneCountInString(norm.NFC.String(password)); n < s.MinPasswordLen {
 		return fmt.Errorf("%w: use at least %d characters", ErrPasswordTooShort, s.MinPasswordLen)
 	}
 	if s.BlockGuessable && guessable(password, email) {

@@ -2,8 +2,10 @@ package accounts
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/trustelem/zxcvbn/frequency"
 	"golang.org/x/text/unicode/norm"
@@ -41,20 +43,43 @@ func guessable(password, email string) bool {
 }
 
 // candidates are the forms of p a guesser's rules produce: p itself,
-// without the digits and symbols around it ("Password1234!"), and both
-// with l33t undone ("p@ssw0rd").
+// with its accents dropped ("pässwörd"), with l33t undone ("p@ssw0rd"),
+// and each of those without the digits and symbols around it
+// ("Password1234!") or anywhere in it ("pass word", "Password_Password").
+// A form of fewer than four letters is left out: "93857261048a" is not
+// the letter "a".
 func candidates(p string) []string {
-	core := strings.TrimFunc(p, func(r rune) bool { return !isLetter(r) })
 	out := []string{p}
-	if core != "" && core != p {
-		out = append(out, core)
-	}
-	for _, c := range out[:len(out):len(out)] {
-		if d := unleet.Replace(c); d != c {
-			out = append(out, d, strings.TrimFunc(d, func(r rune) bool { return !isLetter(r) }))
+	add := func(c string) {
+		if len([]rune(c)) >= 4 && !slices.Contains(out, c) {
+			out = append(out, c)
 		}
 	}
+	add(unaccent(p))
+	for _, c := range slices.Clone(out) {
+		add(unleet.Replace(c))
+	}
+	for _, c := range slices.Clone(out) {
+		add(strings.TrimFunc(c, func(r rune) bool { return !isLetter(r) }))
+		add(strings.Map(func(r rune) rune {
+			if isLetter(r) {
+				return r
+			}
+			return -1
+		}, c))
+	}
 	return out
+}
+
+// unaccent drops combining marks: "pässwörd" is "password".
+func unaccent(s string) string {
+	var b strings.Builder
+	for _, r := range norm.NFD.String(s) {
+		if !unicode.Is(unicode.Mn, r) {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r > 0x7f }
@@ -87,6 +112,7 @@ var sequences = []string{
 	"qwertyuiopasdfghjklzxcvbnm", "qwertzuiopasdfghjklyxcvbnm", "azertyuiopqsdfghjklmwxcvbn",
 	"1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p", "zaq1xsw2cde3vfr4bgt5nhy6mju7",
 	"1q2w3e4r5t6y7u8i9o0p", "q1w2e3r4t5y6u7i8o9p0",
+	"147258369147258369", "14725836901472583690", "369258147369258147", "78945612378945612", // keypad columns and rows
 }
 
 // trivial reports whether c is repetitive or sequential: at most two

@@ -42,6 +42,15 @@ func TestCheckPassword(t *testing.T) {
 		{"a keyboard column", "1qaz2wsx3edc", "ada@example.com", ErrPasswordGuessable},
 		{"digits counting down", "987654321098", "ada@example.com", ErrPasswordGuessable},
 		{"a short part repeated", "abcabcabcabc", "ada@example.com", ErrPasswordGuessable},
+		{"digits around one letter", "93857261048a", "ada@example.com", nil},
+		{"symbols and digits", "8#4!x2$9%7^1&", "ada@example.com", nil},
+		{"a separator inside", "Password_Password", "ada@example.com", ErrPasswordGuessable},
+		{"l33t, twice", "Passw0rd!Passw0rd!", "ada@example.com", ErrPasswordGuessable},
+		{"spaces inside", "pass word 1234", "ada@example.com", ErrPasswordGuessable},
+		{"a keyboard run twice", "qwerty123qwerty", "ada@example.com", ErrPasswordGuessable},
+		{"a keypad column", "147258369147", "ada@example.com", ErrPasswordGuessable},
+		{"accents", "pässwörd1234", "ada@example.com", ErrPasswordGuessable},
+		{"one character NFKC makes long", "\ufdfa", "ada@example.com", ErrPasswordTooShort},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := s.CheckPassword(tc.password, tc.email)
