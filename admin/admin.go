@@ -96,6 +96,7 @@ func jsonDetail(m map[string]any) string {
 // at their next sign-in, and signedOut says so.
 func (s *Service) RequireUserMFA(ctx context.Context, a Actor, u store.User, on bool) (signedOut bool, err error) {
 	err = s.change(ctx, a, func(ctx context.Context) (store.AuditEvent, error) {
+		signedOut = false // a run again (InTx retries) decides anew
 		if err := s.Store.SetUserMFARequired(ctx, u.ID, on, s.now()); err != nil {
 			return store.AuditEvent{}, err
 		}

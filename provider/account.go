@@ -466,7 +466,7 @@ func (p *Provider) changePassword(w http.ResponseWriter, r *http.Request, sess s
 		return
 	}
 	if th.Capped {
-		refuse(http.StatusTooManyRequests, p.passwordCappedMessage())
+		refuse(http.StatusTooManyRequests, "Too many wrong passwords: password sign-in is locked for your account. Sign out, then choose a new password from the sign-in page, or ask your administrator to unlock it.")
 		return
 	}
 	if !th.Allowed {

@@ -371,7 +371,13 @@ func (p *Provider) resume(r *http.Request, f store.LoginFlow) (fosite.AuthorizeR
 	r2.Form, r2.PostForm = nil, nil
 	r2.Header = r.Header.Clone()
 	r2.Header.Del("Content-Type")
-	return p.newAuthorizeRequest(r.Context(), r2)
+	ar, err := p.newAuthorizeRequest(r.Context(), r2)
+	if err == nil {
+		// Checked again: the client's registration may have changed
+		// (PKCE no longer optional) since the sign-in began.
+		err = checkPKCE(ar)
+	}
+	return ar, err
 }
 
 // finish completes an authorization request for a signed-in user. Claims
