@@ -79,26 +79,21 @@ func (s *Store) DeleteUserSessions(ctx context.Context, userID string) error {
 // SignOutUser ends one user's sessions, sign-ins in progress and
 // ceremonies, and removes their codes and tokens.
 func (s *Store) SignOutUser(ctx context.Context, userID string) error {
-	_, _, err := s.signOut(ctx, `SELECT id FROM users WHERE id = ?`, userID, `SELECT id FROM users WHERE id = ? FOR UPDATE`)
+	_, _, err := s.signOut(ctx, `SELECT id FROM users WHERE id = ?`, userID)
 	return err
 }
 
 // SignOutAll signs out every user but except.
 func (s *Store) SignOutAll(ctx context.Context, except string) (sessions, tokens int64, err error) {
-	return s.signOut(ctx, `SELECT id FROM users WHERE id <> ?`, except, lockAllUsers)
+	return s.signOut(ctx, `SELECT id FROM users WHERE id <> ?`, except)
 }
 
 // SignOutWithoutFactors signs out a population's users without a
 // confirmed factor.
 func (s *Store) SignOutWithoutFactors(ctx context.Context, pop store.Population) (sessions, tokens int64, err error) {
 	return s.signOut(ctx, `SELECT id FROM users WHERE population = ? AND NOT EXISTS
-		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`, pop, lockAllUsers)
+		(SELECT 1 FROM mfa_factors WHERE mfa_factors.user_id = users.id AND mfa_factors.confirmed)`, pop)
 }
-
-// lockAllUsers is a bulk sign-out's lock on PostgreSQL: it waits for,
-// and holds off, every code exchange and refresh (their row locks on
-// users, DeactivateOAuth2Request), but not reads.
-const lockAllUsers = `LOCK TABLE users IN EXCLUSIVE MODE`
 
 // signOut ends the sessions, sign-ins in progress and WebAuthn ceremonies,
 // and removes the codes and tokens, of the users that the query users
@@ -106,21 +101,17 @@ const lockAllUsers = `LOCK TABLE users IN EXCLUSIVE MODE`
 // user's id or, for client_credentials, the client's: only users' rows
 // go. A sign-in still at its password step has no user yet and stays.
 //
-// On PostgreSQL lock (with arg, unless it is lockAllUsers) first locks
-// the users: a code exchange or refresh that is issuing their tokens
-// holds a share lock on its user, so the sign-out waits for it and then
-// removes its new tokens too, which a DELETE begun while it ran would
-// not see. SQLite runs one writer at a time.
-func (s *Store) signOut(ctx context.Context, users string, arg any, lock string) (sessions, tokens int64, err error) {
+// On PostgreSQL it first locks the users' rows, in id order (two
+// sign-outs cannot deadlock): a code exchange, refresh or sign-in that is
+// issuing their tokens or session holds a share lock on its user, so the
+// sign-out waits for it and then removes what it made, which a DELETE
+// begun while it ran would not see. Only those users wait, not the
+// others' sign-ins. SQLite runs one writer at a time.
+func (s *Store) signOut(ctx context.Context, users string, arg any) (sessions, tokens int64, err error) {
 	err = s.InTx(ctx, func(ctx context.Context) error {
 		var err error
 		if s.dialect == "postgres" {
-			if lock == lockAllUsers {
-				_, err = s.exec(ctx, lock)
-			} else {
-				_, err = s.exec(ctx, lock, arg)
-			}
-			if err != nil {
+			if _, err = s.exec(ctx, users+` ORDER BY id FOR UPDATE`, arg); err != nil {
 				return wrap(err, "sign out: lock users")
 			}
 		}
