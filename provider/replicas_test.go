@@ -260,6 +260,16 @@ func TestExchangeRacesSignOut(t *testing.T) {
 				}
 			}
 			assert.Zero(t, survived, "tokens that outlived the sign-out")
+
+			// A code whose sign-in ended after its row was written (a
+			// sign-out between the session and the code's row cannot
+			// remove the row) is refused.
+			code, verifier := r.code(t, providertest.NewBrowser(t))
+			require.NoError(t, env.Store.DeleteUserSessions(context.Background(), u.ID))
+			status, body := tokenRequest(t, env.URL, url.Values{"grant_type": {"authorization_code"}, "code": {code},
+				"redirect_uri": {redirectURI}, "code_verifier": {verifier}}, r.conf.ClientID, r.conf.ClientSecret)
+			assert.Equal(t, http.StatusBadRequest, status, body)
+			assert.Contains(t, body, "The sign-in this code came from has ended.")
 		})
 	}
 }

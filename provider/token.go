@@ -87,6 +87,19 @@ func (p *Provider) exchange(ctx context.Context, r *http.Request) (fosite.Access
 			return ar, nil, fosite.ErrInvalidGrant.WithHint("Two-step verification is now required of this user: they must sign in again.")
 		}
 	}
+	if ar.GetGrantTypes().ExactOne("authorization_code") {
+		// A code whose sign-in has ended (a sign-out, an admin's reset,
+		// the user's logout) is spent for nothing: a sign-out that came
+		// between the session and the code's row could not remove the
+		// row, written after it.
+		if sid, _ := s.IDTokenClaims().Extra["sid"].(string); sid != "" {
+			if _, err := p.store.GetSession(ctx, sid); errors.Is(err, store.ErrNotFound) {
+				return ar, nil, fosite.ErrInvalidGrant.WithHint("The sign-in this code came from has ended.")
+			} else if err != nil {
+				return ar, nil, fosite.ErrServerError.WithWrap(err)
+			}
+		}
+	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		// A client acting for itself: its own scopes, never OIDC ones.
 		for _, scope := range ar.GetRequestedScopes() {
