@@ -492,7 +492,18 @@ func TestLockUserHoldsOffSignOut(t *testing.T) {
 					return err
 				}
 				close(locked)
-				time.Sleep(100 * time.Millisecond) // the sign-out has begun, and waits
+				// Go on once the sign-out waits for the lock.
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					var waiting int
+					require.NoError(t, s.DB().GetContext(context.Background(), &waiting,
+						`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))
+					if waiting > 0 {
+						break
+					}
+					require.True(t, time.Now().Before(deadline), "the sign-out never waited for the lock")
+					time.Sleep(5 * time.Millisecond)
+				}
 				return s.CreateSession(ctx, store.Session{ID: "s1", UserID: "u1", AMR: store.Strings{"pwd"}, ACR: "urn:twofold:acr:pwd",
 					AuthTime: now, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 			}))
