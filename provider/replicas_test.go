@@ -68,45 +68,61 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	assert.NotEmpty(t, mustQuery(t, res.Location()).Get("code"))
 }
 
+// replicas starts a provider on dialect and, on PostgreSQL, a second
+// replica on its database; it returns the first and both base URLs.
+func replicas(t *testing.T, dialect string) (*providertest.Env, []string) {
+	t.Helper()
+	env := providertest.Start(t, dialect, providertest.Options{})
+	urls := []string{env.URL}
+	if dialect == "postgres" {
+		other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
+		urls = append(urls, other.ServerURL())
+	}
+	return env, urls
+}
+
+// raceTokens posts form to the token endpoint n times at once, spread
+// over urls, and counts the successes, the invalid_grant refusals and
+// anything else (logged).
+func raceTokens(t *testing.T, urls []string, n int, form url.Values, r *rp) (wins, grants, other int32) {
+	t.Helper()
+	var w, g, o atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, body := tokenRequest(t, urls[i%len(urls)], form, r.conf.ClientID, r.conf.ClientSecret)
+			switch {
+			case status == 200:
+				w.Add(1)
+			case status == 400 && json.Valid([]byte(body)) && strings.Contains(body, `"invalid_grant"`):
+				g.Add(1)
+			default:
+				o.Add(1)
+				t.Logf("unexpected answer %d: %s", status, body)
+			}
+		}()
+	}
+	wg.Wait()
+	return w.Load(), g.Load(), o.Load()
+}
+
 // TestConcurrentCodeExchange: of many simultaneous redemptions of one code
 // (spread over two replicas when PostgreSQL is there), exactly one wins
 // and none is a server error.
 func TestConcurrentCodeExchange(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			env := providertest.Start(t, dialect, providertest.Options{})
-			urls := []string{env.URL}
-			if dialect == "postgres" {
-				other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
-				urls = append(urls, other.ServerURL())
-			}
+			env, urls := replicas(t, dialect)
 			env.User(t, "ada@example.com", password, store.PopulationAgent)
 			r := newRP(t, env, clients.Spec{FirstParty: true})
 			code, verifier := r.code(t, providertest.NewBrowser(t))
-			var wins, grants, other atomic.Int32
-			var wg sync.WaitGroup
-			for i := range 10 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					status, body := tokenRequest(t, urls[i%len(urls)],
-						url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}},
-						r.conf.ClientID, r.conf.ClientSecret)
-					switch {
-					case status == 200:
-						wins.Add(1)
-					case status == 400 && json.Valid([]byte(body)) && strings.Contains(body, `"invalid_grant"`):
-						grants.Add(1)
-					default:
-						other.Add(1)
-						t.Logf("unexpected answer %d: %s", status, body)
-					}
-				}()
-			}
-			wg.Wait()
-			assert.EqualValues(t, 1, wins.Load(), "exactly one exchange succeeds")
-			assert.EqualValues(t, 9, grants.Load(), "the others get invalid_grant")
-			assert.Zero(t, other.Load(), "never a server error")
+			wins, grants, other := raceTokens(t, urls, 10,
+				url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirectURI}, "code_verifier": {verifier}}, r)
+			assert.EqualValues(t, 1, wins, "exactly one exchange succeeds")
+			assert.EqualValues(t, 9, grants, "the others get invalid_grant")
+			assert.Zero(t, other, "never a server error")
 		})
 	}
 }
@@ -120,39 +136,14 @@ func TestConcurrentCodeExchange(t *testing.T) {
 func TestConcurrentRefresh(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			env := providertest.Start(t, dialect, providertest.Options{})
-			urls := []string{env.URL}
-			if dialect == "postgres" {
-				other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
-				urls = append(urls, other.ServerURL())
-			}
+			env, urls := replicas(t, dialect)
 			env.User(t, "ada@example.com", password, store.PopulationAgent)
 			r := newRP(t, env, clients.Spec{FirstParty: true})
 			tok, _, _ := r.login(t, providertest.NewBrowser(t), "ada@example.com")
-			var wins, grants, other atomic.Int32
-			var wg sync.WaitGroup
-			for i := range 10 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					status, body := tokenRequest(t, urls[i%len(urls)],
-						url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}},
-						r.conf.ClientID, r.conf.ClientSecret)
-					switch {
-					case status == 200:
-						wins.Add(1)
-					case status == 400 && json.Valid([]byte(body)) && strings.Contains(body, `"invalid_grant"`):
-						grants.Add(1)
-					default:
-						other.Add(1)
-						t.Logf("unexpected answer %d: %s", status, body)
-					}
-				}()
-			}
-			wg.Wait()
-			assert.LessOrEqual(t, wins.Load(), int32(1), "at most one new pair")
-			assert.Equal(t, int32(10), wins.Load()+grants.Load(), "the others get invalid_grant")
-			assert.Zero(t, other.Load(), "never a server error")
+			wins, grants, other := raceTokens(t, urls, 10, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, r)
+			assert.LessOrEqual(t, wins, int32(1), "at most one new pair")
+			assert.Equal(t, int32(10), wins+grants, "the others get invalid_grant")
+			assert.Zero(t, other, "never a server error")
 		})
 	}
 }
@@ -164,12 +155,7 @@ func TestConcurrentRefresh(t *testing.T) {
 func TestRefreshRacesRevocation(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			env := providertest.Start(t, dialect, providertest.Options{})
-			urls := []string{env.URL}
-			if dialect == "postgres" {
-				other := providertest.Start(t, dialect, providertest.Options{DatabaseURL: env.DBURL, Key: env.Key, Issuer: env.URL})
-				urls = append(urls, other.ServerURL())
-			}
+			env, urls := replicas(t, dialect)
 			u := env.User(t, "ada@example.com", password, store.PopulationAgent)
 			r := newRP(t, env, clients.Spec{FirstParty: true})
 			for round := range 5 {
