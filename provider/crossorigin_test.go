@@ -18,9 +18,7 @@ import (
 // postWith posts form to u on b with extra headers and a content type.
 func postWith(t *testing.T, b *providertest.Browser, u, contentType, body string, headers map[string]string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", contentType)
+	req := rawReq(t, u, contentType, body)
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}

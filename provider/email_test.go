@@ -36,6 +36,13 @@ func newEmailEnv(t *testing.T, dialect string) *emailEnv {
 	return &emailEnv{mfaEnv: startMFAEnv(t, dialect, providertest.Options{Mailer: sender}), smtp: srv}
 }
 
+// addEmailFactor gives ada confirmed codes by email.
+func (e *emailEnv) addEmailFactor(t *testing.T) {
+	t.Helper()
+	require.NoError(t, e.Store.CreateFactor(context.Background(), store.Factor{ID: "email-1", UserID: e.user.ID,
+		Kind: store.FactorEmail, Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+}
+
 var mailedCode = regexp.MustCompile(`(?m)^\s+(\d{6})$`)
 
 // withoutNotices leaves out the security notices (notify.go), which
@@ -219,10 +226,8 @@ func other(c string) string {
 func TestR23_R08_EmailIsNotMFA(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			ctx := context.Background()
 			e := newEmailEnv(t, dialect)
-			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
-				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			e.addEmailFactor(t)
 			b := providertest.NewBrowser(t)
 			authURL, _ := e.authURL(oauth2.SetAuthURLParam("acr_values", provider.ACRMFA))
 			p, done := b.Follow(b.Get(authURL), redirectURI)
@@ -259,8 +264,7 @@ func TestR25_EmailCodesThrottled(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			ctx := context.Background()
 			e := newEmailEnv(t, dialect)
-			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
-				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			e.addEmailFactor(t)
 			b := providertest.NewBrowser(t)
 			authURL, _ := e.authURL()
 			page := e.toSecondStep(t, b, authURL, "ada@example.com")
@@ -331,10 +335,8 @@ func TestR25_EmailCodesThrottled(t *testing.T) {
 func TestR25_EmailSendsPerDay(t *testing.T) {
 	for _, dialect := range sqltest.Dialects() {
 		t.Run(dialect, func(t *testing.T) {
-			ctx := context.Background()
 			e := newEmailEnv(t, dialect)
-			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
-				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			e.addEmailFactor(t)
 			authURL, _ := e.authURL()
 			send := func() providertest.Page {
 				b := providertest.NewBrowser(t)
@@ -393,8 +395,7 @@ func TestR08_R10_EmailNeedsMailServerAndPolicy(t *testing.T) {
 
 			// Set up while allowed, then taken off the list: still signs in.
 			e := newEmailEnv(t, dialect)
-			require.NoError(t, e.Store.CreateFactor(ctx, store.Factor{ID: "email-1", UserID: e.user.ID, Kind: store.FactorEmail,
-				Name: "Email codes", Confirmed: true, CreatedAt: time.Now()}))
+			e.addEmailFactor(t)
 			require.NoError(t, e.Store.SetMFAMethods(ctx, store.PopulationAgent, store.Strings{mfa.MethodTOTP}, time.Now()))
 			e.Provider.ExpirePolicies()
 			b := providertest.NewBrowser(t)

@@ -1142,6 +1142,15 @@ func TestR25_HardCap(t *testing.T) {
 	e.tokensFrom(t, b.Finish(e.submitCode(b, page, "totp", e.code(t, secret)), redirectURI), verifier)
 }
 
+// browserFrom is a browser whose connections come from ip, a loopback
+// address: a client address of its own to the provider.
+func browserFrom(t *testing.T, ip net.IP) *providertest.Browser {
+	b := providertest.NewBrowser(t)
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+	b.Transport = &http.Transport{DialContext: dialer.DialContext}
+	return b
+}
+
 // TestR25_PasswordHardCap (security.md S1, §3.1.1): 100 wrong passwords
 // in a row for one account, from 50 client addresses and across lock
 // periods, lock password sign-in for its address until an admin unlocks
@@ -1154,14 +1163,8 @@ func TestR25_PasswordHardCap(t *testing.T) {
 			ctx := context.Background()
 			e := newMFAEnv(t, dialect)
 			authURL, _ := e.authURL()
-			from := func(i int) *providertest.Browser {
-				b := providertest.NewBrowser(t)
-				dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(10+i%50))}}
-				b.Transport = &http.Transport{DialContext: dialer.DialContext}
-				return b
-			}
 			try := func(i int, email, pw string) providertest.Page {
-				b := from(i)
+				b := browserFrom(t, net.IPv4(127, 0, 1, byte(10+i%50))) // 50 client addresses
 				page, _ := b.Follow(b.Get(authURL), redirectURI)
 				form := page.Hidden()
 				form.Set("email", email)
@@ -1257,12 +1260,7 @@ func TestR25_PerAddressBehindProxy(t *testing.T) {
 	}})
 	t.Cleanup(proxy.Close)
 
-	from := func(ip string) *providertest.Browser {
-		b := providertest.NewBrowser(t)
-		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-		b.Transport = &http.Transport{DialContext: dialer.DialContext}
-		return b
-	}
+	from := func(ip string) *providertest.Browser { return browserFrom(t, net.ParseIP(ip)) }
 	start := func(b *providertest.Browser) url.Values {
 		authURL, _ := e.authURL()
 		page, _ := b.Follow(b.Get(authURL), redirectURI)
